@@ -1,0 +1,79 @@
+"""grain pipelines over a `zoo.data.Dataset`.
+
+The training stream is a pure function of (seed, step): batch s holds positions [sB, (s+1)B) of
+an endless sequence of per-epoch permutations, and its dequantisation or binarisation noise is
+drawn for the whole global batch from an RNG seeded by (seed, s). Each process keeps its
+contiguous slice, so the global batch does not depend on the number of processes, and resuming at
+step s is starting the stream at s: the data position needs no state of its own.
+"""
+import functools
+from typing import Iterator
+
+import grain
+import numpy as np
+
+from zoo.data import transforms
+
+
+def _make_batch(dataset, split, indices, rng, *, preprocess, alpha, process_index,
+                process_count):
+  local = len(indices) // process_count
+  mine = slice(process_index * local, (process_index + 1) * local)
+  batch = dataset.read(split, indices[mine])
+  noise = None
+  if preprocess in ("dequantize", "logit", "binarize"):
+    noise = rng.random((len(indices), *dataset.example_shape), dtype=np.float32)[mine]
+  batch["x"] = transforms.preprocess(batch["x"], noise, preprocess, dataset.num_levels, alpha)
+  return batch
+
+
+class _EpochShuffle:
+  """Indices of global batch `step`: positions of a fresh permutation of the split each epoch."""
+
+  def __init__(self, num_examples, batch_size, seed):
+    self.num_examples, self.batch_size, self.seed = num_examples, batch_size, seed
+
+  @functools.lru_cache(maxsize=4)
+  def _permutation(self, epoch):
+    return np.random.default_rng((self.seed, epoch)).permutation(self.num_examples)
+
+  def __call__(self, step):
+    positions = step * self.batch_size + np.arange(self.batch_size)
+    epochs, offsets = np.divmod(positions, self.num_examples)
+    return np.concatenate([self._permutation(e)[offsets[epochs == e]] for e in np.unique(epochs)])
+
+
+def train_batches(dataset, *, batch_size: int, seed: int, preprocess: str = "none",
+                  alpha: float = 1e-6, start_step: int = 0, split: str = "train",
+                  process_index: int = 0, process_count: int = 1,
+                  num_threads: int = 2) -> Iterator[dict[str, np.ndarray]]:
+  """This process's part of the global training batches from `start_step` on, prefetched."""
+  if batch_size % process_count:
+    raise ValueError(f"batch_size {batch_size} is not divisible by {process_count} processes")
+  indices_of = _EpochShuffle(dataset.num_examples(split), batch_size, seed)
+
+  def batch_at(step):
+    return _make_batch(dataset, split, indices_of(step), np.random.default_rng((seed, step)),
+                       preprocess=preprocess, alpha=alpha, process_index=process_index,
+                       process_count=process_count)
+
+  steps = grain.MapDataset.range(start_step, np.iinfo(np.int64).max).map(batch_at)
+  return iter(steps.to_iter_dataset(
+      grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=4)))
+
+
+def eval_batches(dataset, split: str, *, batch_size: int, seed: int, preprocess: str = "none",
+                 alpha: float = 1e-6, process_index: int = 0,
+                 process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
+  """One pass over `split` in order, in full batches: the last is padded, and `mask` marks the
+  real examples. Noise is fixed by `seed`, so every evaluation sees the same data."""
+  n = dataset.num_examples(split)
+  for step, start in enumerate(range(0, n, batch_size)):
+    indices = np.arange(start, start + batch_size)
+    mask = indices < n
+    batch = _make_batch(dataset, split, np.where(mask, indices, 0),
+                        np.random.default_rng((seed, step)), preprocess=preprocess, alpha=alpha,
+                        process_index=process_index, process_count=process_count)
+    local = batch_size // process_count
+    batch["mask"] = mask[process_index * local:(process_index + 1) * local]
+    yield batch

@@ -1,0 +1,77 @@
+"""Two-dimensional toy densities (as popularised by FFJORD and the flow literature), as a TFDS
+builder that needs no network: `toy2d/two_moons`, `toy2d/eight_gaussians`, `toy2d/checkerboard`,
+`toy2d/pinwheel`, `toy2d/two_spirals`. Each example has `x` (2 floats) and `label`, the mixture
+component, moon, arm or cell it was drawn from."""
+import numpy as np
+import tensorflow_datasets as tfds
+
+SPLIT_SIZES = {"train": 50_000, "validation": 10_000, "test": 10_000}
+
+
+def two_moons(rng, n):
+  labels = rng.integers(0, 2, n)
+  angle = rng.uniform(0, np.pi, n)
+  x = np.where(labels == 0, np.cos(angle), 1 - np.cos(angle))
+  y = np.where(labels == 0, np.sin(angle), 0.5 - np.sin(angle))
+  points = np.stack([x, y], -1) + 0.1 * rng.normal(size=(n, 2))
+  return points * 2 + np.array([-1.0, -0.2]), labels
+
+
+def eight_gaussians(rng, n):
+  labels = rng.integers(0, 8, n)
+  angles = labels * np.pi / 4
+  centers = 4 * np.stack([np.cos(angles), np.sin(angles)], -1)
+  return (centers + 0.5 * rng.normal(size=(n, 2))) / np.sqrt(2), labels
+
+
+def checkerboard(rng, n):
+  x1 = rng.uniform(-2, 2, n)
+  x2 = rng.uniform(0, 1, n) - 2 * rng.integers(0, 2, n) + np.floor(x1) % 2
+  labels = (np.floor(x1) + 2) * 4 + (np.floor(x2) + 2)
+  return np.stack([x1, x2], -1) * 2, labels.astype(np.int64)
+
+
+def pinwheel(rng, n, num_arms=5, radial_std=0.3, tangential_std=0.1, rate=0.25):
+  labels = rng.integers(0, num_arms, n)
+  features = rng.normal(size=(n, 2)) * np.array([radial_std, tangential_std])
+  features[:, 0] += 1
+  angles = labels * 2 * np.pi / num_arms + rate * np.exp(features[:, 0])
+  rotations = np.stack([np.cos(angles), -np.sin(angles), np.sin(angles), np.cos(angles)], -1)
+  return 2 * np.einsum("ti,tij->tj", features, rotations.reshape(-1, 2, 2)), labels
+
+
+def two_spirals(rng, n):
+  labels = rng.integers(0, 2, n)
+  turn = np.sqrt(rng.uniform(size=n)) * 540 * 2 * np.pi / 360
+  sign = 1 - 2 * labels
+  x = sign * (-np.cos(turn) * turn + 0.5 * rng.uniform(size=n))
+  y = sign * (np.sin(turn) * turn + 0.5 * rng.uniform(size=n))
+  return np.stack([x, y], -1) / 3 + 0.1 * rng.normal(size=(n, 2)), labels
+
+
+DENSITIES = {f.__name__: f for f in (two_moons, eight_gaussians, checkerboard, pinwheel,
+                                     two_spirals)}
+
+
+class Toy2d(tfds.core.GeneratorBasedBuilder):
+  """Samples from a 2-D toy density, a fixed seed per split."""
+  VERSION = tfds.core.Version("1.0.0")
+  BUILDER_CONFIGS = [tfds.core.BuilderConfig(name=name) for name in DENSITIES]
+
+  def _info(self):
+    return self.dataset_info_from_configs(
+        features=tfds.features.FeaturesDict({
+            "x": tfds.features.Tensor(shape=(2,), dtype=np.float32),
+            "label": tfds.features.Scalar(dtype=np.int64),
+        }),
+        description=__doc__)
+
+  def _split_generators(self, dl_manager):
+    del dl_manager
+    return {split: self._generate_examples(seed, size)
+            for seed, (split, size) in enumerate(SPLIT_SIZES.items())}
+
+  def _generate_examples(self, seed, size):
+    points, labels = DENSITIES[self.builder_config.name](np.random.default_rng(seed), size)
+    for i in range(size):
+      yield i, {"x": points[i].astype(np.float32), "label": labels[i]}

@@ -1,0 +1,16 @@
+"""Errors a user can cause and fix; runners print them as one line, never a traceback."""
+
+
+class UserError(Exception):
+  """A mistake in what the user asked for: an unknown name, a bad value, missing data."""
+
+
+class UnknownModelError(UserError, KeyError):
+  """A model name that is not in the registry."""
+
+  def __str__(self):
+    return self.args[0]
+
+
+class DatasetUnavailableError(UserError):
+  """A data set that is neither prepared locally nor downloadable from here."""

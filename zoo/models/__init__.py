@@ -1,0 +1,1 @@
+"""One module per paper; each registers itself with `zoo.registry.register`."""

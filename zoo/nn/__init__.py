@@ -1,0 +1,1 @@
+"""Layers shared by more than one paper."""

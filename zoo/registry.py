@@ -1,0 +1,88 @@
+"""The model registry: one `@register(...)` decorator in a model's own file adds it to the zoo.
+
+Every module in `zoo.models` is imported when the registry is first read, so adding a paper is
+adding one file under `zoo/models/` (and its config under `experiments/configs/`).
+"""
+import dataclasses
+import importlib
+import pkgutil
+from typing import Callable
+
+import flax.linen as nn
+import ml_collections
+
+from zoo import errors
+
+_REGISTRY: dict[str, "ModelSpec"] = {}
+_FAMILIES = ("flow", "latent", "game")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+  """What the zoo knows about one paper's model.
+
+  Attributes:
+    name: the registry name (`maf`).
+    paper: the citation of the paper it implements.
+    family: `flow` (exact density), `latent` (latent-variable model) or `game` (two players).
+    module: the Flax module class; its field defaults are the paper's hyper-parameters.
+  """
+  name: str
+  paper: str
+  family: str
+  module: type[nn.Module]
+
+  def build(self, **hyperparameters) -> nn.Module:
+    """The model with the paper's defaults, overridden by `hyperparameters`."""
+    fields = {f.name for f in dataclasses.fields(self.module)} - {"parent", "name"}
+    unknown = sorted(set(hyperparameters) - fields)
+    if unknown:
+      raise errors.UserError(
+          f"{self.name} has no hyper-parameter {', '.join(unknown)}; "
+          f"it has {', '.join(sorted(fields))}")
+    return self.module(**hyperparameters)
+
+  def default_config(self, preset: str = "default") -> ml_collections.ConfigDict:
+    """The training configuration of `experiments/configs/<name>.py` for `preset`."""
+    configs = importlib.import_module(f"experiments.configs.{self.name}")
+    return configs.get_config(preset)
+
+
+def register(name: str, *, paper: str, family: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
+  """Class decorator that registers a Flax module as the model `name`."""
+  if family not in _FAMILIES:
+    raise ValueError(f"family must be one of {_FAMILIES}, not {family!r}")
+
+  def decorate(module: type[nn.Module]) -> type[nn.Module]:
+    if name in _REGISTRY and _REGISTRY[name].module is not module:
+      raise ValueError(f"model {name!r} is registered twice")
+    _REGISTRY[name] = ModelSpec(name=name, paper=paper, family=family, module=module)
+    return module
+
+  return decorate
+
+
+def _import_models():
+  import zoo.models  # pylint: disable=import-outside-toplevel
+  for info in pkgutil.iter_modules(zoo.models.__path__):
+    importlib.import_module(f"zoo.models.{info.name}")
+
+
+def list_models() -> list[str]:
+  """The sorted names of every registered model."""
+  _import_models()
+  return sorted(_REGISTRY)
+
+
+def get(name: str) -> ModelSpec:
+  """The `ModelSpec` registered as `name`; an `UnknownModelError` lists the known names."""
+  _import_models()
+  if name not in _REGISTRY:
+    raise errors.UnknownModelError(
+        f"unknown model {name!r}; the zoo has: {', '.join(sorted(_REGISTRY))}")
+  return _REGISTRY[name]
+
+
+def build(name: str, **hyperparameters) -> nn.Module:
+  """`get(name).build(**hyperparameters)`: the model with the paper's defaults."""
+  return get(name).build(**hyperparameters)
