@@ -18,14 +18,15 @@ def logit(x: np.ndarray, alpha: float) -> np.ndarray:
 
 
 def logit_log_det(y, alpha: float):
-  """log|det dx/dy| of the inverse of `logit`, summed over each example's dimensions.
+  """log|det dy/dx| of `logit` at y = logit(x), summed over each example's dimensions.
 
-  A density over y becomes one over x in [0, 1]^D by adding this. Works on numpy and jax arrays.
+  A density over y becomes the density over x in [0, 1]^D by adding this:
+  dy/dx = (1 - 2 alpha) / (s (1 - s)) with s = sigmoid(y).
   """
-  y = y.reshape(y.shape[0], -1)
+  y = np.asarray(y).reshape(len(y), -1)
   log_sigmoid = -np.logaddexp(0, -y)
   log_one_minus_sigmoid = -np.logaddexp(0, y)
-  return (log_sigmoid + log_one_minus_sigmoid).sum(-1) - y.shape[-1] * np.log1p(-2 * alpha)
+  return y.shape[-1] * np.log1p(-2 * alpha) - (log_sigmoid + log_one_minus_sigmoid).sum(-1)
 
 
 def binarize(pixels: np.ndarray, noise: np.ndarray, num_levels: int) -> np.ndarray:

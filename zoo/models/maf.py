@@ -102,8 +102,11 @@ class MAF(nn.Module):
     return self._base_log_prob(x, context) + log_det
 
   def sample(self, n, context=None):
-    """n samples, drawn with the `sample` RNG stream."""
+    """n samples, drawn with the `sample` RNG stream; a conditional model without `context`
+    cycles through the labels 0, 1, ..., K-1."""
     rng = self.make_rng("sample")
+    if self.num_classes and context is None:
+      context = jax.nn.one_hot(jnp.arange(n) % self.num_classes, self.num_classes)
     size = self.layers[0].event_size if self.layers else self.base.event_size
     if self.num_components:
       u = self.base.sample(rng, n, context)
@@ -123,18 +126,24 @@ class MAF(nn.Module):
 
   def loss(self, batch, train=True):
     """Maximum likelihood: the mean negative log density of the batch, and its metrics."""
-    log_prob = self.log_prob(batch["x"], self._context(batch), train)
+    log_prob = self.log_prob(_flatten(batch["x"]), self._context(batch), train)
     return -log_prob.mean(), {"log_prob": log_prob.mean()}
 
   def evaluate(self, batch):
     """Per-example log p(x); a conditional model also gives log p(x|y), and log p(x) is the
     mixture over a uniform label prior, as the paper reports for its conditional MAFs."""
+    x = _flatten(batch["x"])
     if not self.num_classes:
-      return {"log_prob": self.log_prob(batch["x"])}
+      return {"log_prob": self.log_prob(x)}
     labels = jnp.eye(self.num_classes)
-    log_prob_given = jax.vmap(lambda y: self.log_prob(batch["x"], y), out_axes=-1)(labels)
+    log_prob_given = jax.vmap(lambda y: self.log_prob(x, y), out_axes=-1)(labels)
     return {
         "log_prob": jax.nn.logsumexp(log_prob_given, -1) - jnp.log(self.num_classes),
         "log_prob_given_label": jnp.take_along_axis(
             log_prob_given, batch["label"][:, None], -1)[:, 0],
     }
+
+
+def _flatten(x):
+  """Examples as vectors: the paper's MAFs model images as vectors of pixels."""
+  return x.reshape(x.shape[0], -1)

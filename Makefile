@@ -1,0 +1,34 @@
+# `make run` and `make test` are all a fresh machine needs; both create .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: venv run test test-slow bench report clean
+
+$(STAMP): setup.cfg pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Trains MAF on the embedded 8x8 digits (no network); writes into workdirs/maf-default.
+run: $(STAMP)
+	$(PY) -m experiments.run --model=maf
+
+# The fast suite (minutes); the slow checks are behind the `slow` marker.
+test: $(STAMP)
+	$(PY) -m pytest -q -n 2 -m "not slow"
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
+
+bench: $(STAMP)
+	$(PY) -m experiments.bench --case=maf_tabular --json
+
+report: $(STAMP)
+	$(PY) -m experiments.report
+
+clean:
+	rm -rf $(VENV) workdirs .pytest_cache

@@ -1,0 +1,1 @@
+"""The runners: flags, files, logging and devices around the `zoo` library."""

@@ -1,0 +1,29 @@
+"""Training configurations, one file per model: `get_config(preset)` for smoke, default, paper."""
+import ml_collections
+
+PRESETS = ("smoke", "default", "paper")
+
+
+def base(model_name: str, preset: str) -> ml_collections.ConfigDict:
+  """The fields every model's config has, with values that every preset overrides as needed."""
+  if preset not in PRESETS:
+    raise ValueError(f"unknown preset {preset!r}; presets are {', '.join(PRESETS)}")
+  config = ml_collections.ConfigDict()
+  config.model_name = model_name
+  config.seed = 0
+  config.dataset = ""
+  config.data_dir = ""  # TFDS's default (~/tensorflow_datasets) when empty
+  config.preprocess = "none"  # none | dequantize | logit | binarize (zoo.data.transforms)
+  config.alpha = 1e-6  # of the logit transform
+  config.batch_size = 128
+  config.eval_batch_size = 1000
+  config.learning_rate = 1e-3
+  config.weight_decay = 0.0  # L2 penalty on all parameters, added to the gradient
+  config.num_steps = 1000
+  config.log_every = 50
+  config.eval_every = 500
+  config.checkpoint_every = 500
+  config.early_stopping_patience = 0  # evaluations without improvement; 0 trains all steps
+  config.num_samples = 64
+  config.model = ml_collections.ConfigDict()
+  return config

@@ -1,0 +1,60 @@
+"""MAF (Papamakarios et al. 2017).
+
+  smoke    seconds: a small MAF on toy2d/two_moons, for tests.
+  default  minutes on 2 CPU cores: MAF(5) on the embedded 8x8 digits, logit space as the paper's
+           image experiments, early stopping on validation.
+  paper    the paper's UCI setting: MAF(5) of MADEs with 2x100 ReLU units and batch norm, Adam
+           1e-4, batch 100, L2 1e-6, early stopping after 30 evaluations without improvement.
+           Put the paper's files in the manual directory (see zoo/data/tabular.py) and pick the
+           set with --config.dataset=maf_tabular/{power,gas,hepmass,miniboone,bsds300}.
+Switch the paper's variants with --config.model.*: num_layers (MADE: 1 with batch_norm=False),
+num_components (MoG base), layer=coupling (Real NVP), num_classes (conditional).
+"""
+from experiments.configs import base
+
+
+def get_config(preset: str = "default"):
+  config = base("maf", preset)
+  config.model.num_layers = 5
+  config.model.hidden_dims = (100, 100)
+  config.model.num_components = 0
+  config.model.layer = "made"
+  config.model.batch_norm = True
+  config.model.num_classes = 0
+  if preset == "smoke":
+    config.dataset = "toy2d/two_moons"
+    config.model.num_layers = 2
+    config.model.hidden_dims = (32, 32)
+    config.batch_size = 64
+    config.num_steps = 40
+    config.log_every = 10
+    config.eval_every = 20
+    config.checkpoint_every = 20
+    config.eval_batch_size = 2000
+    config.num_samples = 2000
+  elif preset == "default":
+    config.dataset = "digits"
+    config.preprocess = "logit"
+    config.alpha = 1e-6
+    config.model.hidden_dims = (512, 512)
+    config.batch_size = 100
+    config.learning_rate = 1e-3
+    config.weight_decay = 1e-6
+    config.num_steps = 3000
+    config.log_every = 100
+    config.eval_every = 100
+    config.checkpoint_every = 500
+    config.early_stopping_patience = 10
+  else:
+    config.dataset = "maf_tabular/power"
+    config.batch_size = 100
+    config.learning_rate = 1e-4
+    config.weight_decay = 1e-6
+    config.num_steps = 2_000_000
+    config.log_every = 1000
+    config.eval_every = 5000
+    config.checkpoint_every = 5000
+    config.early_stopping_patience = 30
+    config.eval_batch_size = 10_000
+    config.num_samples = 10_000
+  return config

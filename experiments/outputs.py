@@ -1,0 +1,159 @@
+"""What a run writes: JSON files, the metrics log, TensorBoard events, progress, sample images."""
+import json
+import os
+import sys
+import time
+
+import jax
+import numpy as np
+import tqdm
+from PIL import Image
+from tensorboardX import SummaryWriter
+
+
+def write_json(path: str, value) -> None:
+  """Write atomically: a reader never sees half a file, a crash never leaves one."""
+  tmp = f"{path}.tmp"
+  with open(tmp, "w") as f:
+    json.dump(value, f, indent=2, sort_keys=True)
+    f.write("\n")
+  os.replace(tmp, path)
+
+
+class MetricLog:
+  """`metrics.jsonl` (one JSON object a line: `step` and named scalars) and TensorBoard events.
+
+  Resuming at step s first drops the lines after s (a killed run may have logged past its last
+  checkpoint, or died mid-line), so the file reads as if the run had never stopped.
+  """
+
+  def __init__(self, workdir: str, is_writer: bool, resume_step: int = 0):
+    self.is_writer = is_writer
+    if not is_writer:
+      return
+    self.path = os.path.join(workdir, "metrics.jsonl")
+    kept = []
+    if os.path.exists(self.path):
+      with open(self.path) as f:
+        for line in f:
+          try:
+            row = json.loads(line)
+          except json.JSONDecodeError:
+            break
+          if row["step"] > resume_step:
+            break
+          kept.append(line if line.endswith("\n") else line + "\n")
+    tmp = f"{self.path}.tmp"
+    with open(tmp, "w") as f:
+      f.writelines(kept)
+    os.replace(tmp, self.path)
+    self.file = open(self.path, "a")
+    self.tensorboard = SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+  def write(self, step: int, scalars: dict) -> None:
+    if not self.is_writer:
+      return
+    self.file.write(json.dumps({"step": int(step), **scalars}) + "\n")
+    self.file.flush()
+    for name, value in scalars.items():
+      self.tensorboard.add_scalar(name, value, step)
+
+  def close(self) -> None:
+    if self.is_writer:
+      self.file.close()
+      self.tensorboard.close()
+
+
+class Progress:
+  """A progress bar with steps/s, loss and ETA on a terminal; plain log lines otherwise."""
+
+  def __init__(self, num_steps: int, enabled: bool, stream=None):
+    self.num_steps, self.enabled = num_steps, enabled
+    self.stream = stream or sys.stderr
+    self.bar = None
+
+  def start(self, step: int) -> None:
+    self.last_step, self.last_time = step, time.time()
+    if self.enabled and self.stream.isatty():
+      self.bar = tqdm.tqdm(total=self.num_steps, initial=step, file=self.stream, unit="step",
+                           dynamic_ncols=True)
+    elif self.enabled and step:
+      self.note(f"resuming at step {step}")
+
+  def update(self, step: int, row: dict) -> None:
+    if not self.enabled:
+      return
+    now = time.time()
+    rate = (step - self.last_step) / max(now - self.last_time, 1e-9)
+    self.last_step, self.last_time = step, now
+    if self.bar is not None:
+      self.bar.update(step - self.bar.n)
+      self.bar.set_postfix(loss=f"{row['loss']:.4g}", refresh=False)
+      return
+    eta = (self.num_steps - step) / rate if rate > 0 else float("inf")
+    self.note(f"step {step}/{self.num_steps}  loss {row['loss']:.4f}  {rate:.1f} steps/s  "
+              f"eta {time.strftime('%H:%M:%S', time.gmtime(min(eta, 86399)))}")
+
+  def note(self, message: str) -> None:
+    if not self.enabled:
+      return
+    if self.bar is not None:
+      self.bar.write(message, file=self.stream)
+    else:
+      print(message, file=self.stream, flush=True)
+
+  def close(self) -> None:
+    if self.bar is not None:
+      self.bar.close()
+
+
+def image_grid(images: np.ndarray, scale: int = 1) -> Image.Image:
+  """(n, H, W, C) floats in [0, 1] as a near-square grid, each pixel `scale` pixels wide."""
+  n, h, w, c = images.shape
+  columns = int(np.ceil(np.sqrt(n)))
+  rows = int(np.ceil(n / columns))
+  grid = np.ones((rows * (h + 1) + 1, columns * (w + 1) + 1, c), np.float32)
+  for i, image in enumerate(images):
+    r, k = divmod(i, columns)
+    grid[1 + r * (h + 1):1 + r * (h + 1) + h, 1 + k * (w + 1):1 + k * (w + 1) + w] = image
+  pixels = (np.clip(grid, 0, 1) * 255).round().astype(np.uint8)
+  image = Image.fromarray(pixels[..., 0] if c == 1 else pixels)
+  return image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+
+
+def density_panels(data: np.ndarray, samples: np.ndarray, size: int = 256) -> Image.Image:
+  """2-D histograms of the first two dimensions: the data on the left, the model's samples on
+  the right, on the same axes."""
+  low, high = np.percentile(data[:, :2], [0.5, 99.5], axis=0)
+  pad = 0.1 * (high - low)
+  edges = [np.linspace(low[d] - pad[d], high[d] + pad[d], size + 1) for d in range(2)]
+
+  def panel(points):
+    counts, _, _ = np.histogram2d(points[:, 0], points[:, 1], bins=edges)
+    counts = np.log1p(counts.T[::-1])
+    return 1 - counts / max(counts.max(), 1e-9)
+
+  gap = np.ones((size, 4))
+  return Image.fromarray((np.hstack([panel(data), gap, panel(samples)]) * 255).astype(np.uint8))
+
+
+def to_data_space(x: np.ndarray, config) -> np.ndarray:
+  """Undo the preprocessing of `config` on model-space samples: pixels in [0, 1] for images."""
+  if config.preprocess == "logit":
+    return (1 / (1 + np.exp(-x)) - config.alpha) / (1 - 2 * config.alpha)
+  return x
+
+
+def write_samples(path: str, model, variables, dataset, config) -> None:
+  """samples.png: an image grid for images, data-beside-samples densities for vectors."""
+  rng = jax.random.key(config.seed + 2)
+  samples = np.asarray(jax.device_get(jax.jit(
+      lambda v: model.apply(v, config.num_samples, method="sample", rngs={"sample": rng}))(
+          variables)))
+  samples = to_data_space(samples, config)
+  if dataset.is_image:
+    images = samples.reshape(-1, *dataset.example_shape)
+    image_grid(images, scale=max(1, 128 // dataset.example_shape[0])).save(path)
+  else:
+    reference = dataset.read("test", np.arange(min(dataset.num_examples("test"), 10_000)))["x"]
+    density_panels(reference, samples.reshape(len(samples), -1)).save(path)

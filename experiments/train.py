@@ -1,0 +1,282 @@
+"""The one training loop: every model in the zoo trains through `train_and_evaluate`.
+
+A step is one pure function `train_step(state, batch, rng) -> (state, metrics)`, jitted once with
+the state donated. The batch is sharded over the `data` axis of a mesh of all devices of all
+processes and the state is replicated, so the same code runs on one CPU, several GPUs or a pod.
+Randomness at step s is `fold_in(rng, s)`, and the data stream is a function of (seed, step), so a
+resumed run repeats exactly what the uninterrupted one would have done.
+"""
+import dataclasses
+import json
+import math
+import os
+import time
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+import zoo
+from zoo import checkpoints
+from zoo import errors
+from zoo.data import transforms
+from zoo.metrics import likelihood
+from experiments import outputs
+
+
+class NonFiniteLossError(errors.UserError):
+  """The loss turned NaN or infinite; the run stops and keeps its last good checkpoint."""
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  opt_state: Any
+  model_state: Any  # the non-parameter collections, such as batch norm's `batch_stats`
+
+
+def make_optimizer(config) -> optax.GradientTransformation:
+  """Adam, with the L2 penalty `weight_decay` added to the gradient (the MAF paper's 1e-6)."""
+  return optax.chain(optax.add_decayed_weights(config.weight_decay),
+                     optax.adam(config.learning_rate))
+
+
+def make_train_step(model, optimizer):
+  """The pure train step of a single-objective model: its `loss` method, one optimiser update."""
+
+  def train_step(state: TrainState, batch, rng):
+    rng = jax.random.fold_in(rng, state.step)
+
+    def loss_fn(params):
+      (loss, metrics), model_state = model.apply(
+          {"params": params, **state.model_state}, batch, train=True, method="loss",
+          rngs={"sample": rng}, mutable=list(state.model_state))
+      return loss, (metrics, model_state)
+
+    (loss, (metrics, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.params)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
+                          opt_state=opt_state, model_state=model_state)
+    return state, {"loss": loss, "grad_norm": optax.global_norm(grads), **metrics}
+
+  return train_step
+
+
+def make_eval_step(model):
+  """Sums over the real (unmasked) examples of each per-example metric of `evaluate`."""
+
+  def eval_step(variables, batch):
+    per_example = model.apply(variables, batch, method="evaluate")
+    mask = batch["mask"].astype(jnp.float32)
+    return {k: (v * mask).sum() for k, v in per_example.items()}
+
+  return eval_step
+
+
+@dataclasses.dataclass
+class Devices:
+  """The mesh over all devices of all processes, and how to put arrays on it."""
+  mesh: Mesh
+
+  @classmethod
+  def all(cls, devices=None):
+    return cls(Mesh(np.asarray(devices if devices is not None else jax.devices()), ("data",)))
+
+  @property
+  def size(self) -> int:
+    return self.mesh.size
+
+  def replicate(self, tree):
+    return jax.device_put(tree, NamedSharding(self.mesh, PartitionSpec()))
+
+  def shard_batch(self, local_batch):
+    """This process's slice of a batch, as a global array sharded on `data`."""
+    sharding = NamedSharding(self.mesh, PartitionSpec("data"))
+    return jax.tree.map(
+        lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), local_batch)
+
+
+def _mean_rows(rows):
+  return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+
+
+def _first_non_finite(rows, last_step):
+  for i, row in enumerate(rows):
+    if not np.isfinite(row["loss"]):
+      return last_step - len(rows) + i + 1
+  return None
+
+
+def validate(config):
+  """Reject configurations that cannot run, with a message naming the field."""
+  for key in ("batch_size", "eval_batch_size", "num_steps", "log_every", "eval_every",
+              "checkpoint_every"):
+    if config[key] <= 0:
+      raise errors.UserError(f"config.{key} must be positive, not {config[key]}")
+  if config.checkpoint_every % config.log_every:
+    raise errors.UserError(
+        f"config.checkpoint_every ({config.checkpoint_every}) must be a multiple of "
+        f"config.log_every ({config.log_every}), so a resumed run logs what the first would have")
+  if config.preprocess not in transforms.PREPROCESSORS:
+    raise errors.UserError(f"config.preprocess must be one of {', '.join(transforms.PREPROCESSORS)}"
+                           f", not {config.preprocess!r}")
+
+
+class Evaluator:
+  """Evaluates a model's `evaluate` metrics over a split, with the likelihood in data space."""
+
+  def __init__(self, model, dataset, config, devices: Devices):
+    self.dataset, self.config, self.devices = dataset, config, devices
+    self._eval_step = jax.jit(make_eval_step(model))
+
+  def __call__(self, variables, split: str) -> dict[str, float]:
+    config, data = self.config, self.dataset
+    batch_size = _round_up(config.eval_batch_size, self.devices.size)
+    sums, count, log_det = None, 0, 0.0
+    for batch in zoo.data.eval_batches(
+        data, split, batch_size=batch_size, seed=config.seed + 1, preprocess=config.preprocess,
+        alpha=config.alpha, process_index=jax.process_index(),
+        process_count=jax.process_count()):
+      count += int(batch["mask"].sum())
+      if config.preprocess == "logit":
+        log_det += float((transforms.logit_log_det(batch["x"], config.alpha) * batch["mask"]).sum())
+      batch_sums = self._eval_step(variables, self.devices.shard_batch(batch))
+      sums = batch_sums if sums is None else jax.tree.map(jnp.add, sums, batch_sums)
+    metrics = {k: float(v) / count for k, v in jax.device_get(sums).items()}
+    if "log_prob" in metrics and data.num_levels and config.preprocess in ("logit", "dequantize"):
+      num_dims = int(np.prod(data.example_shape))
+      log_prob_unit = metrics["log_prob"] + log_det / count
+      metrics["bits_per_dim"] = float(likelihood.bits_per_dim(log_prob_unit, num_dims,
+                                                              data.num_levels))
+    return metrics
+
+
+def _round_up(n, multiple):
+  return -(-n // multiple) * multiple
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=None,
+                       progress=None) -> dict:
+  """Train `config.model_name` as `config` says, writing into `workdir`; returns results.json.
+
+  Resumes from the latest checkpoint in `workdir`. Raises `zoo.errors.UserError` for mistakes a
+  user can fix, `NonFiniteLossError` when the loss diverges.
+  """
+  validate(config)
+  spec = zoo.get(config.model_name)
+  model = spec.build(**config.model)
+  devices = Devices.all(devices)
+  dataset = zoo.data.load(config.dataset, config.data_dir or None)
+  if config.batch_size % devices.size:
+    raise errors.UserError(f"config.batch_size ({config.batch_size}) must be divisible by the "
+                           f"{devices.size} devices")
+  is_writer = jax.process_index() == 0
+  os.makedirs(workdir, exist_ok=True)
+  if is_writer:
+    outputs.write_json(os.path.join(workdir, checkpoints.CONFIG), config.to_dict())
+
+  optimizer = make_optimizer(config)
+  init_rng, rng = jax.random.split(jax.random.key(config.seed))
+  saved = checkpoints.manager(os.path.join(workdir, checkpoints.CHECKPOINTS), max_to_keep=2)
+  best = checkpoints.manager(os.path.join(workdir, checkpoints.BEST), max_to_keep=1)
+  start_step = saved.latest_step() or 0
+  batches = zoo.data.train_batches(
+      dataset, batch_size=config.batch_size, seed=config.seed, preprocess=config.preprocess,
+      alpha=config.alpha, start_step=start_step, process_index=jax.process_index(),
+      process_count=jax.process_count())
+  batch = devices.shard_batch(next(batches))
+  state = devices.replicate(_init_state(model, optimizer, batch, init_rng))
+  if start_step:
+    state = saved.restore(start_step, args=ocp.args.StandardRestore(state))
+  best_value, best_step = _best_so_far(best)
+  log = outputs.MetricLog(workdir, is_writer, resume_step=start_step)
+
+  def stopped_early(step):
+    patience = config.early_stopping_patience
+    return bool(patience and best_step is not None
+                and (step - best_step) // config.eval_every >= patience)
+
+  train_step = jax.jit(make_train_step(model, optimizer), donate_argnums=0)
+  evaluator = Evaluator(model, dataset, config, devices)
+  monitor = "validation" if "validation" in dataset.builder.info.splits else None
+  progress = progress or outputs.Progress(config.num_steps, is_writer)
+  progress.start(start_step)
+  pending, step, started = [], start_step, time.time()
+  while step < config.num_steps and not stopped_early(step):
+    if step > start_step:
+      batch = devices.shard_batch(next(batches))
+    state, metrics = train_step(state, batch, rng)
+    pending.append(metrics)
+    step += 1
+    if step % config.log_every and step != config.num_steps:
+      continue
+    rows = jax.device_get(pending)
+    pending = []
+    bad_step = _first_non_finite(rows, step)
+    if bad_step is not None:
+      raise NonFiniteLossError(
+          f"the loss became non-finite at step {bad_step}; the last good checkpoint "
+          f"(step {saved.latest_step() or 'none'}) is kept in {saved.directory}")
+    row = _mean_rows(rows)
+    log.write(step, row)
+    progress.update(step, row)
+    if monitor and (step % config.eval_every == 0 or step == config.num_steps):
+      metrics = evaluator(_variables(state), monitor)
+      log.write(step, {f"{monitor}/{k}": v for k, v in metrics.items()})
+      value = metrics.get("log_prob", -metrics.get("loss", math.inf))
+      if best_value is None or value > best_value:
+        best_value, best_step = value, step
+        best.save(step, args=ocp.args.StandardSave(
+            {"params": state.params, "model_state": state.model_state,
+             "value": jnp.asarray(value)}))
+      if stopped_early(step):
+        progress.note(f"early stopping at step {step}: no improvement on {monitor} since "
+                      f"step {best_step}")
+    if step % config.checkpoint_every == 0 or step == config.num_steps or stopped_early(step):
+      saved.save(step, args=ocp.args.StandardSave(state), force=True)
+  saved.wait_until_finished()
+  best.wait_until_finished()
+  progress.close()
+
+  final = _variables(state)
+  if best_step is not None and best.latest_step() is not None:
+    final = jax.device_get(checkpoints.restore_local(best, best.latest_step()))
+    final = devices.replicate({"params": final["params"], **final["model_state"]})
+  results = {"model": config.model_name, "paper": spec.paper, "dataset": config.dataset,
+             "steps": int(step), "best_step": best_step, "train_seconds": time.time() - started,
+             "num_params": int(sum(x.size for x in jax.tree.leaves(state.params))),
+             "test": evaluator(final, "test")}
+  if monitor:
+    results[monitor] = evaluator(final, monitor)
+  log.write(step, {f"test/{k}": v for k, v in results["test"].items()})
+  log.close()
+  if is_writer:
+    outputs.write_json(os.path.join(workdir, "results.json"), results)
+    outputs.write_samples(os.path.join(workdir, "samples.png"), model, final, dataset, config)
+  return results
+
+
+def _init_state(model, optimizer, batch, rng) -> TrainState:
+  variables = jax.jit(lambda b: model.init({"params": rng, "sample": rng}, b, method="loss"))(batch)
+  params = variables.pop("params")
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                    opt_state=optimizer.init(params), model_state=dict(variables))
+
+
+def _variables(state: TrainState) -> dict:
+  return {"params": state.params, **state.model_state}
+
+
+def _best_so_far(best):
+  step = best.latest_step()
+  if step is None:
+    return None, None
+  return float(checkpoints.restore_local(best, step)["value"]), step

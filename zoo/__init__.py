@@ -1,0 +1,22 @@
+"""The zoo: eight deep generative-model papers as pure-function Flax modules.
+
+  zoo.list_models()            sorted registry names
+  zoo.get(name)                the ModelSpec: name, paper, family, build, default_config
+  zoo.build(name, **hp)        the Flax module with the paper's defaults
+  zoo.load(workdir)            (model, variables, config) of a trained run
+"""
+from zoo import checkpoints
+from zoo import data
+from zoo import errors
+from zoo import metrics
+from zoo.registry import ModelSpec, build, get, list_models
+
+
+def load(workdir: str):
+  """(model, variables, config) of the run the runner wrote into `workdir`."""
+  config = checkpoints.read_config(workdir)
+  model = build(config.model_name, **config.model)
+  return model, checkpoints.restore_variables(workdir), config
+
+
+__all__ = ["ModelSpec", "build", "data", "errors", "get", "list_models", "load", "metrics"]

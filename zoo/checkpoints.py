@@ -1,0 +1,47 @@
+"""Reading a run's workdir: the layout the runner writes, and restoring variables for a notebook.
+
+Layout: `config.json`; `checkpoints/<step>/` (orbax, the whole train state, for resuming);
+`best/<step>/` (orbax, the variables of the best evaluation so far, and its value).
+"""
+import json
+import os
+
+import jax
+import ml_collections
+import orbax.checkpoint as ocp
+
+CONFIG = "config.json"
+CHECKPOINTS = "checkpoints"
+BEST = "best"
+
+
+def manager(directory: str, max_to_keep: int | None = None) -> ocp.CheckpointManager:
+  """An orbax manager of one kind of checkpoint; saves are atomic (written, then renamed)."""
+  return ocp.CheckpointManager(
+      os.path.abspath(directory), item_handlers=ocp.StandardCheckpointHandler(),
+      options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
+
+
+def restore_local(checkpoints: ocp.CheckpointManager, step: int):
+  """Restore checkpoint `step` onto this process's first device, whatever devices saved it."""
+  sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+                        checkpoints.item_metadata(step).tree)
+  return checkpoints.restore(step, args=ocp.args.StandardRestore(target))
+
+
+def read_config(workdir: str) -> ml_collections.ConfigDict:
+  with open(os.path.join(workdir, CONFIG)) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def restore_variables(workdir: str) -> dict:
+  """The variables of the run in `workdir`: its best evaluation, else its latest checkpoint."""
+  for kind in (BEST, CHECKPOINTS):
+    path = os.path.join(workdir, kind)
+    if os.path.isdir(path):
+      checkpoints = manager(path)
+      if checkpoints.latest_step() is not None:
+        saved = restore_local(checkpoints, checkpoints.latest_step())
+        return {"params": saved["params"], **saved["model_state"]}
+  raise FileNotFoundError(f"no checkpoint in {workdir}")

@@ -1,0 +1,2 @@
+"""Evaluation metrics shared by the papers."""
+from zoo.metrics import likelihood
