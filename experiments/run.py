@@ -10,6 +10,7 @@ import os
 import sys
 import warnings
 
+import tensorflow_datasets as tfds
 from absl import flags
 from absl import logging
 
@@ -32,10 +33,24 @@ def _parse(argv):
   FLAGS(argv, known_only=True)
   if not FLAGS.model:
     raise zoo.errors.UserError(f"--model is required: one of {', '.join(zoo.list_models())}")
-  config_flags.DEFINE_config_dict("config", zoo.get(FLAGS.model).default_config(FLAGS.preset))
+  config = zoo.get(FLAGS.model).default_config(FLAGS.preset)
+  for arg in argv[1:]:
+    if arg.startswith("--config."):
+      _check_key(config, arg[len("--config."):].split("=", 1)[0])
+  config_flags.DEFINE_config_dict("config", config)
   FLAGS.unparse_flags()
   FLAGS(argv)
   return FLAGS.config
+
+
+def _check_key(config, path):
+  node = config
+  for i, key in enumerate(path.split(".")):
+    if not hasattr(node, "keys") or key not in node:
+      known = ", ".join(sorted(node.keys())) if hasattr(node, "keys") else "none"
+      where = ".".join(["config", *path.split(".")[:i]])
+      raise zoo.errors.UserError(f"unknown config key --config.{path}; {where} has: {known}")
+    node = node[key]
 
 
 def _start_processes():
@@ -47,9 +62,10 @@ def _start_processes():
 
 def main(argv) -> int:
   warnings.filterwarnings("ignore")
-  logging.set_verbosity(logging.ERROR)
+  tfds.disable_progress_bar()
   try:
     config = _parse(argv)
+    logging.set_verbosity(logging.ERROR)  # after parsing, which applies --verbosity
     _start_processes()
     workdir = FLAGS.workdir or os.path.join("workdirs", f"{FLAGS.model}-{FLAGS.preset}")
     results = train.train_and_evaluate(config, workdir)

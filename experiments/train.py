@@ -222,9 +222,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
     pending = []
     bad_step = _first_non_finite(rows, step)
     if bad_step is not None:
-      raise NonFiniteLossError(
-          f"the loss became non-finite at step {bad_step}; the last good checkpoint "
-          f"(step {saved.latest_step() or 'none'}) is kept in {saved.directory}")
+      kept = (f"the last good checkpoint, step {saved.latest_step()}, is kept in "
+              f"{saved.directory}" if saved.latest_step() else "no checkpoint was written yet")
+      raise NonFiniteLossError(f"the loss became non-finite at step {bad_step}; {kept}")
     row = _mean_rows(rows)
     log.write(step, row)
     progress.update(step, row)

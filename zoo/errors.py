@@ -14,3 +14,7 @@ class UnknownModelError(UserError, KeyError):
 
 class DatasetUnavailableError(UserError):
   """A data set that is neither prepared locally nor downloadable from here."""
+
+
+class HyperparameterError(UserError, ValueError):
+  """A hyper-parameter value that the model cannot be built with."""

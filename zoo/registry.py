@@ -3,9 +3,11 @@
 Every module in `zoo.models` is imported when the registry is first read, so adding a paper is
 adding one file under `zoo/models/` (and its config under `experiments/configs/`).
 """
+import collections.abc
 import dataclasses
 import importlib
 import pkgutil
+import typing
 from typing import Callable
 
 import flax.linen as nn
@@ -34,18 +36,42 @@ class ModelSpec:
 
   def build(self, **hyperparameters) -> nn.Module:
     """The model with the paper's defaults, overridden by `hyperparameters`."""
-    fields = {f.name for f in dataclasses.fields(self.module)} - {"parent", "name"}
-    unknown = sorted(set(hyperparameters) - fields)
+    fields = {f.name: f.type for f in dataclasses.fields(self.module)
+              if f.name not in ("parent", "name")}
+    unknown = sorted(set(hyperparameters) - set(fields))
     if unknown:
-      raise errors.UserError(
+      raise errors.HyperparameterError(
           f"{self.name} has no hyper-parameter {', '.join(unknown)}; "
           f"it has {', '.join(sorted(fields))}")
+    for key, value in hyperparameters.items():
+      if not _has_type(value, fields[key]):
+        raise errors.HyperparameterError(
+            f"{self.name}: hyper-parameter {key} must be {_type_name(fields[key])}, "
+            f"not {value!r}")
     return self.module(**hyperparameters)
 
   def default_config(self, preset: str = "default") -> ml_collections.ConfigDict:
     """The training configuration of `experiments/configs/<name>.py` for `preset`."""
     configs = importlib.import_module(f"experiments.configs.{self.name}")
     return configs.get_config(preset)
+
+
+def _has_type(value, annotation) -> bool:
+  """Whether `value` fits a module field's annotation: a scalar type or Sequence[scalar]."""
+  if typing.get_origin(annotation) in (collections.abc.Sequence, tuple, list):
+    (item,) = set(typing.get_args(annotation)) - {Ellipsis} or {object}
+    return isinstance(value, (tuple, list)) and all(_has_type(v, item) for v in value)
+  if annotation is float:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+  if annotation is int:
+    return isinstance(value, int) and not isinstance(value, bool)
+  return not isinstance(annotation, type) or isinstance(value, annotation)
+
+
+def _type_name(annotation) -> str:
+  if typing.get_origin(annotation) is not None:
+    return f"a sequence of {typing.get_args(annotation)[0].__name__}"
+  return getattr(annotation, "__name__", str(annotation))
 
 
 def register(name: str, *, paper: str, family: str) -> Callable[[type[nn.Module]], type[nn.Module]]:

@@ -15,6 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from zoo import errors
 from zoo import registry
 from zoo.nn import flows
 from zoo.nn import made
@@ -74,9 +75,11 @@ class MAF(nn.Module):
 
   def setup(self):
     if self.layer not in ("made", "coupling"):
-      raise ValueError(f"layer must be 'made' or 'coupling', not {self.layer!r}")
+      raise errors.HyperparameterError(
+          f"maf: layer must be 'made' or 'coupling', not {self.layer!r}")
     if self.num_layers == 0 and self.num_components == 0:
-      raise ValueError("a flow needs num_layers > 0 or a MoG base (num_components > 0)")
+      raise errors.HyperparameterError(
+          "maf: a flow needs num_layers > 0 or a MoG base (num_components > 0)")
     layers = []
     for i in range(self.num_layers):
       if self.layer == "made":
@@ -95,11 +98,22 @@ class MAF(nn.Module):
 
   def log_prob(self, x, context=None, train=False):
     """log p(x) in nats, one per example: the base density plus the inverse log-determinants."""
+    u, log_det = self.to_base(x, context, train)
+    return self._base_log_prob(u, context) + log_det
+
+  def to_base(self, x, context=None, train=False):
+    """The flow's inverse x -> u (one pass per layer) and log|det du/dx| per example."""
     log_det = jnp.zeros(x.shape[:-1])
     for layer in self.layers:
       x, layer_log_det = layer.bijector(x, context, train).inverse_and_log_det(x)
       log_det = log_det + layer_log_det
-    return self._base_log_prob(x, context) + log_det
+    return x, log_det
+
+  def from_base(self, u, context=None):
+    """The flow's forward u -> x: the sampling direction (D passes per MADE)."""
+    for layer in reversed(self.layers):
+      u = layer.bijector(u, context).forward(u)
+    return u
 
   def sample(self, n, context=None):
     """n samples, drawn with the `sample` RNG stream; a conditional model without `context`
@@ -107,14 +121,10 @@ class MAF(nn.Module):
     rng = self.make_rng("sample")
     if self.num_classes and context is None:
       context = jax.nn.one_hot(jnp.arange(n) % self.num_classes, self.num_classes)
-    size = self.layers[0].event_size if self.layers else self.base.event_size
     if self.num_components:
-      u = self.base.sample(rng, n, context)
-    else:
-      u = jax.random.normal(rng, (n, size))
-    for layer in reversed(self.layers):
-      u = layer.bijector(u, context).forward(u)
-    return u
+      return self.from_base(self.base.sample(rng, n, context), context)
+    size = self.layers[0].event_size
+    return self.from_base(jax.random.normal(rng, (n, size)), context)
 
   def _base_log_prob(self, u, context):
     if self.num_components:

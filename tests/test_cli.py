@@ -1,0 +1,42 @@
+"""The command line: a run in seconds, and each user error as one line and a non-zero exit."""
+import pytest
+
+from conftest import run_cli
+
+
+def test_smoke_preset_trains(tmp_path, data_dir):
+  code, stdout, stderr = run_cli("--model=maf", "--preset=smoke", f"--workdir={tmp_path}",
+                                 f"--config.data_dir={data_dir}")
+  assert code == 0, stderr
+  assert "test log_prob" in stdout
+  assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model=no_such_model"], "unknown model 'no_such_model'"),
+    ([], "--model is required"),
+    (["--model=maf", "--preset=huge"], "--preset=huge"),
+    (["--model=maf", "--preset=smoke", "--config.no_such_key=1"], "unknown config key"),
+    (["--model=maf", "--preset=smoke", "--config.model.no_such_key=1"], "config.model has"),
+    (["--model=maf", "--preset=smoke", "--config.batch_size=many"], "batch_size"),
+    (["--model=maf", "--preset=smoke", "--config.model.hidden_dims=wide"], "hidden_dims"),
+    (["--model=maf", "--preset=smoke", "--config.model.layer=dense"], "layer must be"),
+    (["--model=maf", "--preset=smoke", "--config.dataset=no_such_data"], "unknown data set"),
+    (["--model=maf", "--preset=smoke", "--config.dataset=maf_tabular/power"],
+     "power/data.npy in the manual directory"),
+    (["--model=maf", "--preset=smoke", "--config.learning_rate=1e12"], "non-finite at step"),
+])
+def test_user_errors_are_one_line(tmp_path, data_dir, args, message):
+  code, _, stderr = run_cli(*args, f"--workdir={tmp_path}", f"--config.data_dir={data_dir}")
+  assert code != 0
+  lines = stderr.strip().splitlines()
+  assert len(lines) == 1, stderr
+  assert lines[0].startswith("error: ") and message in lines[0]
+
+
+def test_a_tfds_set_that_cannot_be_downloaded_is_one_line(tmp_path, data_dir):
+  code, _, stderr = run_cli("--model=maf", "--preset=smoke", "--config.dataset=mnist",
+                            f"--workdir={tmp_path}", f"--config.data_dir={data_dir}")
+  assert code == 2
+  assert stderr.strip().splitlines() == [stderr.strip()]
+  assert "cannot be downloaded here" in stderr and "tfds build mnist" in stderr

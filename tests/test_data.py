@@ -1,0 +1,177 @@
+"""The data layer: embedded builders, the MAF paper's tabular builders on files the tests write,
+the offline errors, the deterministic sharded stream, and the preprocessing's Jacobians."""
+import os
+import socket
+
+import h5py
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+
+from zoo import data
+from zoo import errors
+from zoo.data import pipeline
+from zoo.data import toy2d
+from zoo.data import transforms
+from zoo.metrics import likelihood
+
+
+def test_digits_builder(data_dir):
+  digits = data.load("digits", data_dir)
+  sizes = {s: digits.num_examples(s) for s in ("train", "validation", "test")}
+  assert sizes == {"train": 1257, "validation": 180, "test": 360}
+  batch = digits.read("test", np.arange(360))
+  assert batch["x"].shape == (360, 8, 8, 1) and batch["x"].dtype == np.uint8
+  assert batch["x"].max() == 16 and set(np.unique(batch["label"])) == set(range(10))
+  assert digits.is_image and digits.num_levels == 17 and digits.num_classes == 10
+
+
+@pytest.mark.parametrize("name", sorted(toy2d.DENSITIES))
+def test_toy_densities(name):
+  points, labels = toy2d.DENSITIES[name](np.random.default_rng(0), 5000)
+  assert points.shape == (5000, 2) and labels.shape == (5000,)
+  assert np.all(np.isfinite(points)) and np.abs(points).max() < 10
+  assert len(np.unique(labels)) > 1
+
+
+def test_eight_gaussians_modes_are_where_they_should_be():
+  points, labels = toy2d.eight_gaussians(np.random.default_rng(0), 8000)
+  for k in range(8):
+    center = 4 * np.array([np.cos(k * np.pi / 4), np.sin(k * np.pi / 4)]) / np.sqrt(2)
+    np.testing.assert_allclose(points[labels == k].mean(0), center, atol=0.05)
+
+
+def test_toy2d_builder(data_dir):
+  moons = data.load("toy2d/two_moons", data_dir)
+  assert moons.example_shape == (2,) and moons.num_levels is None and not moons.is_image
+  assert moons.num_examples("train") == toy2d.SPLIT_SIZES["train"]
+
+
+def _write_tabular_files(manual, rng):
+  """Small files in the formats of the MAF paper's archive, with the structure its
+  preprocessing relies on (correlated gas sensors, discrete HEPMASS features, ...)."""
+  os.makedirs(manual / "power")
+  np.save(manual / "power" / "data.npy", rng.normal(size=(2000, 8)))
+  os.makedirs(manual / "gas")
+  sensors = rng.normal(size=(2000, 8))
+  copies = sensors + 0.01 * rng.normal(size=sensors.shape)  # correlated > 0.98: dropped
+  columns = {f"s{i}": sensors[:, i] for i in range(8)}
+  columns.update({f"c{i}": copies[:, i] for i in range(8)})
+  columns.update(Meth=rng.normal(size=2000), Eth=rng.normal(size=2000), Time=np.arange(2000.0))
+  pd.DataFrame(columns).to_pickle(manual / "gas" / "ethylene_CO.pickle")
+  os.makedirs(manual / "hepmass")
+  names = ["# label"] + [f"f{i}" for i in range(27)]
+
+  def hepmass(n, extra):
+    values = rng.normal(size=(n, 27))
+    values[:, 21:] = rng.integers(0, 3, size=(n, 6))  # repeated values: dropped
+    frame = pd.DataFrame(values, columns=names[1:])
+    frame.insert(0, names[0], rng.integers(0, 2, n).astype(float))
+    if extra:
+      frame["mass"] = 500.0
+    return frame
+
+  hepmass(3000, False).to_csv(manual / "hepmass" / "1000_train.csv", index=False)
+  hepmass(1000, True).to_csv(manual / "hepmass" / "1000_test.csv", index=False)
+  os.makedirs(manual / "miniboone")
+  np.save(manual / "miniboone" / "data.npy", rng.normal(size=(2000, 43)) * 3 + 1)
+  os.makedirs(manual / "BSDS300")
+  with h5py.File(manual / "BSDS300" / "BSDS300.hdf5", "w") as f:
+    for split, n in (("train", 500), ("validation", 100), ("test", 200)):
+      f[split] = rng.normal(size=(n, 63))
+
+
+@pytest.mark.parametrize("name, dims", [("power", 6), ("gas", 8), ("hepmass", 21),
+                                        ("miniboone", 43), ("bsds300", 63)])
+def test_maf_tabular_builders_apply_the_papers_preprocessing(tmp_path, name, dims):
+  _write_tabular_files(tmp_path / "downloads" / "manual", np.random.default_rng(0))
+  dataset = data.load(f"maf_tabular/{name}", str(tmp_path))
+  assert dataset.example_shape == (dims,)
+  sizes = {s: dataset.num_examples(s) for s in ("train", "validation", "test")}
+  train = dataset.read("train", np.arange(sizes["train"]))["x"]
+  assert train.dtype == np.float32 and train.shape == (sizes["train"], dims)
+  if name != "bsds300":  # BSDS300's file holds its splits as the paper prepared them
+    assert sizes["test"] < sizes["validation"] + sizes["train"]
+    np.testing.assert_allclose(train.mean(0), 0, atol=0.15)
+    np.testing.assert_allclose(train.std(0), 1, atol=0.15)
+
+
+def test_missing_manual_files_say_where_to_put_them(tmp_path):
+  with pytest.raises(errors.DatasetUnavailableError, match="miniboone/data.npy.*zenodo"):
+    data.load("maf_tabular/miniboone", str(tmp_path))
+
+
+def test_offline_tfds_name_is_one_clear_error(tmp_path, monkeypatch):
+  def refuse(*args, **kwargs):
+    raise OSError("network is unreachable")
+
+  monkeypatch.setattr(socket, "create_connection", refuse)
+  with pytest.raises(errors.DatasetUnavailableError, match="cannot be downloaded here"):
+    data.load("mnist", str(tmp_path))
+
+
+def test_unknown_data_set(tmp_path):
+  with pytest.raises(errors.UserError, match="unknown data set 'no_such_set'.*digits"):
+    data.load("no_such_set", str(tmp_path))
+
+
+def test_stream_resumes_exactly_and_splits_over_processes(data_dir):
+  digits = data.load("digits", data_dir)
+  kwargs = dict(batch_size=16, seed=3, preprocess="logit")
+  stream = data.train_batches(digits, **kwargs)
+  first_ten = [next(stream) for _ in range(10)]
+  resumed = next(data.train_batches(digits, start_step=7, **kwargs))
+  np.testing.assert_array_equal(resumed["x"], first_ten[7]["x"])
+  halves = [next(data.train_batches(digits, process_index=i, process_count=2, **kwargs))
+            for i in range(2)]
+  np.testing.assert_array_equal(np.concatenate([h["x"] for h in halves]), first_ten[0]["x"])
+  np.testing.assert_array_equal(np.concatenate([h["label"] for h in halves]),
+                                first_ten[0]["label"])
+
+
+def test_each_epoch_is_a_fresh_permutation():
+  shuffle = pipeline._EpochShuffle(num_examples=50, batch_size=8, seed=0)
+  positions = np.concatenate([shuffle(step) for step in range(25)])  # 4 epochs
+  epochs = positions.reshape(4, 50)
+  for epoch in epochs:
+    np.testing.assert_array_equal(np.sort(epoch), np.arange(50))
+  assert not np.array_equal(epochs[0], epochs[1])
+
+
+def test_eval_batches_cover_the_split_once_with_a_mask(data_dir):
+  digits = data.load("digits", data_dir)
+  batches = list(data.eval_batches(digits, "test", batch_size=100, seed=0))
+  assert [len(b["x"]) for b in batches] == [100] * 4
+  assert sum(int(b["mask"].sum()) for b in batches) == 360
+  labels = np.concatenate([b["label"][b["mask"]] for b in batches])
+  np.testing.assert_array_equal(labels, digits.read("test", np.arange(360))["label"])
+
+
+def test_logit_log_det_is_the_jacobian_of_the_transform():
+  x = np.random.default_rng(0).uniform(size=(3, 5)).astype(np.float32)
+  alpha = 0.05
+  y = transforms.logit(x, alpha)
+
+  def forward(xi):
+    s = alpha + (1 - 2 * alpha) * xi
+    return jnp.log(s) - jnp.log1p(-s)
+
+  for i in range(3):
+    expected = jnp.linalg.slogdet(jax.jacfwd(forward)(jnp.asarray(x[i])))[1]
+    np.testing.assert_allclose(transforms.logit_log_det(y[i:i + 1], alpha)[0], expected,
+                               rtol=1e-5)
+
+
+def test_dequantize_and_binarize():
+  pixels = np.array([[0, 8, 16]], np.uint8)
+  noise = np.array([[0.0, 0.5, 0.999]], np.float32)
+  np.testing.assert_allclose(transforms.dequantize(pixels, noise, 17),
+                             [[0.0, 8.5 / 17, 16.999 / 17]], rtol=1e-6)
+  np.testing.assert_array_equal(transforms.binarize(pixels, noise, 17), [[0, 0, 1]])
+
+
+def test_bits_per_dim_of_the_uniform_density_is_log2_of_the_levels():
+  np.testing.assert_allclose(likelihood.bits_per_dim(0.0, 64, 17), np.log2(17))
+  np.testing.assert_allclose(likelihood.bits_per_dim(-64 * np.log(2), 64), 1.0)

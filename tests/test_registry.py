@@ -1,0 +1,50 @@
+"""The public surface of DESIGN.md: list_models, get, build, default_config."""
+import flax.linen as nn
+import pytest
+
+import zoo
+from experiments import configs
+
+REQUIRED_KEYS = ("seed", "dataset", "data_dir", "batch_size", "learning_rate", "num_steps",
+                 "log_every", "eval_every", "checkpoint_every")
+
+
+def test_list_models_is_sorted_and_has_maf():
+  names = zoo.list_models()
+  assert names == sorted(names)
+  assert "maf" in names
+
+
+def test_unknown_name_lists_the_known_ones():
+  with pytest.raises(zoo.errors.UnknownModelError) as info:
+    zoo.get("no_such_model")
+  assert "maf" in str(info.value)
+  assert isinstance(info.value, KeyError)
+
+
+@pytest.mark.parametrize("name", zoo.list_models())
+def test_every_model_builds_with_paper_defaults_and_has_every_preset(name):
+  spec = zoo.get(name)
+  assert spec.family in ("flow", "latent", "game") and spec.paper
+  assert isinstance(zoo.build(name), nn.Module)
+  for preset in configs.PRESETS:
+    config = spec.default_config(preset)
+    assert all(key in config for key in REQUIRED_KEYS)
+    assert config.model_name == name
+    assert isinstance(spec.build(**config.model), spec.module)
+
+
+@pytest.mark.parametrize("hyperparameters, message", [
+    ({"no_such_field": 1}, "has no hyper-parameter no_such_field"),
+    ({"hidden_dims": "abc"}, "hidden_dims must be a sequence of int"),
+    ({"num_layers": 2.5}, "num_layers must be int"),
+    ({"batch_norm": 1}, "batch_norm must be bool"),
+])
+def test_bad_hyperparameters_are_user_errors(hyperparameters, message):
+  with pytest.raises(zoo.errors.HyperparameterError, match=message):
+    zoo.build("maf", **hyperparameters)
+
+
+def test_maf_paper_defaults():
+  model = zoo.build("maf")
+  assert (model.num_layers, tuple(model.hidden_dims), model.batch_norm) == (5, (100, 100), True)

@@ -1,0 +1,133 @@
+"""The runner: one train step under jit and sharding, exact resume, divergence, outputs."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import zoo
+from experiments import train
+from conftest import ROOT, perturbed
+
+
+def smoke_config(data_dir, **overrides):
+  config = zoo.get("maf").default_config("smoke")
+  config.data_dir = data_dir
+  for key, value in overrides.items():
+    config[key] = value
+  return config
+
+
+def read_metrics(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [json.loads(line) for line in f]
+
+
+def test_train_step_is_the_same_under_jit():
+  model = zoo.build("maf", num_layers=2, hidden_dims=(16,))
+  optimizer = optax.sgd(0.1)  # linear in the gradient: Adam's first step would amplify rounding
+  batch = {"x": jax.random.normal(jax.random.key(0), (32, 3))}
+  state = train._init_state(model, optimizer, batch, jax.random.key(1))
+  # Away from initialisation, where the shifts' gradients are rounding noise (batch norm makes
+  # the loss shift-invariant).
+  state = state.replace(params=perturbed(state.params, jax.random.key(3), scale=0.1))
+  step = train.make_train_step(model, optimizer)
+  with jax.disable_jit():
+    eager, eager_metrics = step(state, batch, jax.random.key(2))
+  jitted, jitted_metrics = jax.jit(step)(state, batch, jax.random.key(2))
+  assert int(jitted.step) == 1
+  np.testing.assert_allclose(jitted_metrics["loss"], eager_metrics["loss"], rtol=1e-5)
+  for a, b in zip(jax.tree.leaves(jitted), jax.tree.leaves(eager)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_one_and_four_devices_train_the_same(tmp_path, data_dir):
+  assert jax.device_count() == 4
+  runs = {}
+  for count in (1, 4):
+    workdir = str(tmp_path / f"devices{count}")
+    train.train_and_evaluate(smoke_config(data_dir, num_steps=20), workdir,
+                             devices=jax.devices()[:count])
+    runs[count] = read_metrics(workdir)
+  assert [r["step"] for r in runs[1]] == [r["step"] for r in runs[4]]
+  for one, four in zip(runs[1], runs[4]):
+    assert one.keys() == four.keys()
+    for key in one:
+      # Equal up to the order of floating-point reductions across devices.
+      np.testing.assert_allclose(one[key], four[key], rtol=1e-3, err_msg=key)
+
+
+def test_a_finished_run_writes_every_output(tmp_path, data_dir):
+  workdir = str(tmp_path / "run")
+  results = train.train_and_evaluate(smoke_config(data_dir), workdir)
+  for name in ("config.json", "metrics.jsonl", "results.json", "samples.png", "tensorboard"):
+    assert os.path.exists(os.path.join(workdir, name)), name
+  assert np.isfinite(results["test"]["log_prob"])
+  rows = read_metrics(workdir)
+  assert rows[0]["step"] == 10 and "loss" in rows[0]
+  assert any("validation/log_prob" in r for r in rows)
+  model, variables, config = zoo.load(workdir)
+  assert config.model_name == "maf"
+  x = jnp.zeros((3, 2))
+  assert model.apply(variables, x, method="log_prob").shape == (3,)
+
+
+def _cli(workdir, data_dir, *extra):
+  return [sys.executable, "-m", "experiments.run", "--model=maf", "--preset=smoke",
+          f"--workdir={workdir}", f"--config.data_dir={data_dir}", "--config.num_steps=400",
+          "--config.checkpoint_every=20", "--config.log_every=10", "--config.eval_every=100",
+          *extra]
+
+
+def test_resume_after_kill_equals_the_uninterrupted_run(tmp_path, data_dir):
+  env = {**os.environ, "XLA_FLAGS": ""}
+  whole, killed = str(tmp_path / "whole"), str(tmp_path / "killed")
+  subprocess.run(_cli(whole, data_dir), cwd=ROOT, env=env, check=True, capture_output=True)
+  process = subprocess.Popen(_cli(killed, data_dir), cwd=ROOT, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  deadline = time.time() + 240
+  checkpoint_dir = os.path.join(killed, "checkpoints")
+  while time.time() < deadline and process.poll() is None:
+    steps = [d for d in os.listdir(checkpoint_dir) if d.isdigit()] if os.path.isdir(
+        checkpoint_dir) else []
+    if steps and max(map(int, steps)) >= 40:
+      break
+    time.sleep(0.05)
+  process.send_signal(signal.SIGKILL)
+  process.wait()
+  stopped_at = read_metrics(killed)[-1]["step"]
+  assert stopped_at < 400, "the run finished before it could be killed"
+  subprocess.run(_cli(killed, data_dir), cwd=ROOT, env=env, check=True, capture_output=True)
+  assert read_metrics(killed) == read_metrics(whole)
+  with open(os.path.join(killed, "results.json")) as f, \
+      open(os.path.join(whole, "results.json")) as g:
+    assert json.load(f)["test"] == json.load(g)["test"]
+
+
+def test_divergence_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path, data_dir):
+  workdir = str(tmp_path / "run")
+  train.train_and_evaluate(smoke_config(data_dir, num_steps=20), workdir)
+  with pytest.raises(train.NonFiniteLossError, match=r"non-finite at step 2[1-9]"):
+    train.train_and_evaluate(
+        smoke_config(data_dir, num_steps=40, learning_rate=1e12), workdir)
+  checkpoints = zoo.checkpoints.manager(os.path.join(workdir, "checkpoints"))
+  assert checkpoints.latest_step() == 20
+  restored = zoo.checkpoints.restore_local(checkpoints, 20)
+  assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(restored["params"]))
+
+
+def test_metric_log_drops_lines_past_the_resumed_step(tmp_path):
+  from experiments import outputs  # pylint: disable=import-outside-toplevel
+  path = tmp_path / "metrics.jsonl"
+  path.write_text('{"step": 10, "loss": 1}\n{"step": 20, "loss": 2}\n{"step": 30, "lo')
+  log = outputs.MetricLog(str(tmp_path), is_writer=True, resume_step=20)
+  log.write(30, {"loss": 3.0})
+  log.close()
+  assert [json.loads(l)["step"] for l in path.read_text().splitlines()] == [10, 20, 30]
