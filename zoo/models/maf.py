@@ -29,7 +29,7 @@ class MADEMixture(nn.Module):
 
   def setup(self):
     self.made = made.MADE(self.hidden_dims, outputs_per_dim=3 * self.num_components,
-                          reverse=self.reverse)
+                          reverse=self.reverse, zero_output=False)
 
   def _conditionals(self, x, context):
     logits, means, log_scales = jnp.split(self.made(x, context), 3, axis=-1)

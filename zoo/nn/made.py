@@ -37,19 +37,22 @@ class MaskedDense(nn.Module):
   """A dense layer whose kernel is multiplied by a fixed 0/1 mask of shape (inputs, features)."""
   mask: np.ndarray
   kernel_init: Callable = nn.initializers.lecun_normal()
+  bias_init: Callable = nn.initializers.zeros_init()
 
   @nn.compact
   def __call__(self, x):
     kernel = self.param("kernel", self.kernel_init, self.mask.shape)
-    bias = self.param("bias", nn.initializers.zeros_init(), self.mask.shape[1:])
+    bias = self.param("bias", self.bias_init, self.mask.shape[1:])
     return x @ (kernel * jnp.asarray(self.mask, kernel.dtype)) + bias
 
 
 class MADE(nn.Module):
   """A MADE that outputs `outputs_per_dim` numbers for each of the D input dimensions.
 
-  Optional context (conditional MADE, MAF section 3.4) feeds every hidden unit unmasked. The
-  output layer starts at zero, so a flow built of MADEs starts as the identity.
+  Optional context (conditional MADE, MAF section 3.4) feeds every hidden unit unmasked. With
+  `zero_output` the output layer starts at zero, so a flow built of MADEs starts as the identity;
+  a mixture's outputs need a random start (kernel and bias: the first dimension's conditional has
+  only the bias), or its components get identical gradients and stay identical.
 
   Returns an array of shape (..., D, outputs_per_dim).
   """
@@ -57,6 +60,7 @@ class MADE(nn.Module):
   outputs_per_dim: int
   reverse: bool = False
   activation: Callable = nn.relu
+  zero_output: bool = True
 
   @nn.compact
   def __call__(self, x, context=None):
@@ -70,7 +74,11 @@ class MADE(nn.Module):
         h_next = h_next + nn.Dense(units, use_bias=False, name="context")(context)
       h, in_degrees = self.activation(h_next), out_degrees
     mask = np.repeat(output_mask(in_degrees, degrees), self.outputs_per_dim, axis=1)
-    out = MaskedDense(mask, kernel_init=nn.initializers.zeros_init(), name="output")(h)
+    if self.zero_output:
+      init = dict(kernel_init=nn.initializers.zeros_init())
+    else:
+      init = dict(bias_init=nn.initializers.normal(1.0))
+    out = MaskedDense(mask, name="output", **init)(h)
     return out.reshape(*x.shape[:-1], size, self.outputs_per_dim)
 
   @property
