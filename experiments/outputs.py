@@ -144,12 +144,16 @@ def to_data_space(x: np.ndarray, config) -> np.ndarray:
   return x
 
 
+DENSITY_SAMPLES = 10_000
+
+
 def write_samples(path: str, model, variables, dataset, config) -> None:
-  """samples.png: an image grid for images, data-beside-samples densities for vectors."""
+  """samples.png: a grid of `num_samples` images for images; for vectors, the data's density
+  beside that of at least DENSITY_SAMPLES samples (fewer points would not show a density)."""
   rng = jax.random.key(config.seed + 2)
+  n = config.num_samples if dataset.is_image else max(config.num_samples, DENSITY_SAMPLES)
   samples = np.asarray(jax.device_get(jax.jit(
-      lambda v: model.apply(v, config.num_samples, method="sample", rngs={"sample": rng}))(
-          variables)))
+      lambda v: model.apply(v, n, method="sample", rngs={"sample": rng}))(variables)))
   samples = to_data_space(samples, config)
   if dataset.is_image:
     images = samples.reshape(-1, *dataset.example_shape)

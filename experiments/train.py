@@ -175,6 +175,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
   model = spec.build(**config.model)
   devices = Devices.all(devices)
   dataset = zoo.data.load(config.dataset, config.data_dir or None)
+  if config.preprocess != "none" and dataset.num_levels is None:
+    raise errors.UserError(f"config.preprocess={config.preprocess} needs pixels, and "
+                           f"{config.dataset} is real-valued: use --config.preprocess=none")
   if config.batch_size % devices.size:
     raise errors.UserError(f"config.batch_size ({config.batch_size}) must be divisible by the "
                            f"{devices.size} devices")

@@ -7,7 +7,10 @@ os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
 import subprocess  # pylint: disable=wrong-import-position
 import sys  # pylint: disable=wrong-import-position
 
+import h5py  # pylint: disable=wrong-import-position
 import jax  # pylint: disable=wrong-import-position
+import numpy as np  # pylint: disable=wrong-import-position
+import pandas as pd  # pylint: disable=wrong-import-position
 import pytest  # pylint: disable=wrong-import-position
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,3 +38,37 @@ def run_cli(*args, timeout=300):
                           capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "XLA_FLAGS": ""})
   return result.returncode, result.stdout, result.stderr
+
+
+def write_maf_archive(manual, rng):
+  """Small files in the formats of the MAF paper's archive, with the structure its
+  preprocessing relies on (correlated gas sensors, discrete HEPMASS features, ...)."""
+  os.makedirs(manual / "power")
+  np.save(manual / "power" / "data.npy", rng.normal(size=(2000, 8)))
+  os.makedirs(manual / "gas")
+  sensors = rng.normal(size=(2000, 8))
+  copies = sensors + 0.01 * rng.normal(size=sensors.shape)  # correlated > 0.98: dropped
+  columns = {f"s{i}": sensors[:, i] for i in range(8)}
+  columns.update({f"c{i}": copies[:, i] for i in range(8)})
+  columns.update(Meth=rng.normal(size=2000), Eth=rng.normal(size=2000), Time=np.arange(2000.0))
+  pd.DataFrame(columns).to_pickle(manual / "gas" / "ethylene_CO.pickle")
+  os.makedirs(manual / "hepmass")
+  names = ["# label"] + [f"f{i}" for i in range(27)]
+
+  def hepmass(n, extra):
+    values = rng.normal(size=(n, 27))
+    values[:, 21:] = rng.integers(0, 3, size=(n, 6))  # repeated values: dropped
+    frame = pd.DataFrame(values, columns=names[1:])
+    frame.insert(0, names[0], rng.integers(0, 2, n).astype(float))
+    if extra:
+      frame["mass"] = 500.0
+    return frame
+
+  hepmass(3000, False).to_csv(manual / "hepmass" / "1000_train.csv", index=False)
+  hepmass(1000, True).to_csv(manual / "hepmass" / "1000_test.csv", index=False)
+  os.makedirs(manual / "miniboone")
+  np.save(manual / "miniboone" / "data.npy", rng.normal(size=(2000, 43)) * 3 + 1)
+  os.makedirs(manual / "BSDS300")
+  with h5py.File(manual / "BSDS300" / "BSDS300.hdf5", "w") as f:
+    for split, n in (("train", 500), ("validation", 100), ("test", 200)):
+      f[split] = rng.normal(size=(n, 63))

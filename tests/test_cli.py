@@ -1,7 +1,12 @@
 """The command line: a run in seconds, and each user error as one line and a non-zero exit."""
 import pytest
 
-from conftest import run_cli
+import json
+import os
+
+import numpy as np
+
+from conftest import run_cli, write_maf_archive
 
 
 def test_smoke_preset_trains(tmp_path, data_dir):
@@ -25,6 +30,8 @@ def test_smoke_preset_trains(tmp_path, data_dir):
     (["--model=maf", "--preset=smoke", "--config.dataset=maf_tabular/power"],
      "power/data.npy in the manual directory"),
     (["--model=maf", "--preset=smoke", "--config.learning_rate=1e12"], "non-finite at step"),
+    (["--model=maf", "--preset=smoke", "--config.preprocess=logit"], "is real-valued"),
+    (["--model=maf", "--preset=smoke", "--config.preprocess=bogus"], "preprocess must be one of"),
 ])
 def test_user_errors_are_one_line(tmp_path, data_dir, args, message):
   code, _, stderr = run_cli(*args, f"--workdir={tmp_path}", f"--config.data_dir={data_dir}")
@@ -40,3 +47,21 @@ def test_a_tfds_set_that_cannot_be_downloaded_is_one_line(tmp_path, data_dir):
   assert code == 2
   assert stderr.strip().splitlines() == [stderr.strip()]
   assert "cannot be downloaded here" in stderr and "tfds build mnist" in stderr
+
+
+def test_paper_preset_runs_on_the_papers_files_in_the_manual_directory(tmp_path):
+  """The paper's setting (MAF(5), 2x100, batch norm, Adam 1e-4, batch 100) on POWER-format
+  files, shortened to a few steps."""
+  data_dir = tmp_path / "data"
+  write_maf_archive(data_dir / "downloads" / "manual", np.random.default_rng(0))
+  workdir = tmp_path / "run"
+  code, stdout, stderr = run_cli(
+      "--model=maf", "--preset=paper", f"--workdir={workdir}", f"--config.data_dir={data_dir}",
+      "--config.num_steps=20", "--config.log_every=10", "--config.eval_every=10",
+      "--config.checkpoint_every=10")
+  assert code == 0, stderr
+  assert "maf_tabular/power" in stdout
+  with open(os.path.join(workdir, "config.json")) as f:
+    config = json.load(f)
+  assert (config["model"]["num_layers"], config["batch_size"], config["learning_rate"]) == (
+      5, 100, 1e-4)

@@ -3,11 +3,9 @@ the offline errors, the deterministic sharded stream, and the preprocessing's Ja
 import os
 import socket
 
-import h5py
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pandas as pd
 import pytest
 
 from zoo import data
@@ -16,6 +14,7 @@ from zoo.data import pipeline
 from zoo.data import toy2d
 from zoo.data import transforms
 from zoo.metrics import likelihood
+from conftest import write_maf_archive
 
 
 def test_digits_builder(data_dir):
@@ -49,44 +48,10 @@ def test_toy2d_builder(data_dir):
   assert moons.num_examples("train") == toy2d.SPLIT_SIZES["train"]
 
 
-def _write_tabular_files(manual, rng):
-  """Small files in the formats of the MAF paper's archive, with the structure its
-  preprocessing relies on (correlated gas sensors, discrete HEPMASS features, ...)."""
-  os.makedirs(manual / "power")
-  np.save(manual / "power" / "data.npy", rng.normal(size=(2000, 8)))
-  os.makedirs(manual / "gas")
-  sensors = rng.normal(size=(2000, 8))
-  copies = sensors + 0.01 * rng.normal(size=sensors.shape)  # correlated > 0.98: dropped
-  columns = {f"s{i}": sensors[:, i] for i in range(8)}
-  columns.update({f"c{i}": copies[:, i] for i in range(8)})
-  columns.update(Meth=rng.normal(size=2000), Eth=rng.normal(size=2000), Time=np.arange(2000.0))
-  pd.DataFrame(columns).to_pickle(manual / "gas" / "ethylene_CO.pickle")
-  os.makedirs(manual / "hepmass")
-  names = ["# label"] + [f"f{i}" for i in range(27)]
-
-  def hepmass(n, extra):
-    values = rng.normal(size=(n, 27))
-    values[:, 21:] = rng.integers(0, 3, size=(n, 6))  # repeated values: dropped
-    frame = pd.DataFrame(values, columns=names[1:])
-    frame.insert(0, names[0], rng.integers(0, 2, n).astype(float))
-    if extra:
-      frame["mass"] = 500.0
-    return frame
-
-  hepmass(3000, False).to_csv(manual / "hepmass" / "1000_train.csv", index=False)
-  hepmass(1000, True).to_csv(manual / "hepmass" / "1000_test.csv", index=False)
-  os.makedirs(manual / "miniboone")
-  np.save(manual / "miniboone" / "data.npy", rng.normal(size=(2000, 43)) * 3 + 1)
-  os.makedirs(manual / "BSDS300")
-  with h5py.File(manual / "BSDS300" / "BSDS300.hdf5", "w") as f:
-    for split, n in (("train", 500), ("validation", 100), ("test", 200)):
-      f[split] = rng.normal(size=(n, 63))
-
-
 @pytest.mark.parametrize("name, dims", [("power", 6), ("gas", 8), ("hepmass", 21),
                                         ("miniboone", 43), ("bsds300", 63)])
 def test_maf_tabular_builders_apply_the_papers_preprocessing(tmp_path, name, dims):
-  _write_tabular_files(tmp_path / "downloads" / "manual", np.random.default_rng(0))
+  write_maf_archive(tmp_path / "downloads" / "manual", np.random.default_rng(0))
   dataset = data.load(f"maf_tabular/{name}", str(tmp_path))
   assert dataset.example_shape == (dims,)
   sizes = {s: dataset.num_examples(s) for s in ("train", "validation", "test")}

@@ -1,0 +1,91 @@
+"""Speed of the runner's own train step, one case at a time.
+
+  python -m experiments.bench --case=maf_tabular [--json]
+
+The step timed is `experiments.train.make_train_step`, jitted with the state donated, exactly as
+the runner uses it; the batch is already on the device, so this measures the step, not the input
+pipeline. The last line printed is one JSON object: case, steps_per_sec, examples_per_sec,
+compile_sec, device (and the repeat spread).
+"""
+import json
+import sys
+import time
+
+import jax
+import numpy as np
+import optax
+from absl import app
+from absl import flags
+
+import zoo
+from experiments import train
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("case", "maf_tabular", "Benchmark case.")
+flags.DEFINE_bool("json", False, "Print only the JSON line.")
+flags.DEFINE_float("seconds", 3.0, "Length of each timed window.")
+flags.DEFINE_integer("repeats", 5, "Timed windows; the median is reported.")
+
+
+def maf_tabular():
+  """The MAF paper's tabular setting: D=6 (POWER), batch 512, 5 MADEs of 2x100, no batch norm,
+  Adam 1e-4 — the configuration the peers were measured on (DESIGN.md)."""
+  model = zoo.build("maf", num_layers=5, hidden_dims=(100, 100), batch_norm=False)
+  batch = {"x": jax.random.normal(jax.random.key(0), (512, 6))}
+  return model, optax.adam(1e-4), batch
+
+
+CASES = {"maf_tabular": maf_tabular}
+
+
+def measure(model, optimizer, batch, seconds, repeats):
+  """(compile seconds, steps/s of each timed window) of the runner's train step."""
+  rng = jax.random.key(1)
+  state = train._init_state(model, optimizer, batch, rng)  # pylint: disable=protected-access
+  step = jax.jit(train.make_train_step(model, optimizer), donate_argnums=0)
+  started = time.perf_counter()
+  state, metrics = step(state, batch, rng)
+  jax.block_until_ready((state, metrics))
+  compile_sec = time.perf_counter() - started
+  for _ in range(20):
+    state, metrics = step(state, batch, rng)
+  jax.block_until_ready(state)
+  rates = []
+  for _ in range(repeats):
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+      for _ in range(10):
+        state, metrics = step(state, batch, rng)
+      count += 10
+      jax.block_until_ready(state)
+    rates.append(count / (time.perf_counter() - started))
+  return compile_sec, rates
+
+
+def main(argv):
+  del argv
+  if FLAGS.case not in CASES:
+    print(f"error: unknown case {FLAGS.case!r}; cases: {', '.join(sorted(CASES))}",
+          file=sys.stderr)
+    return 2
+  model, optimizer, batch = CASES[FLAGS.case]()
+  compile_sec, rates = measure(model, optimizer, batch, FLAGS.seconds, FLAGS.repeats)
+  steps_per_sec = float(np.median(rates))
+  device = jax.devices()[0]
+  result = {
+      "case": FLAGS.case,
+      "steps_per_sec": round(steps_per_sec, 2),
+      "examples_per_sec": round(steps_per_sec * len(jax.tree.leaves(batch)[0]), 1),
+      "compile_sec": round(compile_sec, 3),
+      "device": f"{device.platform}:{device.device_kind} x{jax.device_count()}",
+      "steps_per_sec_min_max": [round(min(rates), 2), round(max(rates), 2)],
+  }
+  if not FLAGS.json:
+    print(f"{FLAGS.case}: {steps_per_sec:.1f} steps/s (windows {min(rates):.1f}-"
+          f"{max(rates):.1f}), compile {compile_sec:.2f} s, on {result['device']}")
+  print(json.dumps(result))
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(lambda argv: sys.exit(main(argv)))

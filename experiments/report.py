@@ -1,0 +1,66 @@
+"""The reproduction table: each finished run's test evaluation beside the paper's number.
+
+  python -m experiments.report [--workdirs='workdirs/**/results.json']
+
+A model's config module may define `describe(model_config) -> str`, the paper's name for the
+variant, and `PAPER_RESULTS[variant][data set]`, the paper's number where the data set is the
+paper's; the table shows "-" elsewhere.
+"""
+import glob
+import importlib
+import json
+import os
+import sys
+
+from absl import app
+from absl import flags
+
+import zoo
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdirs", "workdirs/**/results.json", "Glob of the runs' results.json.")
+
+
+def rows(pattern):
+  for path in sorted(glob.glob(pattern, recursive=True)):
+    workdir = os.path.dirname(path)
+    with open(path) as f:
+      results = json.load(f)
+    config = zoo.checkpoints.read_config(workdir)
+    module = importlib.import_module(f"experiments.configs.{config.model_name}")
+    variant = module.describe(config.model) if hasattr(module, "describe") else "-"
+    paper_set = config.dataset.split("/")[-1]
+    paper = getattr(module, "PAPER_RESULTS", {}).get(variant, {}).get(paper_set)
+    test = results["test"]
+    yield {
+        "model": config.model_name, "variant": variant, "dataset": config.dataset,
+        "log_prob": test.get("log_prob"), "bits_per_dim": test.get("bits_per_dim"),
+        "paper": paper, "steps": results["steps"], "best_step": results["best_step"],
+        "seconds": results["train_seconds"], "workdir": workdir,
+    }
+
+
+def _cell(value, digits=2):
+  return "-" if value is None else f"{value:.{digits}f}"
+
+
+def table(pattern) -> str:
+  lines = ["| model | variant | data set | test log-lik. (nats) | bits/dim | paper (nats) | "
+           "steps (best) | train s | workdir |",
+           "|---|---|---|---:|---:|---:|---:|---:|---|"]
+  for r in rows(pattern):
+    lines.append(
+        f"| {r['model']} | {r['variant']} | {r['dataset']} | {_cell(r['log_prob'])} | "
+        f"{_cell(r['bits_per_dim'], 3)} | {_cell(r['paper'])} | {r['steps']} ({r['best_step']}) "
+        f"| {r['seconds']:.0f} | {r['workdir']} |")
+  return "\n".join(lines)
+
+
+def main(argv):
+  del argv
+  print(table(FLAGS.workdirs))
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(lambda argv: sys.exit(main(argv)))
