@@ -7,7 +7,6 @@ Randomness at step s is `fold_in(rng, s)`, and the data stream is a function of 
 resumed run repeats exactly what the uninterrupted one would have done.
 """
 import dataclasses
-import json
 import math
 import os
 import time
@@ -163,8 +162,7 @@ def _round_up(n, multiple):
   return -(-n // multiple) * multiple
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=None,
-                       progress=None) -> dict:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=None) -> dict:
   """Train `config.model_name` as `config` says, writing into `workdir`; returns results.json.
 
   Resumes from the latest checkpoint in `workdir`. Raises `zoo.errors.UserError` for mistakes a
@@ -210,7 +208,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
   train_step = jax.jit(make_train_step(model, optimizer), donate_argnums=0)
   evaluator = Evaluator(model, dataset, config, devices)
   monitor = "validation" if "validation" in dataset.builder.info.splits else None
-  progress = progress or outputs.Progress(config.num_steps, is_writer)
+  progress = outputs.Progress(config.num_steps, is_writer)
   progress.start(start_step)
   pending, step, started = [], start_step, time.time()
   while step < config.num_steps and not stopped_early(step):

@@ -1,6 +1,5 @@
 """The data layer: embedded builders, the MAF paper's tabular builders on files the tests write,
 the offline errors, the deterministic sharded stream, and the preprocessing's Jacobians."""
-import os
 import socket
 
 import jax

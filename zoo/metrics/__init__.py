@@ -1,2 +1,4 @@
 """Evaluation metrics shared by the papers."""
 from zoo.metrics import likelihood
+
+__all__ = ["likelihood"]
