@@ -35,7 +35,15 @@ def maf_tabular():
   return model, optax.adam(1e-4), batch
 
 
-CASES = {"maf_tabular": maf_tabular}
+def nice_mnist():
+  """NICE's MNIST architecture: 784 dims, 4 additive couplings of 5x1000 ReLU units, rescaling,
+  logistic prior, batch 256, Adam with the paper's settings."""
+  model = zoo.build("nice", num_couplings=4, hidden_dims=(1000,) * 5, prior="logistic")
+  batch = {"x": jax.random.uniform(jax.random.key(0), (256, 784))}
+  return model, optax.adam(1e-3, b1=0.9, b2=0.01, eps=1e-4), batch
+
+
+CASES = {"maf_tabular": maf_tabular, "nice_mnist": nice_mnist}
 
 
 def measure(model, optimizer, batch, seconds, repeats):

@@ -10,6 +10,8 @@ import tqdm
 from PIL import Image
 from tensorboardX import SummaryWriter
 
+import zoo
+
 
 def write_json(path: str, value) -> None:
   """Write atomically: a reader never sees half a file, a crash never leaves one."""
@@ -107,10 +109,11 @@ class Progress:
       self.bar.close()
 
 
-def image_grid(images: np.ndarray, scale: int = 1) -> Image.Image:
-  """(n, H, W, C) floats in [0, 1] as a near-square grid, each pixel `scale` pixels wide."""
+def image_grid(images: np.ndarray, scale: int = 1, columns: int | None = None) -> Image.Image:
+  """(n, H, W, C) floats in [0, 1] as a grid (near-square unless `columns` is given), each
+  pixel `scale` pixels wide."""
   n, h, w, c = images.shape
-  columns = int(np.ceil(np.sqrt(n)))
+  columns = columns or int(np.ceil(np.sqrt(n)))
   rows = int(np.ceil(n / columns))
   grid = np.ones((rows * (h + 1) + 1, columns * (w + 1) + 1, c), np.float32)
   for i, image in enumerate(images):
@@ -137,27 +140,47 @@ def density_panels(data: np.ndarray, samples: np.ndarray, size: int = 256) -> Im
   return Image.fromarray((np.hstack([panel(data), gap, panel(samples)]) * 255).astype(np.uint8))
 
 
-def to_data_space(x: np.ndarray, config) -> np.ndarray:
-  """Undo the preprocessing of `config` on model-space samples: pixels in [0, 1] for images."""
-  if config.preprocess == "logit":
-    return (1 / (1 + np.exp(-x)) - config.alpha) / (1 - 2 * config.alpha)
-  return x
-
-
 DENSITY_SAMPLES = 10_000
 
 
-def write_samples(path: str, model, variables, dataset, config) -> None:
+def _display_scale(dataset):
+  return max(1, 128 // dataset.example_shape[0])
+
+
+def write_inpainting(path: str, model, variables, dataset, preprocessing, config,
+                     count: int = 8) -> None:
+  """inpainting.png (NICE section 5.2): for each mask (bottom half hidden; half the pixels
+  hidden at random) three rows of `count` test images: the original, the observed part (hidden
+  pixels grey) and the model's inpainting."""
+  batch = next(zoo.data.eval_batches(dataset, preprocessing, "test", batch_size=count,
+                                     seed=config.seed + 1))
+  x = batch["x"]
+  rows = np.arange(x.shape[1])[None, :, None, None]
+  masks = [np.broadcast_to(rows < x.shape[1] // 2, x.shape),
+           np.random.default_rng(config.seed).random(x.shape) < 0.5]
+  bounds = (0.0, 1.0) if preprocessing.kind == "dequantize" else (-np.inf, np.inf)
+  inpaint = jax.jit(lambda v, x, observed: model.apply(
+      v, x, observed, config.inpaint_steps, *bounds, method="inpaint",
+      rngs={"sample": jax.random.key(config.seed + 3)}))
+  shown = []
+  for observed in masks:
+    filled = np.asarray(inpaint(variables, x, observed))
+    original = preprocessing.inverse(x)
+    shown += [original, np.where(observed, original, 0.5), preprocessing.inverse(filled)]
+  image_grid(np.concatenate(shown), scale=_display_scale(dataset), columns=count).save(path)
+
+
+def write_samples(path: str, model, variables, dataset, preprocessing, config) -> None:
   """samples.png: a grid of `num_samples` images for images; for vectors, the data's density
   beside that of at least DENSITY_SAMPLES samples (fewer points would not show a density)."""
   rng = jax.random.key(config.seed + 2)
   n = config.num_samples if dataset.is_image else max(config.num_samples, DENSITY_SAMPLES)
   samples = np.asarray(jax.device_get(jax.jit(
       lambda v: model.apply(v, n, method="sample", rngs={"sample": rng}))(variables)))
-  samples = to_data_space(samples, config)
+  samples = preprocessing.inverse(samples)
   if dataset.is_image:
     images = samples.reshape(-1, *dataset.example_shape)
-    image_grid(images, scale=max(1, 128 // dataset.example_shape[0])).save(path)
+    image_grid(images, scale=_display_scale(dataset)).save(path)
   else:
     reference = dataset.read("test", np.arange(min(dataset.num_examples("test"), 10_000)))["x"]
     density_panels(reference, samples.reshape(len(samples), -1)).save(path)

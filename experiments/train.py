@@ -24,7 +24,6 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 import zoo
 from zoo import checkpoints
 from zoo import errors
-from zoo.data import transforms
 from zoo.metrics import likelihood
 from experiments import outputs
 
@@ -43,8 +42,10 @@ class TrainState:
 
 def make_optimizer(config) -> optax.GradientTransformation:
   """Adam, with the L2 penalty `weight_decay` added to the gradient (the MAF paper's 1e-6)."""
-  return optax.chain(optax.add_decayed_weights(config.weight_decay),
-                     optax.adam(config.learning_rate))
+  return optax.chain(
+      optax.add_decayed_weights(config.weight_decay),
+      optax.adam(config.learning_rate, b1=config.adam_b1, b2=config.adam_b2,
+                 eps=config.adam_eps))
 
 
 def make_train_step(model, optimizer):
@@ -124,37 +125,32 @@ def validate(config):
     raise errors.UserError(
         f"config.checkpoint_every ({config.checkpoint_every}) must be a multiple of "
         f"config.log_every ({config.log_every}), so a resumed run logs what the first would have")
-  if config.preprocess not in transforms.PREPROCESSORS:
-    raise errors.UserError(f"config.preprocess must be one of {', '.join(transforms.PREPROCESSORS)}"
-                           f", not {config.preprocess!r}")
 
 
 class Evaluator:
-  """Evaluates a model's `evaluate` metrics over a split, with the likelihood in data space."""
+  """Evaluates a model's `evaluate` metrics over a split, with the likelihood in pixel space."""
 
-  def __init__(self, model, dataset, config, devices: Devices):
-    self.dataset, self.config, self.devices = dataset, config, devices
+  def __init__(self, model, dataset, preprocessing, config, devices: Devices):
+    self.dataset, self.preprocessing, self.config, self.devices = (
+        dataset, preprocessing, config, devices)
     self._eval_step = jax.jit(make_eval_step(model))
 
   def __call__(self, variables, split: str) -> dict[str, float]:
-    config, data = self.config, self.dataset
-    batch_size = _round_up(config.eval_batch_size, self.devices.size)
     sums, count, log_det = None, 0, 0.0
     for batch in zoo.data.eval_batches(
-        data, split, batch_size=batch_size, seed=config.seed + 1, preprocess=config.preprocess,
-        alpha=config.alpha, process_index=jax.process_index(),
+        self.dataset, self.preprocessing, split,
+        batch_size=_round_up(self.config.eval_batch_size, self.devices.size),
+        seed=self.config.seed + 1, process_index=jax.process_index(),
         process_count=jax.process_count()):
       count += int(batch["mask"].sum())
-      if config.preprocess == "logit":
-        log_det += float((transforms.logit_log_det(batch["x"], config.alpha) * batch["mask"]).sum())
+      log_det += float((self.preprocessing.log_det(batch["x"]) * batch["mask"]).sum())
       batch_sums = self._eval_step(variables, self.devices.shard_batch(batch))
       sums = batch_sums if sums is None else jax.tree.map(jnp.add, sums, batch_sums)
     metrics = {k: float(v) / count for k, v in jax.device_get(sums).items()}
-    if "log_prob" in metrics and data.num_levels and config.preprocess in ("logit", "dequantize"):
-      num_dims = int(np.prod(data.example_shape))
-      log_prob_unit = metrics["log_prob"] + log_det / count
-      metrics["bits_per_dim"] = float(likelihood.bits_per_dim(log_prob_unit, num_dims,
-                                                              data.num_levels))
+    if "log_prob" in metrics and self.preprocessing.dequantizes:
+      metrics["bits_per_dim"] = float(likelihood.bits_per_dim(
+          metrics["log_prob"] + log_det / count, int(np.prod(self.dataset.example_shape)),
+          self.dataset.num_levels))
     return metrics
 
 
@@ -173,9 +169,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
   model = spec.build(**config.model)
   devices = Devices.all(devices)
   dataset = zoo.data.load(config.dataset, config.data_dir or None)
-  if config.preprocess != "none" and dataset.num_levels is None:
-    raise errors.UserError(f"config.preprocess={config.preprocess} needs pixels, and "
-                           f"{config.dataset} is real-valued: use --config.preprocess=none")
+  preprocessing = zoo.data.preprocessing(dataset, config.preprocess, config.alpha,
+                                         config.zca_epsilon, config.seed)
   if config.batch_size % devices.size:
     raise errors.UserError(f"config.batch_size ({config.batch_size}) must be divisible by the "
                            f"{devices.size} devices")
@@ -190,8 +185,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
   best = checkpoints.manager(os.path.join(workdir, checkpoints.BEST), max_to_keep=1)
   start_step = saved.latest_step() or 0
   batches = zoo.data.train_batches(
-      dataset, batch_size=config.batch_size, seed=config.seed, preprocess=config.preprocess,
-      alpha=config.alpha, start_step=start_step, process_index=jax.process_index(),
+      dataset, preprocessing, batch_size=config.batch_size, seed=config.seed,
+      start_step=start_step, process_index=jax.process_index(),
       process_count=jax.process_count())
   batch = devices.shard_batch(next(batches))
   state = devices.replicate(_init_state(model, optimizer, batch, init_rng))
@@ -206,7 +201,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
                 and (step - best_step) // config.eval_every >= patience)
 
   train_step = jax.jit(make_train_step(model, optimizer), donate_argnums=0)
-  evaluator = Evaluator(model, dataset, config, devices)
+  evaluator = Evaluator(model, dataset, preprocessing, config, devices)
   monitor = "validation" if "validation" in dataset.builder.info.splits else None
   progress = outputs.Progress(config.num_steps, is_writer)
   progress.start(start_step)
@@ -261,7 +256,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
   log.close()
   if is_writer:
     outputs.write_json(os.path.join(workdir, "results.json"), results)
-    outputs.write_samples(os.path.join(workdir, "samples.png"), model, final, dataset, config)
+    outputs.write_samples(os.path.join(workdir, "samples.png"), model, final, dataset,
+                          preprocessing, config)
+    if config.get("inpaint") and dataset.is_image and preprocessing.elementwise:
+      outputs.write_inpainting(os.path.join(workdir, "inpainting.png"), model, final, dataset,
+                               preprocessing, config)
   return results
 
 

@@ -32,6 +32,33 @@ def perturbed(variables, rng, scale=0.3):
       for leaf, k in zip(leaves, keys)])
 
 
+def density_on_grid(log_prob_fn, half_width, points):
+  """(grid points, cell area, log density) on a square 2-D grid."""
+  axis = np.linspace(-half_width, half_width, points, dtype=np.float32)
+  xs, ys = np.meshgrid(axis, axis, indexing="ij")
+  grid = np.stack([xs.ravel(), ys.ravel()], -1)
+  return grid, float(axis[1] - axis[0]) ** 2, np.asarray(jax.jit(log_prob_fn)(grid))
+
+
+def assert_integrates_to_one(log_prob_fn, half_width=40.0, points=1601):
+  _, cell, log_prob = density_on_grid(log_prob_fn, half_width, points)
+  np.testing.assert_allclose(np.exp(log_prob).sum() * cell, 1.0, atol=2e-2)
+
+
+def assert_samples_follow(log_prob_fn, samples, half_width=20.0):
+  """Total variation between the samples and the density over 1-unit bins plus everything outside
+  them (coarse bins keep the sampling noise of the distance near 0.01 for 200,000 samples)."""
+  n = len(samples)
+  edges = np.linspace(-half_width, half_width, int(2 * half_width) + 1)
+  counts, _, _ = np.histogram2d(*np.asarray(samples).T, bins=[edges, edges])
+  grid, cell, log_prob = density_on_grid(log_prob_fn, half_width, 1601)
+  mass, _, _ = np.histogram2d(*grid.T, bins=[edges, edges], weights=np.exp(log_prob) * cell)
+  outside_samples, outside_mass = 1 - counts.sum() / n, 1 - mass.sum()
+  assert outside_mass < 0.05
+  total_variation = 0.5 * (np.abs(counts / n - mass).sum() + abs(outside_samples - outside_mass))
+  assert total_variation < 0.03
+
+
 def run_cli(*args, timeout=300):
   """`python -m experiments.run ARGS` in a subprocess: (return code, stdout, stderr)."""
   result = subprocess.run([sys.executable, "-m", "experiments.run", *args], cwd=ROOT,

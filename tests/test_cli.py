@@ -31,7 +31,7 @@ def test_smoke_preset_trains(tmp_path, data_dir):
      "power/data.npy in the manual directory"),
     (["--model=maf", "--preset=smoke", "--config.learning_rate=1e12"], "non-finite at step"),
     (["--model=maf", "--preset=smoke", "--config.preprocess=logit"], "is real-valued"),
-    (["--model=maf", "--preset=smoke", "--config.preprocess=bogus"], "preprocess must be one of"),
+    (["--model=maf", "--preset=smoke", "--config.preprocess=bogus"], "preprocessing must be one of"),
 ])
 def test_user_errors_are_one_line(tmp_path, data_dir, args, message):
   code, _, stderr = run_cli(*args, f"--workdir={tmp_path}", f"--config.data_dir={data_dir}")
@@ -65,3 +65,18 @@ def test_paper_preset_runs_on_the_papers_files_in_the_manual_directory(tmp_path)
     config = json.load(f)
   assert (config["model"]["num_layers"], config["batch_size"], config["learning_rate"]) == (
       5, 100, 1e-4)
+
+
+def test_nice_smoke_writes_inpainting(tmp_path, data_dir):
+  code, stdout, stderr = run_cli("--model=nice", "--preset=smoke", f"--workdir={tmp_path}",
+                                 f"--config.data_dir={data_dir}")
+  assert code == 0, stderr
+  assert "bits_per_dim" in stdout
+  assert os.path.exists(tmp_path / "inpainting.png")
+
+
+def test_nice_on_mnist_offline_is_one_line(tmp_path, data_dir):
+  code, _, stderr = run_cli("--model=nice", "--preset=smoke", "--config.dataset=mnist",
+                            f"--workdir={tmp_path}", f"--config.data_dir={data_dir}")
+  assert code == 2
+  assert len(stderr.strip().splitlines()) == 1 and "cannot be downloaded here" in stderr

@@ -83,12 +83,13 @@ def test_unknown_data_set(tmp_path):
 
 def test_stream_resumes_exactly_and_splits_over_processes(data_dir):
   digits = data.load("digits", data_dir)
-  kwargs = dict(batch_size=16, seed=3, preprocess="logit")
-  stream = data.train_batches(digits, **kwargs)
+  logit = data.preprocessing(digits, "logit")
+  kwargs = dict(batch_size=16, seed=3)
+  stream = data.train_batches(digits, logit, **kwargs)
   first_ten = [next(stream) for _ in range(10)]
-  resumed = next(data.train_batches(digits, start_step=7, **kwargs))
+  resumed = next(data.train_batches(digits, logit, start_step=7, **kwargs))
   np.testing.assert_array_equal(resumed["x"], first_ten[7]["x"])
-  halves = [next(data.train_batches(digits, process_index=i, process_count=2, **kwargs))
+  halves = [next(data.train_batches(digits, logit, process_index=i, process_count=2, **kwargs))
             for i in range(2)]
   np.testing.assert_array_equal(np.concatenate([h["x"] for h in halves]), first_ten[0]["x"])
   np.testing.assert_array_equal(np.concatenate([h["label"] for h in halves]),
@@ -106,7 +107,8 @@ def test_each_epoch_is_a_fresh_permutation():
 
 def test_eval_batches_cover_the_split_once_with_a_mask(data_dir):
   digits = data.load("digits", data_dir)
-  batches = list(data.eval_batches(digits, "test", batch_size=100, seed=0))
+  batches = list(data.eval_batches(digits, data.preprocessing(digits, "none"), "test",
+                                   batch_size=100, seed=0))
   assert [len(b["x"]) for b in batches] == [100] * 4
   assert sum(int(b["mask"].sum()) for b in batches) == 360
   labels = np.concatenate([b["label"][b["mask"]] for b in batches])
@@ -139,3 +141,33 @@ def test_dequantize_and_binarize():
 def test_bits_per_dim_of_the_uniform_density_is_log2_of_the_levels():
   np.testing.assert_allclose(likelihood.bits_per_dim(0.0, 64, 17), np.log2(17))
   np.testing.assert_allclose(likelihood.bits_per_dim(-64 * np.log(2), 64), 1.0)
+
+
+@pytest.mark.parametrize("kind", ["dequantize", "logit", "zca"])
+def test_preprocessing_inverts_and_its_log_det_is_the_jacobian(data_dir, kind):
+  digits = data.load("digits", data_dir)
+  preprocessing = data.preprocessing(digits, kind, alpha=0.05, zca_epsilon=1e-2)
+  raw = digits.read("test", np.arange(3))["x"]
+  noise = np.random.default_rng(0).random(raw.shape, dtype=np.float32)
+  x = preprocessing(raw, noise)
+  pixels = transforms.dequantize(raw, noise, 17)
+  np.testing.assert_allclose(preprocessing.inverse(x), pixels, atol=2e-4)
+  if kind == "zca":
+    forward = lambda v: (v - preprocessing.mean) @ preprocessing.whitening
+  elif kind == "logit":
+    forward = lambda v: jnp.log(0.05 + 0.9 * v) - jnp.log1p(-(0.05 + 0.9 * v))
+  else:
+    forward = lambda v: v
+  for i in range(3):
+    jacobian = jax.jacfwd(forward)(jnp.asarray(pixels[i].reshape(-1)))
+    np.testing.assert_allclose(preprocessing.log_det(x[i:i + 1])[0],
+                               np.linalg.slogdet(np.asarray(jacobian, np.float64))[1], rtol=1e-3)
+
+
+def test_zca_whitens_the_training_split(data_dir):
+  digits = data.load("digits", data_dir)
+  zca = data.preprocessing(digits, "zca", zca_epsilon=1e-6, seed=0)
+  raw = digits.read("train", np.arange(digits.num_examples("train")))["x"]
+  x = zca(raw, np.random.default_rng(0).random(raw.shape, dtype=np.float32))
+  covariance = np.cov(x.reshape(len(x), -1), rowvar=False)
+  np.testing.assert_allclose(covariance, np.eye(64), atol=0.02)

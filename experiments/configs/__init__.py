@@ -13,11 +13,15 @@ def base(model_name: str, preset: str) -> ml_collections.ConfigDict:
   config.seed = 0
   config.dataset = ""
   config.data_dir = ""  # TFDS's default (~/tensorflow_datasets) when empty
-  config.preprocess = "none"  # none | dequantize | logit | binarize (zoo.data.transforms)
+  config.preprocess = "none"  # none | dequantize | logit | zca | binarize (zoo.data.transforms)
   config.alpha = 1e-6  # of the logit transform
+  config.zca_epsilon = 1e-4  # added to the covariance's eigenvalues before ZCA whitening
   config.batch_size = 128
   config.eval_batch_size = 1000
   config.learning_rate = 1e-3
+  config.adam_b1 = 0.9
+  config.adam_b2 = 0.999
+  config.adam_eps = 1e-8
   config.weight_decay = 0.0  # L2 penalty on all parameters, added to the gradient
   config.num_steps = 1000
   config.log_every = 50

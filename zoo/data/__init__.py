@@ -18,8 +18,10 @@ from zoo import errors
 from zoo.data import digits  # registers the builder with TFDS
 from zoo.data import tabular  # registers the builder with TFDS
 from zoo.data import toy2d  # registers the builder with TFDS
+from zoo.data import transforms
 from zoo.data.pipeline import eval_batches, train_batches
-from zoo.data.transforms import PREPROCESSORS
+from zoo.data.transforms import KINDS as PREPROCESSING_KINDS
+from zoo.data.transforms import Preprocessing
 
 _EMBEDDED = ("digits", "toy2d", "maf_tabular")
 EMBEDDED_NAMES = ("digits", *(f"toy2d/{n}" for n in toy2d.DENSITIES))
@@ -139,4 +141,22 @@ def _prepare_by_download(name, builder):
         f"(`tfds build {name} --data_dir=DIR`) and pass --config.data_dir=DIR") from None
 
 
-__all__ = ["Dataset", "load", "train_batches", "eval_batches", "PREPROCESSORS", "EMBEDDED_NAMES"]
+def preprocessing(dataset: Dataset, kind: str, alpha: float = 1e-6, zca_epsilon: float = 1e-4,
+                  seed: int = 0) -> Preprocessing:
+  """The preprocessing `kind` for `dataset`; ZCA is fitted on its training split, seeded."""
+  if kind not in PREPROCESSING_KINDS:
+    raise errors.UserError(
+        f"preprocessing must be one of {', '.join(PREPROCESSING_KINDS)}, not {kind!r}")
+  if kind != "none" and dataset.num_levels is None:
+    raise errors.UserError(f"preprocessing {kind} needs pixels, and {dataset.name} is "
+                           "real-valued: use preprocessing none")
+  if kind != "zca":
+    return Preprocessing(kind, dataset.num_levels, alpha)
+  pixels = dataset.read("train", np.arange(dataset.num_examples("train")))["x"]
+  mean, whitening = transforms.fit_zca(pixels, dataset.num_levels, zca_epsilon,
+                                       np.random.default_rng(seed))
+  return Preprocessing(kind, dataset.num_levels, mean=mean, whitening=whitening)
+
+
+__all__ = ["Dataset", "Preprocessing", "PREPROCESSING_KINDS", "load", "preprocessing",
+           "train_batches", "eval_batches", "EMBEDDED_NAMES"]

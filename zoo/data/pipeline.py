@@ -15,15 +15,14 @@ import numpy as np
 from zoo.data import transforms
 
 
-def _make_batch(dataset, split, indices, rng, *, preprocess, alpha, process_index,
-                process_count):
+def _make_batch(dataset, split, indices, rng, *, preprocessing, process_index, process_count):
   local = len(indices) // process_count
   mine = slice(process_index * local, (process_index + 1) * local)
   batch = dataset.read(split, indices[mine])
   noise = None
-  if preprocess in ("dequantize", "logit", "binarize"):
+  if preprocessing.needs_noise:
     noise = rng.random((len(indices), *dataset.example_shape), dtype=np.float32)[mine]
-  batch["x"] = transforms.preprocess(batch["x"], noise, preprocess, dataset.num_levels, alpha)
+  batch["x"] = preprocessing(batch["x"], noise)
   return batch
 
 
@@ -43,8 +42,8 @@ class _EpochShuffle:
     return np.concatenate([self._permutation(e)[offsets[epochs == e]] for e in np.unique(epochs)])
 
 
-def train_batches(dataset, *, batch_size: int, seed: int, preprocess: str = "none",
-                  alpha: float = 1e-6, start_step: int = 0, split: str = "train",
+def train_batches(dataset, preprocessing: transforms.Preprocessing, *, batch_size: int,
+                  seed: int, start_step: int = 0, split: str = "train",
                   process_index: int = 0, process_count: int = 1,
                   num_threads: int = 2) -> Iterator[dict[str, np.ndarray]]:
   """This process's part of the global training batches from `start_step` on, prefetched."""
@@ -54,7 +53,7 @@ def train_batches(dataset, *, batch_size: int, seed: int, preprocess: str = "non
 
   def batch_at(step):
     return _make_batch(dataset, split, indices_of(step), np.random.default_rng((seed, step)),
-                       preprocess=preprocess, alpha=alpha, process_index=process_index,
+                       preprocessing=preprocessing, process_index=process_index,
                        process_count=process_count)
 
   steps = grain.MapDataset.range(start_step, np.iinfo(np.int64).max).map(batch_at)
@@ -62,8 +61,8 @@ def train_batches(dataset, *, batch_size: int, seed: int, preprocess: str = "non
       grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=4)))
 
 
-def eval_batches(dataset, split: str, *, batch_size: int, seed: int, preprocess: str = "none",
-                 alpha: float = 1e-6, process_index: int = 0,
+def eval_batches(dataset, preprocessing: transforms.Preprocessing, split: str, *,
+                 batch_size: int, seed: int, process_index: int = 0,
                  process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
   """One pass over `split` in order, in full batches: the last is padded, and `mask` marks the
   real examples. Noise is fixed by `seed`, so every evaluation sees the same data."""
@@ -72,7 +71,7 @@ def eval_batches(dataset, split: str, *, batch_size: int, seed: int, preprocess:
     indices = np.arange(start, start + batch_size)
     mask = indices < n
     batch = _make_batch(dataset, split, np.where(mask, indices, 0),
-                        np.random.default_rng((seed, step)), preprocess=preprocess, alpha=alpha,
+                        np.random.default_rng((seed, step)), preprocessing=preprocessing,
                         process_index=process_index, process_count=process_count)
     local = batch_size // process_count
     batch["mask"] = mask[process_index * local:(process_index + 1) * local]

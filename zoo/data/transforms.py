@@ -1,9 +1,14 @@
-"""Per-batch preprocessing, written once for every paper that needs it.
+"""Preprocessing of raw examples, written once for every paper: the transform, its inverse and
+its log-Jacobian, so that likelihoods can be reported in pixel space whatever the model saw.
 
-Each transform takes a raw batch of pixels and uniform noise of the same shape (the pipeline draws
-the noise so that it depends on the global batch alone, not on how many hosts read it).
+Transforms take a raw batch and uniform noise of the same shape (the pipeline draws the noise so
+that it depends on the global batch alone, not on how many hosts read it).
 """
+import dataclasses
+
 import numpy as np
+
+KINDS = ("none", "dequantize", "logit", "zca", "binarize")
 
 
 def dequantize(pixels: np.ndarray, noise: np.ndarray, num_levels: int) -> np.ndarray:
@@ -34,17 +39,72 @@ def binarize(pixels: np.ndarray, noise: np.ndarray, num_levels: int) -> np.ndarr
   return (noise < pixels.astype(np.float32) / (num_levels - 1)).astype(np.float32)
 
 
-PREPROCESSORS = ("none", "dequantize", "logit", "binarize")
+def fit_zca(pixels: np.ndarray, num_levels: int, epsilon: float, rng: np.random.Generator):
+  """(mean, W) of ZCA whitening of the dequantised pixels: W = U diag((lambda + epsilon)^-1/2) U^T
+  from the eigendecomposition of their covariance (NICE's preprocessing of SVHN and CIFAR-10)."""
+  x = dequantize(pixels, rng.random(pixels.shape, dtype=np.float32), num_levels)
+  x = x.reshape(len(x), -1).astype(np.float64)
+  mean = x.mean(0)
+  eigenvalues, eigenvectors = np.linalg.eigh(np.cov(x - mean, rowvar=False))
+  whitening = (eigenvectors / np.sqrt(eigenvalues + epsilon)) @ eigenvectors.T
+  return mean.astype(np.float32), whitening.astype(np.float32)
 
 
-def preprocess(raw: np.ndarray, noise: np.ndarray, kind: str, num_levels: int | None,
-               alpha: float) -> np.ndarray:
-  """Apply the preprocessing named `kind` (one of PREPROCESSORS) to a raw batch."""
-  if kind == "none":
-    return raw.astype(np.float32)
-  if num_levels is None:
-    raise ValueError(f"preprocessing {kind!r} needs discrete data (pixels), not real values")
-  if kind == "binarize":
-    return binarize(raw, noise, num_levels)
-  x = dequantize(raw, noise, num_levels)
-  return logit(x, alpha) if kind == "logit" else x
+@dataclasses.dataclass(frozen=True, eq=False)
+class Preprocessing:
+  """One of KINDS, applied to raw batches.
+
+  - none: the raw values as floats; binarize: dynamically binarised pixels.
+  - dequantize: pixels dequantised to [0, 1]; logit: then the logit transform; zca: then ZCA
+    whitening with (mean, whitening) fitted on the training split. For these three the model's
+    density over x converts to one over the dequantised pixels v in [0, 1]^D by adding
+    `log_det(x)` = log|det dx/dv|, and bits per dimension are defined (`dequantizes`).
+  """
+  kind: str
+  num_levels: int | None = None
+  alpha: float = 1e-6
+  mean: np.ndarray | None = None
+  whitening: np.ndarray | None = None
+
+  @property
+  def needs_noise(self) -> bool:
+    return self.kind != "none"
+
+  @property
+  def dequantizes(self) -> bool:
+    return self.kind in ("dequantize", "logit", "zca")
+
+  @property
+  def elementwise(self) -> bool:
+    """Whether entry i of x depends on pixel i alone (so pixels can be masked in x)."""
+    return self.kind != "zca"
+
+  def __call__(self, raw: np.ndarray, noise: np.ndarray | None) -> np.ndarray:
+    if self.kind == "none":
+      return raw.astype(np.float32)
+    if self.kind == "binarize":
+      return binarize(raw, noise, self.num_levels)
+    x = dequantize(raw, noise, self.num_levels)
+    if self.kind == "logit":
+      return logit(x, self.alpha)
+    if self.kind == "zca":
+      return ((x.reshape(len(x), -1) - self.mean) @ self.whitening).reshape(x.shape)
+    return x
+
+  def inverse(self, x: np.ndarray) -> np.ndarray:
+    """Model space back to data space: pixels in [0, 1] for the dequantising kinds."""
+    x = np.asarray(x)
+    if self.kind == "logit":
+      return (1 / (1 + np.exp(-x)) - self.alpha) / (1 - 2 * self.alpha)
+    if self.kind == "zca":
+      flat = np.linalg.solve(self.whitening, x.reshape(len(x), -1).T).T + self.mean
+      return flat.reshape(x.shape)
+    return x
+
+  def log_det(self, x: np.ndarray) -> np.ndarray:
+    """log|det dx/dv| per example, v the dequantised pixels (zero where x = v)."""
+    if self.kind == "logit":
+      return logit_log_det(x, self.alpha)
+    if self.kind == "zca":
+      return np.full(len(x), np.linalg.slogdet(self.whitening.astype(np.float64))[1])
+    return np.zeros(len(x))

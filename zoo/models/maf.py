@@ -55,7 +55,7 @@ class MADEMixture(nn.Module):
 @registry.register(
     "maf", family="flow",
     paper="Papamakarios, Pavlakou, Murray 2017, Masked Autoregressive Flow for Density Estimation")
-class MAF(nn.Module):
+class MAF(flows.Flow):
   """A stack of autoregressive (or coupling) bijectors on a Gaussian or MoG MADE base density.
 
   Attributes:
@@ -85,7 +85,7 @@ class MAF(nn.Module):
       if self.layer == "made":
         layers.append(flows.MADELayer(self.hidden_dims, reverse=i % 2 == 1))
       else:
-        layers.append(flows.AffineCoupling(self.hidden_dims, parity=i % 2))
+        layers.append(flows.Coupling(self.hidden_dims, parity=i % 2))
       if self.batch_norm:
         layers.append(flows.BatchNorm())
     self.layers = layers
@@ -93,58 +93,31 @@ class MAF(nn.Module):
       self.base = MADEMixture(self.hidden_dims, self.num_components,
                               reverse=self.num_layers % 2 == 1)
 
-  def __call__(self, x, context=None, train=False):
-    return self.log_prob(x, context, train)
-
-  def log_prob(self, x, context=None, train=False):
-    """log p(x) in nats, one per example: the base density plus the inverse log-determinants."""
-    u, log_det = self.to_base(x, context, train)
-    return self._base_log_prob(u, context) + log_det
-
-  def to_base(self, x, context=None, train=False):
-    """The flow's inverse x -> u (one pass per layer) and log|det du/dx| per example."""
-    log_det = jnp.zeros(x.shape[:-1])
-    for layer in self.layers:
-      x, layer_log_det = layer.bijector(x, context, train).inverse_and_log_det(x)
-      log_det = log_det + layer_log_det
-    return x, log_det
-
-  def from_base(self, u, context=None):
-    """The flow's forward u -> x: the sampling direction (D passes per MADE)."""
-    for layer in reversed(self.layers):
-      u = layer.bijector(u, context).forward(u)
-    return u
-
   def sample(self, n, context=None):
-    """n samples, drawn with the `sample` RNG stream; a conditional model without `context`
-    cycles through the labels 0, 1, ..., K-1."""
-    rng = self.make_rng("sample")
+    """n samples; a conditional model without `context` cycles through the labels 0..K-1."""
     if self.num_classes and context is None:
       context = jax.nn.one_hot(jnp.arange(n) % self.num_classes, self.num_classes)
-    if self.num_components:
-      return self.from_base(self.base.sample(rng, n, context), context)
-    size = self.layers[0].event_size
-    return self.from_base(jax.random.normal(rng, (n, size)), context)
+    return super().sample(n, context)
 
-  def _base_log_prob(self, u, context):
+  def base_log_prob(self, u, context):
     if self.num_components:
       return self.base.log_prob(u, context)
     return distrax.MultivariateNormalDiag(jnp.zeros(u.shape[-1])).log_prob(u)
 
-  def _context(self, batch):
-    return jax.nn.one_hot(batch["label"], self.num_classes) if self.num_classes else None
+  def base_sample(self, rng, n, context):
+    if self.num_components:
+      return self.base.sample(rng, n, context)
+    return jax.random.normal(rng, (n, self.layers[0].event_size))
 
-  def loss(self, batch, train=True):
-    """Maximum likelihood: the mean negative log density of the batch, and its metrics."""
-    log_prob = self.log_prob(_flatten(batch["x"]), self._context(batch), train)
-    return -log_prob.mean(), {"log_prob": log_prob.mean()}
+  def context(self, batch):
+    return jax.nn.one_hot(batch["label"], self.num_classes) if self.num_classes else None
 
   def evaluate(self, batch):
     """Per-example log p(x); a conditional model also gives log p(x|y), and log p(x) is the
     mixture over a uniform label prior, as the paper reports for its conditional MAFs."""
-    x = _flatten(batch["x"])
     if not self.num_classes:
-      return {"log_prob": self.log_prob(x)}
+      return super().evaluate(batch)
+    x = flows.flatten(batch["x"])
     labels = jnp.eye(self.num_classes)
     log_prob_given = jax.vmap(lambda y: self.log_prob(x, y), out_axes=-1)(labels)
     return {
@@ -152,8 +125,3 @@ class MAF(nn.Module):
         "log_prob_given_label": jnp.take_along_axis(
             log_prob_given, batch["label"][:, None], -1)[:, 0],
     }
-
-
-def _flatten(x):
-  """Examples as vectors: the paper's MAFs model images as vectors of pixels."""
-  return x.reshape(x.shape[0], -1)

@@ -96,36 +96,128 @@ class BatchNorm(nn.Module):
     return distrax.Block(distrax.ScalarAffine(shift=mean - beta * scale, scale=scale), 1)
 
 
-class AffineCoupling(nn.Module):
-  """Real NVP's affine coupling layer (Dinh, Sohl-Dickstein, Bengio 2017, eqs. 6-9).
+class Coupling(nn.Module):
+  """A coupling layer with alternating (even/odd) partitions.
 
-  The dimensions of one parity (even or odd, alternating from layer to layer) pass unchanged and
-  condition the scale exp(s) and shift t of the others. As in the MAF paper's Real NVP, s is an
-  MLP of tanh units and t an MLP of rectified units; both start at zero (the identity).
+  The dimensions of one parity pass unchanged and condition the others:
+  - affine (Real NVP, Dinh, Sohl-Dickstein, Bengio 2017, eqs. 6-9): y_b = x_b exp(s(x_a)) + t(x_a);
+    as in the MAF paper's Real NVP, s is an MLP of tanh units and t of rectified units;
+  - additive (NICE, Dinh, Krueger, Bengio 2014, eq. 5): y_b = x_b + t(x_a), whose Jacobian has
+    determinant one; t is an MLP of rectified units.
+  The networks' outputs start at zero, so a fresh layer is the identity.
   """
   hidden_dims: Sequence[int]
   parity: int
+  affine: bool = True
 
   @nn.compact
   def bijector(self, inputs, context=None, train=False) -> distrax.Bijector:
     del train
     size = inputs.shape[-1]
-    mask = np.arange(size) % 2 == self.parity
-    log_scale_net = _MLP(self.hidden_dims, size, nn.tanh, name="log_scale")
     shift_net = _MLP(self.hidden_dims, size, nn.relu, name="shift")
+    log_scale_net = _MLP(self.hidden_dims, size, nn.tanh, name="log_scale") if self.affine else None
 
     def conditioner(x_masked):
       h = x_masked if context is None else jnp.concatenate(
           [x_masked, jnp.broadcast_to(context, x_masked.shape[:-1] + context.shape[-1:])], -1)
-      return log_scale_net(h), shift_net(h)
+      return shift_net(h), log_scale_net(h) if self.affine else None
 
-    return distrax.MaskedCoupling(
-        mask=jnp.asarray(mask), conditioner=conditioner,
-        bijector=lambda params: distrax.ScalarAffine(shift=params[1], log_scale=params[0]))
+    def inner(params):
+      shift, log_scale = params
+      if self.affine:
+        return distrax.ScalarAffine(shift=shift, log_scale=log_scale)
+      return distrax.Shift(shift)
+
+    mask = jnp.asarray(np.arange(size) % 2 == self.parity)
+    return distrax.MaskedCoupling(mask=mask, conditioner=conditioner, bijector=inner)
 
   @property
   def event_size(self) -> int:
     return self.variables["params"]["shift"]["output"]["kernel"].shape[-1]
+
+
+class Rescaling(nn.Module):
+  """NICE's diagonal scaling layer (section 3.3): h = exp(s) * x in the density direction, so
+  log|det| = sum(s); it lets the volume-preserving couplings weight each dimension."""
+
+  @nn.compact
+  def bijector(self, inputs, context=None, train=False) -> distrax.Bijector:
+    del context, train
+    log_scale = self.param("log_scale", nn.initializers.zeros_init(), (inputs.shape[-1],))
+    return distrax.Block(distrax.ScalarAffine(shift=jnp.zeros_like(log_scale),
+                                              log_scale=-log_scale), 1)
+
+
+class Flow(nn.Module):
+  """A density model through a stack of flow layers onto a base density, written once.
+
+  A subclass sets `self.layers` in `setup` (density order: data first) and defines
+  `base_log_prob(u, context)`, `base_sample(rng, n, context)` and, for conditional models,
+  `context(batch)`. Examples are flattened to vectors, as the flow papers model images.
+  """
+
+  def __call__(self, x, context=None, train=False):
+    return self.log_prob(x, context, train)
+
+  def log_prob(self, x, context=None, train=False):
+    """log p(x) in nats, one per example: the base density plus the inverse log-determinants."""
+    u, log_det = self.to_base(x, context, train)
+    return self.base_log_prob(u, context) + log_det
+
+  def to_base(self, x, context=None, train=False):
+    """The flow's inverse x -> u and log|det du/dx|, one per example."""
+    log_det = jnp.zeros(x.shape[:-1])
+    for layer in self.layers:
+      x, layer_log_det = layer.bijector(x, context, train).inverse_and_log_det(x)
+      log_det = log_det + layer_log_det
+    return x, log_det
+
+  def from_base(self, u, context=None):
+    """The flow's forward u -> x: the sampling direction."""
+    for layer in reversed(self.layers):
+      u = layer.bijector(u, context).forward(u)
+    return u
+
+  def sample(self, n, context=None):
+    """n samples (flattened), drawn with the `sample` RNG stream."""
+    return self.from_base(self.base_sample(self.make_rng("sample"), n, context), context)
+
+  def context(self, batch):
+    """What the model is conditioned on for `batch`; None for an unconditional model."""
+    del batch
+    return None
+
+  def loss(self, batch, train=True):
+    """Maximum likelihood: the mean negative log density of the batch, and its metrics."""
+    log_prob = self.log_prob(flatten(batch["x"]), self.context(batch), train)
+    return -log_prob.mean(), {"log_prob": log_prob.mean()}
+
+  def evaluate(self, batch):
+    """Per-example log p(x) in nats."""
+    return {"log_prob": self.log_prob(flatten(batch["x"]), self.context(batch))}
+
+  def inpaint(self, x, observed, num_steps=1000, low=0.0, high=1.0, context=None):
+    """Fill the entries where `observed` is False by projected stochastic gradient ascent on
+    log p (NICE section 5.2): x_H <- clip(x_H + a_i (d log p / d x_H + eps)), a_i = 10/(100+i),
+    eps ~ N(0, I), starting from uniform noise on [low, high]; observed entries never change.
+    Noise is drawn from the `sample` RNG stream."""
+    shape, x, observed = x.shape, flatten(x), flatten(observed)
+    start_rng, noise_rng = jax.random.split(self.make_rng("sample"))
+    start = jax.random.uniform(start_rng, x.shape, minval=low, maxval=high)
+    x = jnp.where(observed, x, start)
+
+    def ascend(i, x):
+      grad = jax.grad(lambda v: self.log_prob(v, context).sum())(x)
+      eps = jax.random.normal(jax.random.fold_in(noise_rng, i), x.shape)
+      step = 10.0 / (100.0 + i) * (grad + eps)
+      return jnp.where(observed, x, jnp.clip(x + step, low, high))
+
+    return jax.lax.fori_loop(0, num_steps, ascend, x).reshape(shape)
+
+
+def flatten(x):
+  """Examples as vectors."""
+  return x.reshape(x.shape[0], -1)
 
 
 class _MLP(nn.Module):
