@@ -71,10 +71,11 @@ def make_train_step(model, optimizer):
 
 
 def make_eval_step(model):
-  """Sums over the real (unmasked) examples of each per-example metric of `evaluate`."""
+  """Sums over the real (unmasked) examples of each per-example metric of `evaluate`; models
+  that sample while evaluating draw from `rng`."""
 
-  def eval_step(variables, batch):
-    per_example = model.apply(variables, batch, method="evaluate")
+  def eval_step(variables, batch, rng):
+    per_example = model.apply(variables, batch, method="evaluate", rngs={"sample": rng})
     mask = batch["mask"].astype(jnp.float32)
     return {k: (v * mask).sum() for k, v in per_example.items()}
 
@@ -137,14 +138,16 @@ class Evaluator:
 
   def __call__(self, variables, split: str) -> dict[str, float]:
     sums, count, log_det = None, 0, 0.0
-    for batch in zoo.data.eval_batches(
+    rng = jax.random.key(self.config.seed + 4)
+    for index, batch in enumerate(zoo.data.eval_batches(
         self.dataset, self.preprocessing, split,
         batch_size=_round_up(self.config.eval_batch_size, self.devices.size),
         seed=self.config.seed + 1, process_index=jax.process_index(),
-        process_count=jax.process_count()):
+        process_count=jax.process_count())):
       count += int(batch["mask"].sum())
       log_det += float((self.preprocessing.log_det(batch["x"]) * batch["mask"]).sum())
-      batch_sums = self._eval_step(variables, self.devices.shard_batch(batch))
+      batch_sums = self._eval_step(variables, self.devices.shard_batch(batch),
+                                   jax.random.fold_in(rng, index))
       sums = batch_sums if sums is None else jax.tree.map(jnp.add, sums, batch_sums)
     metrics = {k: float(v) / count for k, v in jax.device_get(sums).items()}
     if "log_prob" in metrics and self.preprocessing.dequantizes:
