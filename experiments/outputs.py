@@ -8,6 +8,7 @@ import jax
 import numpy as np
 import tqdm
 from PIL import Image
+from PIL import ImageDraw
 from tensorboardX import SummaryWriter
 
 import zoo
@@ -184,3 +185,45 @@ def write_samples(path: str, model, variables, dataset, preprocessing, config) -
   else:
     reference = dataset.read("test", np.arange(min(dataset.num_examples("test"), 10_000)))["x"]
     density_panels(reference, samples.reshape(len(samples), -1)).save(path)
+
+
+COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+           "#7f7f7f", "#bcbd22", "#17becf"]
+
+
+def line_plot(series: dict, path: str, y_label: str, size=(900, 520)) -> None:
+  """Lines of {label: (steps, values)} on shared axes, a legend at the right, as a PNG."""
+  width, height = size
+  left, right, top, bottom = 70, 250, 20, 40
+  image = Image.new("RGB", size, "white")
+  draw = ImageDraw.Draw(image)
+  points = [(x, y) for xs, ys in series.values() for x, y in zip(xs, ys) if np.isfinite(y)]
+  if not points:
+    image.save(path)
+    return
+  x_low, x_high = min(p[0] for p in points), max(p[0] for p in points)
+  y_low, y_high = np.percentile([p[1] for p in points], [2, 100])
+  x_span, y_span = max(x_high - x_low, 1), max(y_high - y_low, 1e-9)
+
+  def at(x, y):
+    y = min(max(y, y_low), y_high)
+    return (left + (x - x_low) / x_span * (width - left - right),
+            height - bottom - (y - y_low) / y_span * (height - top - bottom))
+
+  draw.rectangle([left, top, width - right, height - bottom], outline="black")
+  for fraction in (0, 0.5, 1):
+    y = y_low + fraction * y_span
+    draw.text((5, at(x_low, y)[1] - 6), f"{y:.1f}", fill="black")
+    x = x_low + fraction * x_span
+    draw.text((at(x, y_low)[0] - 15, height - bottom + 8), f"{x:.0f}", fill="black")
+  draw.text((5, 2), y_label, fill="black")
+  draw.text((width - right - 30, height - 18), "step", fill="black")
+  for i, (label, (xs, ys)) in enumerate(series.items()):
+    colour = COLOURS[i % len(COLOURS)]
+    line = [at(x, y) for x, y in zip(xs, ys) if np.isfinite(y)]
+    if len(line) > 1:
+      draw.line(line, fill=colour, width=2)
+    draw.line([(width - right + 10, top + 10 + 16 * i), (width - right + 30, top + 10 + 16 * i)],
+              fill=colour, width=3)
+    draw.text((width - right + 36, top + 4 + 16 * i), label, fill="black")
+  image.save(path)

@@ -60,9 +60,19 @@ def _start_processes():
     jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
 
 
+def quiet(entry):
+  """`entry(argv)` with library warnings and TFDS progress bars off, so errors stay one line."""
+
+  def wrapped(argv):
+    warnings.filterwarnings("ignore")
+    tfds.disable_progress_bar()
+    logging.set_verbosity(logging.ERROR)
+    return entry(argv)
+
+  return wrapped
+
+
 def main(argv) -> int:
-  warnings.filterwarnings("ignore")
-  tfds.disable_progress_bar()
   try:
     config = _parse(argv)
     logging.set_verbosity(logging.ERROR)  # after parsing, which applies --verbosity
@@ -88,4 +98,4 @@ def main(argv) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main(sys.argv))
+  sys.exit(quiet(main)(sys.argv))

@@ -48,26 +48,51 @@ def make_optimizer(config) -> optax.GradientTransformation:
                  eps=config.adam_eps))
 
 
+def _loss_fn(model, state: TrainState, batch, rng):
+  """params -> (loss, (metrics, updated model state)): the model's `loss` in training mode."""
+
+  def loss_fn(params):
+    (loss, metrics), model_state = model.apply(
+        {"params": params, **state.model_state}, batch, train=True, method="loss",
+        rngs={"sample": rng}, mutable=list(state.model_state))
+    return loss, (metrics, model_state)
+
+  return loss_fn
+
+
 def make_train_step(model, optimizer):
   """The pure train step of a single-objective model: its `loss` method, one optimiser update."""
 
   def train_step(state: TrainState, batch, rng):
     rng = jax.random.fold_in(rng, state.step)
-
-    def loss_fn(params):
-      (loss, metrics), model_state = model.apply(
-          {"params": params, **state.model_state}, batch, train=True, method="loss",
-          rngs={"sample": rng}, mutable=list(state.model_state))
-      return loss, (metrics, model_state)
-
-    (loss, (metrics, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params)
+    (loss, (metrics, model_state)), grads = jax.value_and_grad(
+        _loss_fn(model, state, batch, rng), has_aux=True)(state.params)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
                           opt_state=opt_state, model_state=model_state)
     return state, {"loss": loss, "grad_norm": optax.global_norm(grads), **metrics}
 
   return train_step
+
+
+def make_gradient_statistics(model, draws: int):
+  """The variance and signal-to-noise ratio of a stochastic gradient estimator on one batch, per
+  top-level parameter group: `draws` independent gradients (vmapped over the step's randomness),
+  per parameter their variance and |mean| / std, averaged over the group's parameters."""
+
+  def statistics(state: TrainState, batch, rng):
+    gradient = lambda key: jax.grad(lambda p: _loss_fn(model, state, batch, key)(p)[0])(
+        state.params)
+    grads = jax.vmap(gradient)(jax.random.split(rng, draws))
+    out = {}
+    for group, tree in grads.items():
+      g = jnp.concatenate([x.reshape(draws, -1) for x in jax.tree.leaves(tree)], 1)
+      mean, var = g.mean(0), g.var(0)
+      out[f"grad_variance/{group}"] = var.mean()
+      out[f"grad_snr/{group}"] = (jnp.abs(mean) / jnp.sqrt(var + 1e-30)).mean()
+    return out
+
+  return statistics
 
 
 def make_eval_step(model):
@@ -204,6 +229,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
                 and (step - best_step) // config.eval_every >= patience)
 
   train_step = jax.jit(make_train_step(model, optimizer), donate_argnums=0)
+  gradient_statistics = None
+  if config.gradient_statistics_draws:
+    gradient_statistics = jax.jit(make_gradient_statistics(model,
+                                                           config.gradient_statistics_draws))
   evaluator = Evaluator(model, dataset, preprocessing, config, devices)
   monitor = "validation" if "validation" in dataset.builder.info.splits else None
   progress = outputs.Progress(config.num_steps, is_writer)
@@ -225,6 +254,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
               f"{saved.directory}" if saved.latest_step() else "no checkpoint was written yet")
       raise NonFiniteLossError(f"the loss became non-finite at step {bad_step}; {kept}")
     row = _mean_rows(rows)
+    if gradient_statistics is not None:
+      statistics = gradient_statistics(state, batch, jax.random.fold_in(init_rng, step))
+      row.update({k: float(v) for k, v in jax.device_get(statistics).items()})
     log.write(step, row)
     progress.update(step, row)
     if monitor and (step % config.eval_every == 0 or step == config.num_steps):

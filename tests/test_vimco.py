@@ -68,3 +68,17 @@ def test_vimco_estimator_needs_two_samples():
     zoo.build("vimco", num_samples=1).init(
         {"params": jax.random.key(0), "sample": jax.random.key(0)}, {"x": jnp.zeros((1, 3))},
         method="loss")
+
+
+def test_gradient_statistics_see_the_estimators_noise_and_nothing_else():
+  config = zoo.get("vimco").default_config("smoke")
+  optimizer = train.make_optimizer(config)
+  batch = {"x": (jax.random.uniform(jax.random.key(0), (32, 6)) > 0.5).astype(jnp.float32)}
+  for name, hyperparameters, noisy in (("vimco", dict(layer_sizes=(4,)), True),
+                                       ("maf", dict(num_layers=1, hidden_dims=(8,)), False)):
+    model = zoo.build(name, **hyperparameters)
+    state = train._init_state(model, optimizer, batch, jax.random.key(1))
+    stats = train.make_gradient_statistics(model, draws=8)(state, batch, jax.random.key(2))
+    variances = [float(v) for k, v in stats.items() if k.startswith("grad_variance/")]
+    # A deterministic loss leaves only the rounding of the mean of identical gradients.
+    assert variances and (min(variances) > 1e-8 if noisy else max(variances) < 1e-14)

@@ -18,6 +18,7 @@ def get_config(preset: str = "default"):
   config.preprocess = "binarize"
   config.learning_rate = 3e-4
   config.num_samples = 64
+  config.gradient_statistics_draws = 16
   if preset == "smoke":
     config.dataset = "digits"
     config.model.layer_sizes = (16,)

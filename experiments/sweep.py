@@ -1,0 +1,110 @@
+"""Train one model over a grid of config values; tabulate and plot the runs.
+
+  python -m experiments.sweep --model=vimco --sweep=model.estimator=vimco,nvil,reinforce \
+      --sweep=model.num_samples=1,2,5,10 [--preset=default] [--workdir=DIR] [--curve=bound]
+      [--config.KEY=VALUE ...]
+
+Each combination trains into DIR/<key=value,...>/ (resumable like any run). DIR/sweep.md holds
+each run's final test metrics, DIR/sweep.png the training curve `--curve` (a metrics.jsonl
+key) against steps, one line per run: for VIMCO, the paper's main figure. Combinations the
+model rejects (the vimco estimator with K = 1) are skipped and listed.
+"""
+import itertools
+import json
+import os
+import sys
+
+from absl import flags
+
+import zoo
+from experiments import outputs
+from experiments import run
+from experiments import train
+
+FLAGS = flags.FLAGS
+flags.DEFINE_multi_string("sweep", [], "KEY=V1,V2,...: a config key and the values to sweep.")
+flags.DEFINE_string("curve", "bound", "The metrics.jsonl key plotted against steps.")
+
+
+def _parse(text, like):
+  """`text` as the type of the config's current value `like`."""
+  if isinstance(like, bool):
+    if text.lower() not in ("true", "false"):
+      raise zoo.errors.UserError(f"expected true or false, not {text!r}")
+    return text.lower() == "true"
+  try:
+    return type(like)(text)
+  except ValueError:
+    raise zoo.errors.UserError(f"{text!r} is not a {type(like).__name__}") from None
+
+
+def _grid(config, sweeps):
+  axes = []
+  for sweep in sweeps:
+    key, _, values = sweep.partition("=")
+    run._check_key(config, key)  # pylint: disable=protected-access
+    node = config
+    for part in key.split(".")[:-1]:
+      node = node[part]
+    like = node[key.split(".")[-1]]
+    axes.append([(key, _parse(v, like)) for v in values.split(",")])
+  return [dict(point) for point in itertools.product(*axes)]
+
+
+def _set(config, key, value):
+  node = config
+  *parents, leaf = key.split(".")
+  for part in parents:
+    node = node[part]
+  node[leaf] = value
+
+
+def _name(point):
+  return ",".join(f"{k.split('.')[-1]}={v}" for k, v in point.items())
+
+
+def sweep(config, points, workdir, curve):
+  """Train each point; write sweep.md and sweep.png; return the markdown table."""
+  rows, series, skipped = [], {}, []
+  for point in points:
+    run_config = config.copy_and_resolve_references()
+    for key, value in point.items():
+      _set(run_config, key, value)
+    run_dir = os.path.join(workdir, _name(point))
+    try:
+      results = train.train_and_evaluate(run_config, run_dir)
+    except zoo.errors.HyperparameterError as e:
+      skipped.append(f"{_name(point)}: {e}")
+      continue
+    rows.append((_name(point), results))
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+      curve_rows = [r for r in map(json.loads, f) if curve in r]
+    series[_name(point)] = ([r["step"] for r in curve_rows], [r[curve] for r in curve_rows])
+  metrics = sorted({k for _, r in rows for k in r["test"]})
+  lines = ["| run | " + " | ".join(f"test {m}" for m in metrics) + " | steps | train s |",
+           "|---|" + "---:|" * (len(metrics) + 2)]
+  for name, r in rows:
+    cells = " | ".join(f"{r['test'][m]:.2f}" if m in r["test"] else "-" for m in metrics)
+    lines.append(f"| {name} | {cells} | {r['steps']} | {r['train_seconds']:.0f} |")
+  lines += [f"\nskipped: {s}" for s in skipped]
+  table = "\n".join(lines) + "\n"
+  with open(os.path.join(workdir, "sweep.md"), "w") as f:
+    f.write(table)
+  outputs.line_plot(series, os.path.join(workdir, "sweep.png"), y_label=curve)
+  return table
+
+
+def main(argv) -> int:
+  try:
+    config = run._parse(argv)  # pylint: disable=protected-access
+    workdir = FLAGS.workdir or os.path.join("workdirs", f"sweep-{FLAGS.model}-{FLAGS.preset}")
+    os.makedirs(workdir, exist_ok=True)
+    print(sweep(config, _grid(config, FLAGS.sweep), workdir, FLAGS.curve))
+  except (flags.Error, zoo.errors.UserError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(run.quiet(main)(sys.argv))
