@@ -188,7 +188,8 @@ def write_samples(path: str, model, variables, dataset, preprocessing, config) -
 
 
 COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
-           "#7f7f7f", "#bcbd22", "#17becf"]
+           "#7f7f7f", "#bcbd22", "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896",
+           "#c5b0d5", "#c49c94", "#f7b6d2", "#000000", "#dbdb8d", "#9edae5"]  # tab20's order
 
 
 def line_plot(series: dict, path: str, y_label: str, size=(900, 520)) -> None:
