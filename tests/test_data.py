@@ -35,7 +35,7 @@ def test_toy_densities(name):
 
 
 def test_eight_gaussians_modes_are_where_they_should_be():
-  points, labels = toy2d.eight_gaussians(np.random.default_rng(0), 8000)
+  points, labels = toy2d.DENSITIES["eight_gaussians"](np.random.default_rng(0), 8000)
   for k in range(8):
     center = 4 * np.array([np.cos(k * np.pi / 4), np.sin(k * np.pi / 4)]) / np.sqrt(2)
     np.testing.assert_allclose(points[labels == k].mean(0), center, atol=0.05)

@@ -65,6 +65,12 @@ class Dataset:
     label = self._features["label"] if "label" in self._features else None
     return getattr(label, "num_classes", None)
 
+  @property
+  def mixture(self) -> tuple[np.ndarray, float] | None:
+    """(component means, common std) of a Gaussian-mixture toy set, None for any other set."""
+    family, _, config = self.name.partition("/")
+    return toy2d.MIXTURES.get(config) if family == "toy2d" else None
+
   def num_examples(self, split: str) -> int:
     return self.builder.info.splits[split].num_examples
 

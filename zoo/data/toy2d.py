@@ -1,7 +1,10 @@
 """Two-dimensional toy densities (as popularised by FFJORD and the flow literature), as a TFDS
 builder that needs no network: `toy2d/two_moons`, `toy2d/eight_gaussians`, `toy2d/checkerboard`,
-`toy2d/pinwheel`, `toy2d/two_spirals`. Each example has `x` (2 floats) and `label`, the mixture
-component, moon, arm or cell it was drawn from."""
+`toy2d/pinwheel`, `toy2d/two_spirals`, and the GAN literature's mode-collapse tests
+`toy2d/ring_of_8` and `toy2d/grid_of_25` (the narrow 8- and 25-Gaussian mixtures of Gulrajani et
+al.'s toy experiments). Each example has `x` (2 floats) and `label`, the mixture component, moon,
+arm or cell it was drawn from. `MIXTURES` gives the Gaussian mixtures' means and common standard
+deviation, for counting the modes a generator covers."""
 import numpy as np
 import tensorflow_datasets as tfds
 
@@ -17,11 +20,30 @@ def two_moons(rng, n):
   return points * 2 + np.array([-1.0, -0.2]), labels
 
 
-def eight_gaussians(rng, n):
-  labels = rng.integers(0, 8, n)
-  angles = labels * np.pi / 4
-  centers = 4 * np.stack([np.cos(angles), np.sin(angles)], -1)
-  return (centers + 0.5 * rng.normal(size=(n, 2))) / np.sqrt(2), labels
+def _ring(radius, count=8):
+  angles = np.arange(count) * 2 * np.pi / count
+  return radius * np.stack([np.cos(angles), np.sin(angles)], -1)
+
+
+_GRID = np.arange(-2, 3) * 2.0
+# name: (component means, the components' common standard deviation)
+MIXTURES = {
+    "eight_gaussians": (_ring(4 / np.sqrt(2)), 0.5 / np.sqrt(2)),  # FFJORD's, wide
+    "ring_of_8": (_ring(2 / 1.414), 0.02 / 1.414),  # Gulrajani et al.'s, narrow
+    "grid_of_25": (np.stack(np.meshgrid(_GRID, _GRID, indexing="ij"), -1).reshape(-1, 2) / 2.828,
+                   0.05 / 2.828),
+}
+
+
+def _mixture(name):
+  means, std = MIXTURES[name]
+
+  def sample(rng, n):
+    labels = rng.integers(0, len(means), n)
+    return means[labels] + std * rng.normal(size=(n, 2)), labels
+
+  sample.__name__ = name
+  return sample
 
 
 def checkerboard(rng, n):
@@ -49,8 +71,8 @@ def two_spirals(rng, n):
   return np.stack([x, y], -1) / 3 + 0.1 * rng.normal(size=(n, 2)), labels
 
 
-DENSITIES = {f.__name__: f for f in (two_moons, eight_gaussians, checkerboard, pinwheel,
-                                     two_spirals)}
+DENSITIES = {f.__name__: f for f in (two_moons, checkerboard, pinwheel, two_spirals,
+                                     *map(_mixture, MIXTURES))}
 
 
 class Toy2d(tfds.core.GeneratorBasedBuilder):

@@ -1,0 +1,53 @@
+"""DCGAN's transposed convolution (4x4 kernel, stride 2) in the form XLA computes fast.
+
+A 4x4 stride-2 transposed convolution is exactly a 3x3 stride-1 convolution to four times the
+channels followed by a 2x2 depth-to-space rearrangement (sub-pixel convolution), with the 3x3
+kernel a fixed scatter of the 4x4 one. The parameters are the 4x4 kernel either way, so the two
+forms are the same model; on 2 CPU cores the gradient of this form ran 3.9x faster than
+`flax.linen.ConvTranspose`'s (64 x 16 x 16 x 64 -> 32 channels). The strided 4x4 convolution
+itself needs no such rewrite: `nn.Conv` with stride 2 measured faster than its stride-1 form.
+"""
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def depth_to_space(x):
+  """(B, H, W, 4C) -> (B, 2H, 2W, C); channel (p, q, c) becomes pixel (2i + p, 2j + q, c)."""
+  b, h, w, c4 = x.shape
+  x = x.reshape(b, h, w, 2, 2, c4 // 4).transpose(0, 1, 3, 2, 4, 5)
+  return x.reshape(b, 2 * h, 2 * w, c4 // 4)
+
+
+def _scatter():
+  """S[k, a, q]: output pixel 2m + q receives tap k of the 4x4 kernel from input m + a - 1 (the
+  pairs of 2i + k - 1 = 2m + q), so tap k is tap a of a 3x3 kernel for phase q."""
+  s = np.zeros((4, 3, 2), np.float32)
+  for k, (a, q) in enumerate([(2, 1), (1, 0), (1, 1), (0, 0)]):
+    s[k, a, q] = 1
+  return s
+
+
+_SCATTER = _scatter()
+
+
+class Upsample(nn.Module):
+  """A 4x4 transposed convolution with stride 2 and padding 1 (H x W -> 2H x 2W), as DCGAN's
+  generator: output pixel j gets w[k] x[i] wherever 2i + k - 1 = j, which is the adjoint of
+  `nn.Conv(features, (4, 4), strides=2, padding=1)`."""
+  features: int
+  use_bias: bool = True
+  kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
+
+  @nn.compact
+  def __call__(self, x):
+    kernel = self.param("kernel", self.kernel_init, (4, 4, x.shape[-1], self.features))
+    k3 = jnp.einsum("hap,wbq,hwio->abipqo", _SCATTER, _SCATTER, kernel)
+    k3 = k3.reshape(3, 3, x.shape[-1], 4 * self.features)
+    y = jax.lax.conv_general_dilated(x, k3, (1, 1), "SAME",
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    y = depth_to_space(y)
+    if self.use_bias:
+      y = y + self.param("bias", nn.initializers.zeros_init(), (self.features,))
+    return y
