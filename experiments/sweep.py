@@ -26,16 +26,16 @@ flags.DEFINE_multi_string("sweep", [], "KEY=V1,V2,...: a config key and the valu
 flags.DEFINE_string("curve", "bound", "The metrics.jsonl key plotted against steps.")
 
 
-def _parse(text, like):
-  """`text` as the type of the config's current value `like`."""
-  if isinstance(like, bool):
+def _parse(text, kind):
+  """`text` as a value of the config field's type `kind`."""
+  if kind is bool:
     if text.lower() not in ("true", "false"):
       raise zoo.errors.UserError(f"expected true or false, not {text!r}")
     return text.lower() == "true"
   try:
-    return type(like)(text)
+    return kind(text)
   except ValueError:
-    raise zoo.errors.UserError(f"{text!r} is not a {type(like).__name__}") from None
+    raise zoo.errors.UserError(f"{text!r} is not a {kind.__name__}") from None
 
 
 def _grid(config, sweeps):
@@ -43,11 +43,11 @@ def _grid(config, sweeps):
   for sweep in sweeps:
     key, _, values = sweep.partition("=")
     run._check_key(config, key)  # pylint: disable=protected-access
+    *parents, leaf = key.split(".")
     node = config
-    for part in key.split(".")[:-1]:
+    for part in parents:
       node = node[part]
-    like = node[key.split(".")[-1]]
-    axes.append([(key, _parse(v, like)) for v in values.split(",")])
+    axes.append([(key, _parse(v, node.get_type(leaf))) for v in values.split(",")])
   return [dict(point) for point in itertools.product(*axes)]
 
 

@@ -7,7 +7,6 @@ Randomness at step s is `fold_in(rng, s)`, and the data stream is a function of 
 resumed run repeats exactly what the uninterrupted one would have done.
 """
 import dataclasses
-import math
 import os
 import time
 from typing import Any
@@ -25,6 +24,8 @@ import zoo
 from zoo import checkpoints
 from zoo import errors
 from zoo.metrics import likelihood
+from zoo.metrics import modes
+from experiments import configs
 from experiments import outputs
 
 
@@ -40,12 +41,19 @@ class TrainState:
   model_state: Any  # the non-parameter collections, such as batch norm's `batch_stats`
 
 
+OPTIMIZERS = ("adam", "rmsprop")
+
+
 def make_optimizer(config) -> optax.GradientTransformation:
-  """Adam, with the L2 penalty `weight_decay` added to the gradient (the MAF paper's 1e-6)."""
-  return optax.chain(
-      optax.add_decayed_weights(config.weight_decay),
-      optax.adam(config.learning_rate, b1=config.adam_b1, b2=config.adam_b2,
-                 eps=config.adam_eps))
+  """`config.optimizer` (Adam, or RMSProp as the WGAN paper's code: PyTorch's defaults, decay
+  0.99 and eps outside the square root), with the L2 penalty `weight_decay` added to the
+  gradient (the MAF paper's 1e-6)."""
+  if config.optimizer == "adam":
+    update = optax.adam(config.learning_rate, b1=config.adam_b1, b2=config.adam_b2,
+                        eps=config.adam_eps)
+  else:
+    update = optax.rmsprop(config.learning_rate, decay=0.99, eps=1e-8, eps_in_sqrt=False)
+  return optax.chain(optax.add_decayed_weights(config.weight_decay), update)
 
 
 def _loss_fn(model, state: TrainState, batch, rng):
@@ -73,6 +81,69 @@ def make_train_step(model, optimizer):
     return state, {"loss": loss, "grad_norm": optax.global_norm(grads), **metrics}
 
   return train_step
+
+
+def make_player_update(model, optimizers: dict):
+  """`update(player, state, batch, rng) -> (state, metrics)`: one optimiser update of one
+  player of a game (`zoo.nn.games.Game`). It differentiates only that player's parameters,
+  with its own optimiser and state, and projects them after the update (`model.project`:
+  WGAN's weight clipping). Metrics are named `<player>/...`."""
+
+  def update(player, state: TrainState, batch, rng):
+    def loss_fn(player_params):
+      params = {**state.params, player: player_params}
+      (loss, metrics), model_state = model.apply(
+          {"params": params, **state.model_state}, batch, train=True, method=f"{player}_loss",
+          rngs={"sample": rng}, mutable=list(state.model_state))
+      return loss, (metrics, model_state)
+
+    (loss, (metrics, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.params[player])
+    updates, opt_state = optimizers[player].update(grads, state.opt_state[player],
+                                                   state.params[player])
+    player_params = model.project(player, optax.apply_updates(state.params[player], updates))
+    state = state.replace(params={**state.params, player: player_params},
+                          opt_state={**state.opt_state, player: opt_state},
+                          model_state=model_state)
+    metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), **metrics}
+    return state, {f"{player}/{k}": v for k, v in metrics.items()}
+
+  return update
+
+
+def make_game_step(model, optimizers: dict):
+  """The pure train step of a two-player model: `batches` stacks one batch per update of the
+  inner player (WGAN's critic steps), which a `lax.scan` runs through; the outer player is then
+  updated once, on the last batch. Metrics are each player's last; `loss` is the inner
+  player's (WGAN's critic loss, minus its Wasserstein estimate)."""
+  inner, outer = model.players
+  update = make_player_update(model, optimizers)
+
+  def train_step(state: TrainState, batches, rng):
+    rng = jax.random.fold_in(rng, state.step)
+    keys = jax.random.split(rng, len(jax.tree.leaves(batches)[0]) + 1)
+    state, inner_metrics = jax.lax.scan(lambda s, xs: update(inner, s, *xs), state,
+                                        (batches, keys[:-1]))
+    last = jax.tree.map(lambda x: x[-1], batches)
+    state, outer_metrics = update(outer, state, last, keys[-1])
+    metrics = {**jax.tree.map(lambda m: m[-1], inner_metrics), **outer_metrics}
+    return state.replace(step=state.step + 1), {"loss": metrics[f"{inner}/loss"], **metrics}
+
+  return train_step
+
+
+def inner_steps(config, step: int) -> int:
+  """Inner-player updates at outer step `step`: `critic_steps`, but `burst_critic_steps` for the
+  first `burst_first` steps and every `burst_every`-th (the WGAN paper's 100 for the first 25
+  generator iterations and every 500th, so the critic stays near optimal)."""
+  if config.burst_critic_steps and (step < config.burst_first or step % config.burst_every == 0):
+    return config.burst_critic_steps
+  return config.critic_steps
+
+
+def batches_before(config, step: int) -> int:
+  """How many batches a game consumes before outer step `step`: where its data resumes."""
+  return sum(inner_steps(config, s) for s in range(step))
 
 
 def make_gradient_statistics(model, draws: int):
@@ -123,9 +194,10 @@ class Devices:
   def replicate(self, tree):
     return jax.device_put(tree, NamedSharding(self.mesh, PartitionSpec()))
 
-  def shard_batch(self, local_batch):
-    """This process's slice of a batch, as a global array sharded on `data`."""
-    sharding = NamedSharding(self.mesh, PartitionSpec("data"))
+  def shard_batch(self, local_batch, stacked: bool = False):
+    """This process's slice of a batch, as a global array sharded on `data`; a stack of
+    batches (a game's step) is sharded on its second axis."""
+    sharding = NamedSharding(self.mesh, PartitionSpec(*(None,) * stacked, "data"))
     return jax.tree.map(
         lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), local_batch)
 
@@ -147,6 +219,9 @@ def validate(config):
               "checkpoint_every"):
     if config[key] <= 0:
       raise errors.UserError(f"config.{key} must be positive, not {config[key]}")
+  if config.optimizer not in OPTIMIZERS:
+    raise errors.UserError(
+        f"config.optimizer must be one of {', '.join(OPTIMIZERS)}, not {config.optimizer!r}")
   if config.checkpoint_every % config.log_every:
     raise errors.UserError(
         f"config.checkpoint_every ({config.checkpoint_every}) must be a multiple of "
@@ -154,12 +229,16 @@ def validate(config):
 
 
 class Evaluator:
-  """Evaluates a model's `evaluate` metrics over a split, with the likelihood in pixel space."""
+  """Evaluates a model's `evaluate` metrics over a split, with the likelihood in pixel space,
+  and on a Gaussian mixture with known components the modes its samples cover."""
 
   def __init__(self, model, dataset, preprocessing, config, devices: Devices):
     self.dataset, self.preprocessing, self.config, self.devices = (
         dataset, preprocessing, config, devices)
     self._eval_step = jax.jit(make_eval_step(model))
+    self._sample = jax.jit(lambda variables: model.apply(
+        variables, modes.NUM_SAMPLES, method="sample",
+        rngs={"sample": jax.random.key(config.seed + 5)}))
 
   def __call__(self, variables, split: str) -> dict[str, float]:
     sums, count, log_det = None, 0, 0.0
@@ -179,6 +258,9 @@ class Evaluator:
       metrics["bits_per_dim"] = float(likelihood.bits_per_dim(
           metrics["log_prob"] + log_det / count, int(np.prod(self.dataset.example_shape)),
           self.dataset.num_levels))
+    if self.dataset.mixture is not None:
+      samples = self.preprocessing.inverse(np.asarray(jax.device_get(self._sample(variables))))
+      metrics.update(modes.mode_coverage(samples, *self.dataset.mixture))
     return metrics
 
 
@@ -192,6 +274,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
   Resumes from the latest checkpoint in `workdir`. Raises `zoo.errors.UserError` for mistakes a
   user can fix, `NonFiniteLossError` when the loss diverges.
   """
+  config = configs.finalize(config)
   validate(config)
   spec = zoo.get(config.model_name)
   model = spec.build(**config.model)
@@ -207,17 +290,38 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
   if is_writer:
     outputs.write_json(os.path.join(workdir, checkpoints.CONFIG), config.to_dict())
 
-  optimizer = make_optimizer(config)
+  game = spec.family == "game"
+  if game and (config.critic_steps <= 0 or config.burst_critic_steps < 0):
+    raise errors.UserError("config.critic_steps must be positive and config.burst_critic_steps "
+                           "zero (no bursts) or positive")
+  if game and config.gradient_statistics_draws:
+    raise errors.UserError("config.gradient_statistics_draws is for single-objective models; "
+                           f"{config.model_name} is a game")
   init_rng, rng = jax.random.split(jax.random.key(config.seed))
   saved = checkpoints.manager(os.path.join(workdir, checkpoints.CHECKPOINTS), max_to_keep=2)
   best = checkpoints.manager(os.path.join(workdir, checkpoints.BEST), max_to_keep=1)
   start_step = saved.latest_step() or 0
   batches = zoo.data.train_batches(
       dataset, preprocessing, batch_size=config.batch_size, seed=config.seed,
-      start_step=start_step, process_index=jax.process_index(),
-      process_count=jax.process_count())
-  batch = devices.shard_batch(next(batches))
-  state = devices.replicate(_init_state(model, optimizer, batch, init_rng))
+      start_step=batches_before(config, start_step) if game else start_step,
+      process_index=jax.process_index(), process_count=jax.process_count())
+
+  def batch_for(step):
+    if not game:
+      return devices.shard_batch(next(batches))
+    stack = [next(batches) for _ in range(inner_steps(config, step))]
+    return devices.shard_batch(jax.tree.map(lambda *b: np.stack(b), *stack), stacked=True)
+
+  batch = batch_for(start_step)
+  if game:
+    optimizers = {player: make_optimizer(config) for player in model.players}
+    train_step = make_game_step(model, optimizers)
+    state = _init_state(model, optimizers, jax.tree.map(lambda x: x[0], batch), init_rng)
+  else:
+    optimizer = make_optimizer(config)
+    train_step = make_train_step(model, optimizer)
+    state = _init_state(model, optimizer, batch, init_rng)
+  state = devices.replicate(state)
   if start_step:
     state = saved.restore(start_step, args=ocp.args.StandardRestore(state))
   best_value, best_step = _best_so_far(best)
@@ -228,7 +332,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
     return bool(patience and best_step is not None
                 and (step - best_step) // config.eval_every >= patience)
 
-  train_step = jax.jit(make_train_step(model, optimizer), donate_argnums=0)
+  train_step = jax.jit(train_step, donate_argnums=0)
   gradient_statistics = None
   if config.gradient_statistics_draws:
     gradient_statistics = jax.jit(make_gradient_statistics(model,
@@ -240,7 +344,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
   pending, step, started = [], start_step, time.time()
   while step < config.num_steps and not stopped_early(step):
     if step > start_step:
-      batch = devices.shard_batch(next(batches))
+      batch = batch_for(step)
     state, metrics = train_step(state, batch, rng)
     pending.append(metrics)
     step += 1
@@ -262,8 +366,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
     if monitor and (step % config.eval_every == 0 or step == config.num_steps):
       metrics = evaluator(_variables(state), monitor)
       log.write(step, {f"{monitor}/{k}": v for k, v in metrics.items()})
-      value = metrics.get("log_prob", -metrics.get("loss", math.inf))
-      if best_value is None or value > best_value:
+      value = metrics.get("log_prob", -metrics["loss"] if "loss" in metrics else None)
+      if value is not None and (best_value is None or value > best_value):
         best_value, best_step = value, step
         best.save(step, args=ocp.args.StandardSave(
             {"params": state.params, "model_state": state.model_state,
@@ -300,10 +404,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
 
 
 def _init_state(model, optimizer, batch, rng) -> TrainState:
-  variables = jax.jit(lambda b: model.init({"params": rng, "sample": rng}, b, method="loss"))(batch)
+  """The initial state; `optimizer` is one optax optimiser, or a game's one per player."""
+  method = "__call__" if isinstance(optimizer, dict) else "loss"
+  variables = jax.jit(lambda b: model.init({"params": rng, "sample": rng}, b, method=method))(
+      batch)
   params = variables.pop("params")
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                    opt_state=optimizer.init(params), model_state=dict(variables))
+  if isinstance(optimizer, dict):
+    opt_state = {player: optimizer[player].init(params[player]) for player in optimizer}
+  else:
+    opt_state = optimizer.init(params)
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state,
+                    model_state=dict(variables))
 
 
 def _variables(state: TrainState) -> dict:

@@ -1,4 +1,6 @@
 """Training configurations, one file per model: `get_config(preset)` for smoke, default, paper."""
+import importlib
+
 import ml_collections
 
 PRESETS = ("smoke", "default", "paper")
@@ -18,6 +20,7 @@ def base(model_name: str, preset: str) -> ml_collections.ConfigDict:
   config.zca_epsilon = 1e-4  # added to the covariance's eigenvalues before ZCA whitening
   config.batch_size = 128
   config.eval_batch_size = 1000
+  config.optimizer = "adam"  # adam | rmsprop (experiments.train.make_optimizer)
   config.learning_rate = 1e-3
   config.adam_b1 = 0.9
   config.adam_b2 = 0.999
@@ -32,3 +35,12 @@ def base(model_name: str, preset: str) -> ml_collections.ConfigDict:
   config.gradient_statistics_draws = 0  # >0: log the estimator's variance and SNR per group
   config.model = ml_collections.ConfigDict()
   return config
+
+
+def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A copy of `config` with the settings that its model's config module derives from other
+  fields filled in (by that module's `finalize`, where it has one: WGAN's optimiser follows
+  its variant unless given)."""
+  module = importlib.import_module(f"experiments.configs.{config.model_name}")
+  config = config.copy_and_resolve_references()
+  return module.finalize(config) if hasattr(module, "finalize") else config

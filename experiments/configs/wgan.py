@@ -1,0 +1,83 @@
+"""WGAN (Arjovsky et al. 2017), WGAN-GP and the standard GAN.
+
+  smoke    seconds: small MLP players on toy2d/ring_of_8.
+  default  minutes on 2 CPU cores: the paper's WGAN (clipping c = 0.01, RMSProp 5e-5,
+           n_critic = 5 and 100 for the first 25 and every 500th generator step, batch 64) with
+           the toy experiments' 3 x 512 ReLU players on the 8-Gaussian mixture
+           (toy2d/eight_gaussians; the narrower toy2d/ring_of_8 and toy2d/grid_of_25 are the
+           harder tests).
+  paper    the paper's DCGAN setting on CIFAR-10 (TFDS `cifar10`, where it can be downloaded).
+Switch the objective with --config.model.variant={wgan,wgan_gp,gan}: the optimiser and critic
+schedule left unset below follow the variant's paper (`TRAINING`), unless given on the command
+line. Pick the data with --config.dataset (toy2d/grid_of_25, digits, mnist, ...).
+"""
+from ml_collections import config_dict
+
+from experiments.configs import base
+from zoo import errors
+
+# The papers' training settings per variant: WGAN's Algorithm 1, WGAN-GP's Algorithm 1 (the
+# same Adam for the standard GAN, one discriminator step per generator step, as in that
+# paper's comparisons).
+TRAINING = {
+    "wgan": dict(optimizer="rmsprop", learning_rate=5e-5, critic_steps=5,
+                 burst_critic_steps=100),
+    "wgan_gp": dict(optimizer="adam", learning_rate=1e-4, adam_b1=0.5, adam_b2=0.9,
+                    critic_steps=5, burst_critic_steps=0),
+    "gan": dict(optimizer="adam", learning_rate=1e-4, adam_b1=0.5, adam_b2=0.9, critic_steps=1,
+                burst_critic_steps=0),
+}
+
+
+def get_config(preset: str = "default"):
+  config = base("wgan", preset)
+  config.model.variant = "wgan"
+  config.model.latent_dim = 2
+  config.model.hidden_dims = (512, 512, 512)
+  config.model.width = 64
+  config.model.weight_clip = 0.01
+  config.model.penalty_weight = 10.0
+  for key, kind in (("optimizer", str), ("learning_rate", float), ("adam_b1", float),
+                    ("adam_b2", float), ("critic_steps", int), ("burst_critic_steps", int)):
+    config[key] = config_dict.placeholder(kind)  # from TRAINING[variant] unless given
+  config.burst_first = 25
+  config.burst_every = 500
+  config.batch_size = 64
+  config.eval_batch_size = 1000
+  if preset == "smoke":
+    config.dataset = "toy2d/ring_of_8"
+    config.model.hidden_dims = (32, 32)
+    config.num_steps = 20
+    config.burst_first = 2
+    config.log_every = 10
+    config.eval_every = 10
+    config.checkpoint_every = 10
+  elif preset == "default":
+    config.dataset = "toy2d/eight_gaussians"
+    config.num_steps = 5000
+    config.log_every = 100
+    config.eval_every = 500
+    config.checkpoint_every = 500
+  else:
+    config.dataset = "cifar10"
+    config.preprocess = "dequantize"
+    config.model.latent_dim = 100
+    config.num_steps = 100_000
+    config.log_every = 100
+    config.eval_every = 5000
+    config.checkpoint_every = 5000
+  return config
+
+
+def finalize(config):
+  """Fill the training settings left unset from the variant's paper."""
+  if config.model.variant not in TRAINING:
+    raise errors.HyperparameterError(
+        f"wgan: variant must be one of {', '.join(TRAINING)}, not {config.model.variant!r}")
+  for key, value in TRAINING[config.model.variant].items():
+    if config[key] is None:
+      config[key] = value
+  for key in ("adam_b1", "adam_b2"):
+    if config[key] is None:
+      config[key] = base("wgan", "default")[key]
+  return config

@@ -1,0 +1,197 @@
+"""WGAN, WGAN-GP and the GAN: the game step, weight clipping, the penalty, mode counting, resume."""
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import zoo
+from experiments import configs
+from experiments import train
+from zoo.metrics import modes
+from zoo.models import wgan
+from zoo.nn import conv
+from zoo.nn import dcgan
+from conftest import run_cli
+
+RNGS = {"params": jax.random.key(0), "sample": jax.random.key(1)}
+POINTS = {"x": jax.random.normal(jax.random.key(2), (16, 2))}
+IMAGES = {"x": jax.random.uniform(jax.random.key(3), (4, 8, 8, 1))}
+
+
+def game(variant="wgan", batch=POINTS, learning_rate=0.05, **hyperparameters):
+  model = zoo.build("wgan", variant=variant, latent_dim=3, hidden_dims=(16, 16), width=4,
+                    **hyperparameters)
+  optimizers = {p: optax.adam(learning_rate) for p in model.players}
+  return model, optimizers, train._init_state(model, optimizers, batch, jax.random.key(4))
+
+
+def test_upsample_is_the_transpose_of_the_strided_convolution():
+  x = jax.random.normal(jax.random.key(0), (2, 4, 3, 5))
+  layer = conv.Upsample(6)
+  variables = layer.init(jax.random.key(1), x)
+  kernel = variables["params"]["kernel"]
+  strided = lambda y: jax.lax.conv_general_dilated(
+      y, kernel.swapaxes(-1, -2), (2, 2), ((1, 1), (1, 1)),
+      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  _, transpose = jax.vjp(strided, jnp.zeros((2, 8, 6, 6)))
+  expected = transpose(x)[0] + variables["params"]["bias"]
+  np.testing.assert_allclose(layer.apply(variables, x), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("size, halvings", [(8, 1), (28, 2), (32, 3), (64, 4)])
+def test_dcgan_depth_follows_the_image_size(size, halvings):
+  assert dcgan.num_halvings(size) == halvings
+
+
+@pytest.mark.parametrize("batch", [POINTS, IMAGES], ids=["vectors", "images"])
+def test_shapes_under_jit(batch):
+  model, _, state = game(batch=batch)
+  variables = {"params": state.params, **state.model_state}
+  samples = jax.jit(lambda v: model.apply(v, 5, method="sample", rngs=RNGS))(variables)
+  assert samples.shape == (5, *batch["x"].shape[1:]) and samples.dtype == jnp.float32
+  if batch is IMAGES:
+    assert 0 <= samples.min() and samples.max() <= 1
+  gap = jax.jit(lambda v, b: model.apply(v, b, method="evaluate", rngs=RNGS))(variables, batch)
+  assert gap["critic_gap"].shape == (len(batch["x"]),)
+
+
+def test_after_a_critic_update_every_critic_weight_lies_in_the_clip_range():
+  model, optimizers, state = game("wgan", weight_clip=0.01, learning_rate=0.5)
+  update = train.make_player_update(model, optimizers)
+  state, _ = update("critic", state, POINTS, jax.random.key(5))
+  leaves = np.concatenate([np.ravel(x) for x in jax.tree.leaves(state.params["critic"])])
+  assert np.abs(leaves).max() <= 0.01
+  assert np.isclose(np.abs(leaves), 0.01).mean() > 0.5  # the step was large: clipping acted
+  generator = np.concatenate([np.ravel(x) for x in jax.tree.leaves(state.params["generator"])])
+  assert np.abs(generator).max() > 0.01  # the generator is not clipped
+
+
+@pytest.mark.parametrize("player, other", [("critic", "generator"), ("generator", "critic")])
+def test_a_player_update_changes_its_own_parameters_only(player, other):
+  model, optimizers, state = game("wgan_gp")
+  update = train.make_player_update(model, optimizers)
+  new, metrics = update(player, state, POINTS, jax.random.key(5))
+  assert f"{player}/loss" in metrics
+  assert all(jax.tree.leaves(jax.tree.map(np.array_equal, new.params[other],
+                                          state.params[other])))
+  assert not all(jax.tree.leaves(jax.tree.map(np.array_equal, new.params[player],
+                                              state.params[player])))
+  assert all(jax.tree.leaves(jax.tree.map(np.array_equal, new.opt_state[other],
+                                          state.opt_state[other])))
+
+
+def test_gradient_penalty_of_a_one_lipschitz_linear_critic_is_zero():
+  w = jax.random.normal(jax.random.key(0), (2,))
+  real, fake = POINTS["x"], jax.random.normal(jax.random.key(1), (16, 2))
+  for scale, expected in ((1.0, 0.0), (3.0, 4.0)):  # ||grad|| = scale: penalty (scale - 1)^2
+    critic_gradient = jax.grad(lambda x: (x @ (scale * w / jnp.linalg.norm(w))).sum())
+    penalty = wgan.gradient_penalty(critic_gradient, real, fake, jax.random.key(2))
+    np.testing.assert_allclose(penalty, expected, atol=1e-5)
+
+
+def test_the_penalty_trains_the_critic_through_its_input_gradient():
+  """The penalty's gradient with respect to the critic, which differentiates its input gradient
+  (a lifted nn.grad inside the module) once more, agrees with central differences, in float64
+  (in float32 the steps large enough to beat rounding cross ReLU kinks)."""
+  with jax.enable_x64(True):
+    model, _, state = game("wgan_gp", batch={"x": POINTS["x"].astype(jnp.float64)})
+    params = jax.tree.map(lambda p: p.astype(jnp.float64), state.params)
+    batch = {"x": POINTS["x"].astype(jnp.float64)}
+
+    def penalty(critic_params):
+      return model.apply({"params": {**params, "critic": critic_params}}, batch,
+                         method="critic_loss", rngs={"sample": jax.random.key(7)})[1][
+                             "gradient_penalty"]
+
+    gradient = jax.grad(penalty)(params["critic"])
+    for seed in range(3):
+      direction = jax.tree.map(lambda p: jax.random.normal(jax.random.key(seed), p.shape,
+                                                           jnp.float64), params["critic"])
+      shifted = lambda h: jax.tree.map(lambda p, d: p + h * d, params["critic"], direction)
+      numeric = (penalty(shifted(1e-6)) - penalty(shifted(-1e-6))) / 2e-6
+      analytic = sum(jnp.vdot(g, d) for g, d in zip(jax.tree.leaves(gradient),
+                                                   jax.tree.leaves(direction)))
+      assert abs(analytic) > 1e-3  # the penalty does depend on the critic
+      np.testing.assert_allclose(analytic, numeric, rtol=1e-5)
+
+
+def test_game_step_runs_the_critic_once_per_stacked_batch():
+  model, optimizers, state = game("wgan")
+  stacked = jax.tree.map(lambda x: jnp.stack([x, x + 1, x - 1]), POINTS)
+  new, metrics = jax.jit(train.make_game_step(model, optimizers))(state, stacked,
+                                                                   jax.random.key(5))
+  assert int(new.step) == 1
+  assert int(new.opt_state["critic"][0].count) == 3
+  assert int(new.opt_state["generator"][0].count) == 1
+  assert metrics["loss"] == metrics["critic/loss"]
+
+
+def test_the_papers_critic_schedule():
+  config = configs.finalize(zoo.get("wgan").default_config("default"))
+  steps = [train.inner_steps(config, s) for s in range(1001)]
+  assert steps[:25] == [100] * 25 and steps[25:30] == [5] * 5
+  assert steps[500] == steps[1000] == 100 and steps[501] == 5
+  assert train.batches_before(config, 27) == 25 * 100 + 2 * 5
+
+
+def test_each_variant_gets_its_papers_optimiser_unless_given():
+  config = zoo.get("wgan").default_config("default")
+  clipped = configs.finalize(config)
+  assert (clipped.optimizer, clipped.learning_rate, clipped.critic_steps) == ("rmsprop", 5e-5, 5)
+  config.model.variant = "wgan_gp"
+  penalised = configs.finalize(config)
+  assert (penalised.optimizer, penalised.learning_rate, penalised.adam_b1,
+          penalised.adam_b2, penalised.burst_critic_steps) == ("adam", 1e-4, 0.5, 0.9, 0)
+  config.model.variant = "gan"
+  config.learning_rate = 2e-4
+  assert configs.finalize(config).learning_rate == 2e-4
+  assert configs.finalize(config).critic_steps == 1
+
+
+def test_mode_coverage_counts_by_hand():
+  means, std = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]]), 0.1
+  on_modes = np.repeat(means, [30, 30, 19], axis=0)
+  stats = modes.mode_coverage(on_modes, means, std)
+  assert stats == {"modes_covered": 2.0, "high_quality": 1.0}  # 19 < 20 samples: not covered
+  far = on_modes + np.array([0.0, 0.31])  # just beyond 3 std
+  assert modes.mode_coverage(far, means, std) == {"modes_covered": 0.0, "high_quality": 0.0}
+  mixture = zoo.data.toy2d.MIXTURES["grid_of_25"]
+  points, _ = zoo.data.toy2d.DENSITIES["grid_of_25"](np.random.default_rng(0), modes.NUM_SAMPLES)
+  stats = modes.mode_coverage(points, *mixture)
+  assert stats["modes_covered"] == 25 and stats["high_quality"] > 0.98  # 3 std hold 98.9% in 2-D
+
+
+def test_a_resumed_game_equals_the_uninterrupted_one(tmp_path, data_dir):
+  config = zoo.get("wgan").default_config("smoke")
+  config.data_dir = data_dir
+  whole, resumed = str(tmp_path / "whole"), str(tmp_path / "resumed")
+  expected = train.train_and_evaluate(config, whole)
+  config.num_steps = 10
+  train.train_and_evaluate(config, resumed)
+  config.num_steps = 20
+  results = train.train_and_evaluate(config, resumed)
+  assert results["test"] == expected["test"]
+
+  def training_rows(workdir):
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+      rows = [json.loads(line) for line in f]
+    return [r for r in rows if not any(k.startswith("test/") for k in r)]
+
+  assert training_rows(resumed) == training_rows(whole)
+
+
+def test_wgan_cli_reports_modes_and_rejects_an_unknown_variant(tmp_path, data_dir):
+  common = ["--model=wgan", "--preset=smoke", f"--config.data_dir={data_dir}"]
+  code, stdout, stderr = run_cli(*common, f"--workdir={tmp_path / 'run'}")
+  assert code == 0, stderr
+  assert "modes_covered" in stdout
+  assert os.path.exists(tmp_path / "run" / "samples.png")
+  code, _, stderr = run_cli(*common, f"--workdir={tmp_path / 'bad'}",
+                            "--config.model.variant=lsgan")
+  assert code == 2
+  assert stderr.strip().splitlines() == [
+      "error: wgan: variant must be one of wgan, wgan_gp, gan, not 'lsgan'"]
