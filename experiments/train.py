@@ -7,6 +7,7 @@ Randomness at step s is `fold_in(rng, s)`, and the data stream is a function of 
 resumed run repeats exactly what the uninterrupted one would have done.
 """
 import dataclasses
+import json
 import os
 import time
 from typing import Any
@@ -341,7 +342,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
   monitor = "validation" if "validation" in dataset.builder.info.splits else None
   progress = outputs.Progress(config.num_steps, is_writer)
   progress.start(start_step)
-  pending, step, started = [], start_step, time.time()
+  pending, step = [], start_step
+  started = time.time() - _seconds_trained(workdir, start_step)
   while step < config.num_steps and not stopped_early(step):
     if step > start_step:
       batch = batch_for(step)
@@ -377,6 +379,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
                       f"step {best_step}")
     if step % config.checkpoint_every == 0 or step == config.num_steps or stopped_early(step):
       saved.save(step, args=ocp.args.StandardSave(state), force=True)
+      if is_writer:
+        outputs.write_json(os.path.join(workdir, PROGRESS),
+                           {"step": step, "train_seconds": time.time() - started})
   saved.wait_until_finished()
   best.wait_until_finished()
   progress.close()
@@ -397,6 +402,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
     outputs.write_json(os.path.join(workdir, "results.json"), results)
     outputs.write_samples(os.path.join(workdir, "samples.png"), model, final, dataset,
                           preprocessing, config)
+    if hasattr(model, "layer_grid"):
+      outputs.write_layer_grids(workdir, model, final, dataset, config)
     if config.get("inpaint") and dataset.is_image and preprocessing.elementwise:
       outputs.write_inpainting(os.path.join(workdir, "inpainting.png"), model, final, dataset,
                                preprocessing, config)
@@ -419,6 +426,20 @@ def _init_state(model, optimizer, batch, rng) -> TrainState:
 
 def _variables(state: TrainState) -> dict:
   return {"params": state.params, **state.model_state}
+
+
+PROGRESS = "progress.json"  # the training seconds spent up to the last checkpoint
+
+
+def _seconds_trained(workdir, step) -> float:
+  """The wall-clock seconds the run had trained when it saved the checkpoint at `step`, so a
+  resumed run reports its whole training time."""
+  path = os.path.join(workdir, PROGRESS)
+  if not step or not os.path.exists(path):
+    return 0.0
+  with open(path) as f:
+    progress = json.load(f)
+  return progress["train_seconds"] if progress["step"] == step else 0.0
 
 
 def _best_so_far(best):

@@ -171,10 +171,11 @@ def test_a_resumed_game_equals_the_uninterrupted_one(tmp_path, data_dir):
   whole, resumed = str(tmp_path / "whole"), str(tmp_path / "resumed")
   expected = train.train_and_evaluate(config, whole)
   config.num_steps = 10
-  train.train_and_evaluate(config, resumed)
+  first = train.train_and_evaluate(config, resumed)
   config.num_steps = 20
   results = train.train_and_evaluate(config, resumed)
   assert results["test"] == expected["test"]
+  assert results["train_seconds"] > first["train_seconds"]  # the time before the stop counts
 
   def training_rows(workdir):
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
