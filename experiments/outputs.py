@@ -187,6 +187,18 @@ def write_samples(path: str, model, variables, dataset, preprocessing, config) -
     density_panels(reference, samples.reshape(len(samples), -1)).save(path)
 
 
+def write_layer_grids(workdir: str, model, variables, dataset, config, size: int = 8) -> None:
+  """layer_<l>.png for each code z_l of a model with codes at several depths (VLAE): a
+  `size` x `size` grid of p(x | z) means in which z_l alone changes along each row."""
+  for layer in range(len(config.model.latent_dims)):
+    grid = jax.jit(lambda v, layer=layer: model.apply(
+        v, layer, size, size, method="layer_grid",
+        rngs={"sample": jax.random.key(config.seed + 6)}))(variables)
+    images = np.asarray(jax.device_get(grid)).reshape(-1, *dataset.example_shape)
+    image_grid(images, scale=_display_scale(dataset), columns=size).save(
+        os.path.join(workdir, f"layer_{layer + 1}.png"))
+
+
 COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
            "#7f7f7f", "#bcbd22", "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896",
            "#c5b0d5", "#c49c94", "#f7b6d2", "#000000", "#dbdb8d", "#9edae5"]  # tab20's order

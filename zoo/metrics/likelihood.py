@@ -1,4 +1,7 @@
-"""Likelihood reporting: nats to bits per dimension of discrete data."""
+"""Likelihood reporting: nats to bits per dimension of discrete data, and the importance-sampled
+log-likelihood of latent-variable models."""
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -12,3 +15,20 @@ def bits_per_dim(log_prob, num_dims: int, num_levels: int | None = None):
   if num_levels is not None:
     log_prob = log_prob - num_dims * np.log(num_levels)
   return -log_prob / (num_dims * np.log(2))
+
+
+def importance_sampled_log_prob(log_weights, rng, batch_size: int, num_samples: int,
+                                chunk: int = 100):
+  """log p(x) estimated as log (1/S) sum_s p(x, z_s) / q(z_s | x) with S = `num_samples` draws
+  z_s ~ q(z | x), `chunk` at a time in a `lax.scan` (Burda et al. 2016's L_S: a lower bound in
+  expectation that tightens as S grows). `log_weights(rng, k)` gives the (B, k) log-weights of k
+  fresh draws; `num_samples` must be a multiple of `chunk`."""
+  if num_samples % chunk:
+    raise ValueError(f"num_samples ({num_samples}) must be a multiple of chunk ({chunk})")
+
+  def add_chunk(total, key):
+    return jnp.logaddexp(total, jax.nn.logsumexp(log_weights(key, chunk), -1)), None
+
+  total, _ = jax.lax.scan(add_chunk, jnp.full((batch_size,), -jnp.inf),
+                          jax.random.split(rng, num_samples // chunk))
+  return total - jnp.log(num_samples)

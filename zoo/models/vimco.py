@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from zoo import errors
 from zoo import estimators
 from zoo import registry
+from zoo.metrics import likelihood
 from zoo.nn import flows
 
 ESTIMATORS = ("vimco", "nvil", "reinforce", "rws")
@@ -122,13 +123,10 @@ class SigmoidBeliefNet(nn.Module):
     bound_rng, sampling_rng = jax.random.split(self.make_rng("sample"))
     bound = estimators.bound(self.log_weights(x, bound_rng, self.num_samples)[0])
 
-    def add_chunk(total, key):
-      log_w, _ = self.log_weights(x, key, EVAL_CHUNK)
-      return jnp.logaddexp(total, jax.nn.logsumexp(log_w, -1)), None
-
-    chunks = jax.random.split(sampling_rng, self.num_eval_samples // EVAL_CHUNK)
-    total, _ = jax.lax.scan(add_chunk, jnp.full(x.shape[:1], -jnp.inf), chunks)
-    return {"bound": bound, "log_prob": total - jnp.log(self.num_eval_samples)}
+    log_prob = likelihood.importance_sampled_log_prob(
+        lambda key, k: self.log_weights(x, key, k)[0], sampling_rng, len(x),
+        self.num_eval_samples, EVAL_CHUNK)
+    return {"bound": bound, "log_prob": log_prob}
 
   def sample(self, n):
     """n binary samples of x by ancestral sampling from the prior, drawn with the `sample` RNG."""

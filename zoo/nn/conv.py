@@ -1,4 +1,5 @@
-"""DCGAN's transposed convolution (4x4 kernel, stride 2) in the form XLA computes fast.
+"""Convolution blocks: DCGAN's transposed convolution (4x4 kernel, stride 2) in the form XLA
+computes fast, and the conv encoder and decoder of the VAE papers built on it.
 
 A 4x4 stride-2 transposed convolution is exactly a 3x3 stride-1 convolution to four times the
 channels followed by a 2x2 depth-to-space rearrangement (sub-pixel convolution), with the 3x3
@@ -51,3 +52,34 @@ class Upsample(nn.Module):
     if self.use_bias:
       y = y + self.param("bias", nn.initializers.zeros_init(), (self.features,))
     return y
+
+
+class ConvEncoder(nn.Module):
+  """x (B, H, W, C) -> features (B, F): 4x4 stride-2 convolutions with `features` channels and
+  ReLU, flattened (the conv trunks of the VAE papers: beta-VAE's 32-32-64-64, VLAE's 64-128)."""
+  features: tuple[int, ...]
+
+  @nn.compact
+  def __call__(self, x):
+    for features in self.features:
+      x = nn.relu(nn.Conv(features, (4, 4), strides=2, padding=1)(x))
+    return x.reshape(len(x), -1)
+
+
+class ConvDecoder(nn.Module):
+  """h (B, F) -> logits (B, H, W, C), the mirror of `ConvEncoder(features)`: a dense layer to
+  the smallest feature map, then 4x4 stride-2 transposed convolutions (`Upsample`) with ReLU
+  between, the last to the data's channels plus a per-pixel bias. The output shape is given on
+  the first call and read off that bias afterwards, so decoding needs no data."""
+  features: tuple[int, ...]
+
+  @nn.compact
+  def __call__(self, h, shape=None):
+    height, width, channels = shape or self.get_variable("params", "output_bias").shape
+    scale = 2 ** len(self.features)
+    x = nn.relu(nn.Dense(height // scale * width // scale * self.features[-1])(h))
+    x = x.reshape(len(h), height // scale, width // scale, self.features[-1])
+    for features in reversed(self.features[:-1]):
+      x = nn.relu(Upsample(features)(x))
+    x = Upsample(channels, use_bias=False)(x)
+    return x + self.param("output_bias", nn.initializers.zeros_init(), (height, width, channels))

@@ -1,0 +1,203 @@
+"""Variational Ladder Autoencoders (Zhao, Song & Ermon 2017, Learning Hierarchical Features from
+Generative Models).
+
+`ladder` (the VLAE, the paper's section 4): codes z_1..z_L with independent N(0, I) priors, each
+inferred from features of x at its own depth, q(z_l | x) = N(mu_l(h_l), sigma_l(h_l)) with h_1 the
+conv features of x and h_{l+1} = f_l(h_l); one generator into which z_l enters at the matching
+depth, deeper codes earlier and so through more layers:
+  g_L = u_L(z_L),  g_l = u_l(g_{l+1} + gate_l * v_l(z_l)),  p(x | z) = Bernoulli(decoder(g_1)).
+`markov` (the hierarchical VAE the paper contrasts, its section 3): p(z_L) prod_l p(z_l | z_{l+1})
+p(x | z_1) with q(z_1 | x) prod_l q(z_{l+1} | z_l), whose higher layers the paper shows to be
+ignored (their KL near zero) once p(x | z_1) is expressive.
+
+The loss is the negative ELBO, E_q log p(x | z) - sum_l KL_l, with each layer's KL term logged;
+as in the paper's code, the KL terms are warmed up in training with weight 1 - exp(-t / tau).
+"""
+from typing import Sequence
+
+import distrax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from zoo import errors
+from zoo import registry
+from zoo.metrics import likelihood
+from zoo.nn import conv
+
+HIERARCHIES = ("ladder", "markov")
+EVAL_CHUNK = 100
+
+
+class GaussianHead(nn.Module):
+  """features -> N(mu, sigma): a ReLU layer, then the mean and sigma = sigmoid + 0.001 (the
+  paper's code)."""
+  latent_dim: int
+  hidden_dim: int
+
+  @nn.compact
+  def __call__(self, h):
+    h = nn.relu(nn.Dense(self.hidden_dim)(h))
+    return distrax.Normal(nn.Dense(self.latent_dim)(h),
+                          jax.nn.sigmoid(nn.Dense(self.latent_dim)(h)) + 1e-3)
+
+
+def _mlp(hidden_dim, depth=2):
+  return nn.Sequential([layer for _ in range(depth) for layer in (nn.Dense(hidden_dim), nn.relu)])
+
+
+@registry.register(
+    "vlae", family="latent",
+    paper="Zhao, Song & Ermon 2017, Learning Hierarchical Features from Generative Models")
+class VLAE(nn.Module):
+  """Attributes:
+    latent_dims: the size of each code, z_1 (shallowest) first; the paper's MNIST model has
+      three codes of 2.
+    hidden_dim: the width of the dense layers (the paper's 1024 for MNIST).
+    conv_features: channels of the 4x4 stride-2 convolutions next to the pixels (64, 128).
+    hierarchy: `ladder` (VLAE) or `markov` (the hierarchical VAE).
+    num_eval_samples: importance samples of the evaluation's log p(x) (a multiple of 100).
+    kl_warmup: tau, in training steps, of the KL weight 1 - exp(-t / tau) (the paper's code:
+      2000); 0 trains on the ELBO from the start.
+  """
+  latent_dims: Sequence[int] = (2, 2, 2)
+  hidden_dim: int = 1024
+  conv_features: Sequence[int] = (64, 128)
+  hierarchy: str = "ladder"
+  num_eval_samples: int = 1000
+  kl_warmup: float = 2000.0
+
+  def setup(self):
+    if self.hierarchy not in HIERARCHIES:
+      raise errors.HyperparameterError(
+          f"vlae: hierarchy must be one of {', '.join(HIERARCHIES)}, not {self.hierarchy!r}")
+    if self.num_eval_samples % EVAL_CHUNK:
+      raise errors.HyperparameterError(f"vlae: num_eval_samples must be a multiple of {EVAL_CHUNK}")
+    depth = len(self.latent_dims)
+    self.features = conv.ConvEncoder(tuple(self.conv_features))
+    self.decoder = conv.ConvDecoder(tuple(self.conv_features))
+    self.posteriors = [GaussianHead(d, self.hidden_dim) for d in self.latent_dims]
+    self.upward = [_mlp(self.hidden_dim) for _ in range(depth - 1)]  # h_l -> h_{l+1}, or z_l ->
+    if self.hierarchy == "ladder":
+      self.downward = [_mlp(self.hidden_dim) for _ in range(depth)]  # u_l
+      self.embeddings = [nn.Dense(self.hidden_dim) for _ in range(depth - 1)]  # v_l
+      self.gates = [self.param(f"gate_{l}", nn.initializers.constant(0.1), (self.hidden_dim,))
+                    for l in range(depth - 1)]
+    else:
+      self.priors = [GaussianHead(d, self.hidden_dim) for d in self.latent_dims[:-1]]
+      self.downward = [_mlp(self.hidden_dim)]  # z_1 -> decoder input
+    self.step = self.variable("schedule", "step", jnp.zeros, (), jnp.int32)
+
+  def encode(self, x, rng):
+    """Codes z_1..z_L drawn from q(z | x) and each layer's KL term, (B,) each: KL(q(z_l | x) ||
+    N(0, I)) for the ladder; for the chain KL(q(z_l | z_{l-1}) || p(z_l | z_{l+1})) at the drawn
+    neighbours (exact given them, so the sum is an unbiased estimate of KL(q(z | x) || p(z)))."""
+    keys = jax.random.split(rng, len(self.latent_dims))
+    h, posteriors, codes = self.features(x), [], []
+    for l, (head, key) in enumerate(zip(self.posteriors, keys)):
+      if l:
+        h = self.upward[l - 1](h if self.hierarchy == "ladder" else codes[-1])
+      posteriors.append(head(h))
+      codes.append(posteriors[-1].sample(seed=key))
+    standard = distrax.Normal(0.0, 1.0)
+    if self.hierarchy == "ladder":
+      priors = [standard] * len(codes)
+    else:
+      priors = [prior(z) for prior, z in zip(self.priors, codes[1:])] + [standard]
+    kls = [q.kl_divergence(p).sum(-1) for q, p in zip(posteriors, priors)]
+    return codes, kls, posteriors
+
+  def decode(self, codes, shape=None):
+    """The logits of p(x | z) for codes z_1..z_L (the chain's decoder reads z_1 only)."""
+    if self.hierarchy == "markov":
+      return self.decoder(self.downward[0](codes[0]), shape)
+    g = self.downward[-1](codes[-1])
+    for l in reversed(range(len(codes) - 1)):
+      g = self.downward[l](g + self.gates[l] * self.embeddings[l](codes[l]))
+    return self.decoder(g, shape)
+
+  def codes_from_noise(self, noise):
+    """The prior's codes as a function of standard normal noise, one array per layer: the
+    noise itself for the ladder; for the chain z_L = e_L, z_l = mu(z_{l+1}) + sigma(z_{l+1}) e_l."""
+    if self.hierarchy == "ladder":
+      return list(noise)
+    codes = [noise[-1]]
+    for prior, e in zip(self.priors[::-1], noise[-2::-1]):
+      p = prior(codes[0])
+      codes.insert(0, p.loc + p.scale * e)
+    return codes
+
+  def _elbo_terms(self, x, rng):
+    codes, kls, _ = self.encode(x, rng)
+    return self._log_likelihood(x, self.decode(codes, x.shape[1:])), kls
+
+  @staticmethod
+  def _log_likelihood(x, logits):
+    """log p(x | z), Bernoulli pixels, summed per example."""
+    return distrax.Bernoulli(logits=logits).log_prob(x).reshape(len(x), -1).sum(-1)
+
+  def loss(self, batch, train=True):
+    """The negative ELBO (eq. 1), its KL terms weighted by the warm-up in training; metrics: the
+    ELBO itself, the reconstruction term and each layer's KL."""
+    reconstruction, kls = self._elbo_terms(batch["x"], self.make_rng("sample"))
+    kl = sum(kls)
+    weight = 1.0
+    if train and self.kl_warmup:
+      weight = 1 - jnp.exp(-self.step.value / self.kl_warmup)
+      if not self.is_initializing():
+        self.step.value += 1
+    metrics = {"elbo": (reconstruction - kl).mean(), "reconstruction": reconstruction.mean(),
+               "kl_weight": jnp.asarray(weight),
+               **{f"kl_{l + 1}": kl.mean() for l, kl in enumerate(kls)}}
+    return -(reconstruction - weight * kl).mean(), metrics
+
+  def log_weights(self, x, rng, num_samples):
+    """log p(x, z) - log q(z | x) for `num_samples` draws from q, (B, K): the batch repeated K
+    times, so the draws are one batched pass."""
+    x = jnp.repeat(x, num_samples, axis=0)
+    codes, _, posteriors = self.encode(x, rng)
+    log_q = sum(q.log_prob(z).sum(-1) for q, z in zip(posteriors, codes))
+    standard = distrax.Normal(0.0, 1.0)
+    log_prior = standard.log_prob(codes[-1]).sum(-1)
+    if self.hierarchy == "ladder":
+      log_prior += sum(standard.log_prob(z).sum(-1) for z in codes[:-1])
+    else:
+      log_prior += sum(prior(above).log_prob(z).sum(-1)
+                       for prior, z, above in zip(self.priors, codes[:-1], codes[1:]))
+    log_likelihood = self._log_likelihood(x, self.decode(codes, x.shape[1:]))
+    return (log_likelihood + log_prior - log_q).reshape(-1, num_samples)
+
+  def evaluate(self, batch):
+    """Per example: the ELBO and its terms, and log p(x) importance-sampled with
+    num_eval_samples draws from q (nats)."""
+    x = batch["x"]
+    elbo_rng, sampling_rng = jax.random.split(self.make_rng("sample"))
+    reconstruction, kls = self._elbo_terms(x, elbo_rng)
+    log_prob = likelihood.importance_sampled_log_prob(
+        lambda key, k: self.log_weights(x, key, k), sampling_rng, len(x),
+        self.num_eval_samples, EVAL_CHUNK)
+    return {"elbo": reconstruction - sum(kls), "reconstruction": reconstruction,
+            "log_prob": log_prob, **{f"kl_{l + 1}": kl for l, kl in enumerate(kls)}}
+
+  def _means(self, noise):
+    return jax.nn.sigmoid(self.decode(self.codes_from_noise(noise)))
+
+  def sample(self, n):
+    """n images: the means of p(x | z) for codes drawn from the prior (`sample` RNG)."""
+    keys = jax.random.split(self.make_rng("sample"), len(self.latent_dims))
+    return self._means([jax.random.normal(k, (n, d)) for k, d in zip(keys, self.latent_dims)])
+
+  def layer_grid(self, layer, rows, columns):
+    """(rows, columns, H, W, C) means of p(x | z) in which only layer `layer`'s code (0 for z_1)
+    changes along a row: every other layer's noise is drawn once per row, layer `layer`'s once
+    per column and shared by all rows (the paper's Figures 4-6)."""
+    keys = jax.random.split(self.make_rng("sample"), len(self.latent_dims))
+    noise = []
+    for l, (key, d) in enumerate(zip(keys, self.latent_dims)):
+      if l == layer:
+        e = jnp.broadcast_to(jax.random.normal(key, (1, columns, d)), (rows, columns, d))
+      else:
+        e = jnp.broadcast_to(jax.random.normal(key, (rows, 1, d)), (rows, columns, d))
+      noise.append(e.reshape(rows * columns, d))
+    means = self._means(noise)
+    return means.reshape(rows, columns, *means.shape[1:])
