@@ -19,6 +19,7 @@ def get_config(preset: str = "default"):
   config.model.num_eval_samples = 1000
   config.preprocess = "binarize"
   config.batch_size = 100
+  config.eval_batch_size = 100  # x num_eval_samples codes per evaluation pass
   config.num_samples = 64
   if preset == "smoke":
     config.dataset = "digits"
@@ -36,7 +37,7 @@ def get_config(preset: str = "default"):
     config.learning_rate = 1e-3
     config.num_steps = 10_000
     config.log_every = 100
-    config.eval_every = 1000
+    config.eval_every = 2000
     config.checkpoint_every = 1000
   else:
     config.dataset = "binarized_mnist"

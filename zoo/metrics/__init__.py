@@ -1,5 +1,6 @@
 """Evaluation metrics shared by the papers."""
+from zoo.metrics import disentanglement
 from zoo.metrics import likelihood
 from zoo.metrics import modes
 
-__all__ = ["likelihood", "modes"]
+__all__ = ["disentanglement", "likelihood", "modes"]

@@ -1,0 +1,133 @@
+"""Procedural dSprites against hand-computed facts, and the five metrics on codes whose answer is
+known: a perfect code (the factors, permuted and rescaled), noise, and small hand cases."""
+import numpy as np
+import pytest
+
+from zoo.data import dsprites
+from zoo.metrics import disentanglement
+
+RNG = np.random.default_rng(0)
+
+
+class Grid:
+  """A ground-truth data set whose observations are its factors (as floats)."""
+  factor_names = ("a", "b", "c")
+  factor_sizes = (4, 5, 3)
+
+  def sample_factors(self, n, rng):
+    return np.stack([rng.integers(0, size, n) for size in self.factor_sizes], -1)
+
+  def sample_observations_from_factors(self, factors, rng):
+    del rng
+    return factors.astype(np.float64)
+
+
+PERMUTATION, SCALES = np.array([2, 0, 1]), np.array([3.0, -0.5, 7.0])
+
+
+def perfect(x):
+  """Each code dimension one factor, permuted and rescaled."""
+  return x[:, PERMUTATION] * SCALES[PERMUTATION] + 1.0
+
+
+def noise(x):
+  return np.random.default_rng(len(x) + int(x.sum())).normal(size=x.shape)
+
+
+def test_dsprites_has_the_published_factor_grid():
+  data = dsprites.DSprites()
+  assert data.num_combinations == 737_280
+  assert dict(zip(data.factor_names, data.factor_sizes)) == {
+      "shape": 3, "scale": 6, "orientation": 40, "position_x": 32, "position_y": 32}
+  np.testing.assert_allclose(dsprites.SCALES[[0, -1]], [0.5, 1.0])
+  assert dsprites.ORIENTATIONS.max() < 2 * np.pi
+  index = np.arange(0, 737_280, 9973)
+  np.testing.assert_array_equal(
+      np.ravel_multi_index(dsprites.factors_of(index).T, dsprites.FACTOR_SIZES), index)
+  images = data.sample_observations_from_factors(data.sample_factors(5, RNG), RNG)
+  assert images.shape == (5, 64, 64, 1) and set(np.unique(images)) <= {0.0, 1.0}
+
+
+@pytest.mark.parametrize("shape", [0, 1, 2])
+def test_pixel_area_grows_with_scale(shape):
+  areas = dsprites.render([[shape, s, 3, 16, 16] for s in range(6)]).sum((1, 2, 3))
+  assert np.all(np.diff(areas) > 0)
+  if shape == 0:  # a square of side 15 * scale pixels
+    np.testing.assert_allclose(
+        dsprites.render([[0, s, 0, 16, 16] for s in range(6)]).sum((1, 2, 3)),
+        (15 * dsprites.SCALES) ** 2, rtol=0.2)
+
+
+def test_the_centroid_moves_with_position():
+  images = dsprites.render([[1, 3, 7, x, 10] for x in range(0, 32, 5)])[..., 0]
+  columns = (images * np.arange(64)[None, None, :]).sum((1, 2)) / images.sum((1, 2))
+  rows = (images * np.arange(64)[None, :, None]).sum((1, 2)) / images.sum((1, 2))
+  assert np.all(np.diff(columns) > 0)
+  np.testing.assert_allclose(np.diff(columns), 40 / 31 * 5 * np.ones(len(columns) - 1), atol=0.3)
+  np.testing.assert_allclose(rows, rows[0], atol=0.2)
+  images = dsprites.render([[1, 3, 7, 10, y] for y in (0, 31)])[..., 0]
+  rows = (images * np.arange(64)[None, :, None]).sum((1, 2)) / images.sum((1, 2))
+  np.testing.assert_allclose(rows[1] - rows[0], 40, atol=0.5)
+
+
+@pytest.mark.parametrize("orientation", [0, 3, 17])
+def test_a_quarter_turn_leaves_the_square_unchanged(orientation):
+  turned = dsprites.render([[0, 4, orientation, 9, 22], [0, 4, orientation + 10, 9, 22]])
+  assert np.sum(turned[0] != turned[1]) <= 2  # up to pixel centres exactly on an edge
+  ellipse = dsprites.render([[1, 4, orientation, 9, 22], [1, 4, orientation + 10, 9, 22]])
+  assert np.sum(ellipse[0] != ellipse[1]) > 20
+
+
+def _factors_and_codes(encode, n=3000):
+  factors = Grid().sample_factors(n, RNG)
+  return factors, encode(factors.astype(np.float64))
+
+
+def test_mig_by_hand():
+  factors = np.array([[0], [0], [1], [1]])
+  codes = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+  assert disentanglement.mig(factors, codes)["mig"] == pytest.approx(1.0)
+  assert disentanglement.mig(factors, -3 * codes[:, ::-1])["mig"] == pytest.approx(1.0)
+  # Two code dimensions that both copy the factor leave no gap.
+  assert disentanglement.mig(factors, codes[:, [0, 0]])["mig"] == pytest.approx(0.0)
+
+
+def test_mig_perfect_and_noise():
+  assert disentanglement.mig(*_factors_and_codes(perfect))["mig"] > 0.98
+  assert disentanglement.mig(*_factors_and_codes(noise))["mig"] < 0.02
+
+
+def test_sap_perfect_and_noise():
+  """A perfect code's SAP is its best accuracy less the next dimension's (chance); noise's is 0."""
+  factors = Grid().sample_factors(3000, RNG) % 2  # binary factors: the linear SVM separates them
+  assert disentanglement.sap(factors, perfect(factors.astype(float)))["sap"] > 0.45
+  assert disentanglement.sap(factors, noise(factors.astype(float)))["sap"] < 0.05
+
+
+def test_dci_perfect_and_noise():
+  good = disentanglement.dci(*_factors_and_codes(perfect, 1500))
+  assert good["disentanglement"] > 0.95 and good["completeness"] > 0.95
+  assert good["informativeness"] > 0.99
+  bad = disentanglement.dci(*_factors_and_codes(noise, 1500))
+  assert bad["informativeness"] < 0.45  # chance is 1/4, 1/5, 1/3 for the three factors
+  assert bad["disentanglement"] < 0.3 and bad["completeness"] < 0.3
+
+
+@pytest.mark.parametrize("score", [disentanglement.beta_vae_score,
+                                   disentanglement.factor_vae_score])
+def test_scores_on_perfect_and_noise_codes(score):
+  kwargs = dict(batch_size=16, num_train=300, num_eval=200)
+  if score is disentanglement.factor_vae_score:
+    kwargs["num_variance_estimate"] = 1000
+  good = score(Grid(), perfect, np.random.default_rng(1), **kwargs)
+  assert good["eval_accuracy"] > 0.99
+  bad = score(Grid(), noise, np.random.default_rng(2), **kwargs)
+  assert bad["eval_accuracy"] < 0.6  # chance is 1/3
+
+
+def test_factor_vae_score_ignores_collapsed_dimensions():
+  collapsed = lambda x: np.concatenate([perfect(x), np.zeros((len(x), 2))], 1)
+  out = disentanglement.factor_vae_score(Grid(), collapsed, np.random.default_rng(3),
+                                         batch_size=16, num_train=200, num_eval=100,
+                                         num_variance_estimate=500)
+  assert out["num_active_dims"] == 3 and out["eval_accuracy"] > 0.99
