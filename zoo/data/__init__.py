@@ -16,6 +16,7 @@ import tensorflow_datasets as tfds
 
 from zoo import errors
 from zoo.data import digits  # registers the builder with TFDS
+from zoo.data import dsprites  # registers the builder with TFDS
 from zoo.data import tabular  # registers the builder with TFDS
 from zoo.data import toy2d  # registers the builder with TFDS
 from zoo.data import transforms
@@ -23,8 +24,9 @@ from zoo.data.pipeline import eval_batches, train_batches
 from zoo.data.transforms import KINDS as PREPROCESSING_KINDS
 from zoo.data.transforms import Preprocessing
 
-_EMBEDDED = ("digits", "toy2d", "maf_tabular")
-EMBEDDED_NAMES = ("digits", *(f"toy2d/{n}" for n in toy2d.DENSITIES))
+_EMBEDDED = ("digits", "toy2d", "maf_tabular", "dsprites_procedural")
+EMBEDDED_NAMES = ("digits", "dsprites_procedural/full", "dsprites_procedural/coarse",
+                  *(f"toy2d/{n}" for n in toy2d.DENSITIES))
 _IN_MEMORY_BYTES = 2 << 30
 
 

@@ -11,9 +11,12 @@ by the factors; nothing is downloaded. The geometry (a unit shape 10 pixels acro
 positions mapped to centres in [12, 52] pixels) is ours; the factor grid is the original's.
 
 `DSprites` is the ground-truth interface the disentanglement metrics take: `factor_names`,
-`factor_sizes`, `sample_factors(n, rng)` and `sample_observations_from_factors(factors, rng)`.
+`factor_sizes`, `sample_factors(n, rng)` and `sample_observations_from_factors(factors, rng)`;
+`DspritesProcedural` the TFDS builder (`dsprites_procedural/full`, `/coarse`) for training. TFDS's
+own `dsprites` (a download) has the same factors and is accepted where it can be had.
 """
 import numpy as np
+import tensorflow_datasets as tfds
 
 SIZE = 64
 FACTOR_NAMES = ("shape", "scale", "orientation", "position_x", "position_y")
@@ -77,3 +80,42 @@ class DSprites:
     deterministic, so `rng` is unused."""
     del rng
     return render(factors).astype(np.float32)
+
+
+class DspritesProcedural(tfds.core.GeneratorBasedBuilder):
+  """Procedural dSprites as a TFDS data set: `image` (64x64x1 uint8 in {0, 1}), `factors` (the
+  five factor indices) and `label` (the shape). `train` holds every combination of the config's
+  grid; `test` a seeded sample of 5,000 (with repeats) for held-out evaluation."""
+  VERSION = tfds.core.Version("1.0.0")
+  BUILDER_CONFIGS = [
+      tfds.core.BuilderConfig(name="full", description="all 737,280 combinations"),
+      tfds.core.BuilderConfig(name="coarse", description="every 8th position: 11,520"),
+  ]
+  TEST_SIZE = 5_000
+
+  def _info(self):
+    return self.dataset_info_from_configs(
+        features=tfds.features.FeaturesDict({
+            "image": tfds.features.Tensor(shape=(SIZE, SIZE, 1), dtype=np.uint8),
+            "factors": tfds.features.Tensor(shape=(len(FACTOR_SIZES),), dtype=np.int64),
+            "label": tfds.features.ClassLabel(names=SHAPES),
+        }),
+        description=__doc__)
+
+  def _grid(self) -> np.ndarray:
+    factors = factors_of(np.arange(int(np.prod(FACTOR_SIZES))))
+    if self.builder_config.name == "coarse":
+      factors = factors[(factors[:, 3] % 8 == 0) & (factors[:, 4] % 8 == 0)]
+    return factors
+
+  def _split_generators(self, dl_manager):
+    del dl_manager
+    grid = self._grid()
+    test = grid[np.random.default_rng(0).integers(0, len(grid), self.TEST_SIZE)]
+    return {"train": self._generate_examples(grid), "test": self._generate_examples(test)}
+
+  def _generate_examples(self, factors, chunk=4096):
+    for start in range(0, len(factors), chunk):
+      images = render(factors[start:start + chunk])
+      for i, (image, f) in enumerate(zip(images, factors[start:start + chunk])):
+        yield start + i, {"image": image, "factors": f, "label": int(f[0])}

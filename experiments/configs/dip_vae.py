@@ -1,0 +1,28 @@
+"""DIP-VAE (Kumar et al. 2018): presets as experiments/configs/disentanglement.py.
+--config.model.variant=ii for DIP-VAE-II; lambda_d follows the variant (10 lambda_od for I,
+lambda_od for II) unless given."""
+from ml_collections import config_dict
+
+from experiments.configs import disentanglement
+from zoo import errors
+
+LAMBDA_D_FACTOR = {"i": 10.0, "ii": 1.0}
+
+
+def get_config(preset: str = "default"):
+  config = disentanglement.get_config("dip_vae", preset)
+  config.model.variant = "i"
+  config.model.lambda_od = 10.0
+  config.model.lambda_d = config_dict.placeholder(float)
+  return config
+
+
+def finalize(config):
+  """lambda_d from the variant, unless given."""
+  if config.model.variant not in LAMBDA_D_FACTOR:
+    raise errors.HyperparameterError(
+        f"dip_vae: variant must be one of {', '.join(LAMBDA_D_FACTOR)}, "
+        f"not {config.model.variant!r}")
+  if config.model.lambda_d is None:
+    config.model.lambda_d = LAMBDA_D_FACTOR[config.model.variant] * config.model.lambda_od
+  return config
