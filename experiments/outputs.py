@@ -226,7 +226,7 @@ def line_plot(series: dict, path: str, y_label: str, size=(900, 520)) -> None:
   draw.rectangle([left, top, width - right, height - bottom], outline="black")
   for fraction in (0, 0.5, 1):
     y = y_low + fraction * y_span
-    draw.text((5, at(x_low, y)[1] - 6), f"{y:.1f}", fill="black")
+    draw.text((5, at(x_low, y)[1] - 6), f"{y:.3g}", fill="black")
     x = x_low + fraction * x_span
     draw.text((at(x, y_low)[0] - 15, height - bottom + 8), f"{x:.0f}", fill="black")
   draw.text((5, 2), y_label, fill="black")
