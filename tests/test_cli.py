@@ -32,6 +32,12 @@ def test_smoke_preset_trains(tmp_path, data_dir):
     (["--model=maf", "--preset=smoke", "--config.learning_rate=1e12"], "non-finite at step"),
     (["--model=maf", "--preset=smoke", "--config.preprocess=logit"], "is real-valued"),
     (["--model=maf", "--preset=smoke", "--config.preprocess=bogus"], "preprocessing must be one of"),
+    (["--model=vlae", "--preset=smoke", "--config.model.conv_features=8,8,8,8"],
+     "sides must be multiples of 16"),
+    (["--model=vlae", "--preset=smoke", "--config.dataset=toy2d/two_moons",
+      "--config.preprocess=none"], "the conv layers need images"),
+    (["--model=dip_vae", "--preset=smoke", "--config.model.variant=iii"],
+     "variant must be one of i, ii"),
 ])
 def test_user_errors_are_one_line(tmp_path, data_dir, args, message):
   code, _, stderr = run_cli(*args, f"--workdir={tmp_path}", f"--config.data_dir={data_dir}")

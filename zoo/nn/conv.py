@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from zoo import errors
+
 
 def depth_to_space(x):
   """(B, H, W, 4C) -> (B, 2H, 2W, C); channel (p, q, c) becomes pixel (2i + p, 2j + q, c)."""
@@ -55,6 +57,18 @@ class Upsample(nn.Module):
     return y
 
 
+def _check_images(shape, num_layers: int) -> None:
+  """One clear error for data that `num_layers` stride-2 layers cannot take."""
+  if len(shape) != 3:
+    raise errors.HyperparameterError(
+        f"the conv layers need images (height, width, channels), not examples of shape {shape}")
+  scale = 2 ** num_layers
+  if shape[0] % scale or shape[1] % scale:
+    raise errors.HyperparameterError(
+        f"{shape[0]}x{shape[1]} images do not pass through {num_layers} stride-2 layers: their "
+        f"sides must be multiples of {scale} (crop or resize the data, or change conv_features)")
+
+
 class ConvEncoder(nn.Module):
   """x (B, H, W, C) -> features (B, F): 4x4 stride-2 convolutions with `features` channels and
   ReLU, flattened (the conv trunks of the VAE papers: beta-VAE's 32-32-64-64, VLAE's 64-128)."""
@@ -62,6 +76,7 @@ class ConvEncoder(nn.Module):
 
   @nn.compact
   def __call__(self, x):
+    _check_images(x.shape[1:], len(self.features))
     for features in self.features:
       x = nn.relu(nn.Conv(features, (4, 4), strides=2, padding=1)(x))
     return x.reshape(len(x), -1)
@@ -77,6 +92,7 @@ class ConvDecoder(nn.Module):
   @nn.compact
   def __call__(self, h, shape=None):
     height, width, channels = shape or self.get_variable("params", "output_bias").shape
+    _check_images((height, width, channels), len(self.features))
     scale = 2 ** len(self.features)
     x = nn.relu(nn.Dense(height // scale * width // scale * self.features[-1])(h))
     x = x.reshape(len(h), height // scale, width // scale, self.features[-1])
