@@ -190,7 +190,7 @@ def write_samples(path: str, model, variables, dataset, preprocessing, config) -
 def write_layer_grids(workdir: str, model, variables, dataset, config, size: int = 8) -> None:
   """layer_<l>.png for each code z_l of a model with codes at several depths (VLAE): a
   `size` x `size` grid of p(x | z) means in which z_l alone changes along each row."""
-  for layer in range(len(config.model.latent_dims)):
+  for layer in range(len(model.latent_dims)):
     grid = jax.jit(lambda v, layer=layer: model.apply(
         v, layer, size, size, method="layer_grid",
         rngs={"sample": jax.random.key(config.seed + 6)}))(variables)
