@@ -2,7 +2,8 @@
 
   smoke    seconds: narrow layers on dsprites_procedural/coarse (11,520 images).
   default  tens of minutes on 2 CPU cores: the papers' architecture on dsprites_procedural/full
-           (all 737,280 images, prepared once on first use: about ten minutes here).
+           (all 737,280 images, prepared once on first use: some ten minutes here, by
+           the coarse grid's rate of about 1,100 images/s).
   paper    the papers' architecture and optimiser as disentanglement_lib fixes them: Adam 1e-4,
            batch 64, 300,000 steps.
 """
