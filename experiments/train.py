@@ -214,7 +214,7 @@ def _first_non_finite(rows, last_step):
   return None
 
 
-def validate(config):
+def validate(config, game: bool = False):
   """Reject configurations that cannot run, with a message naming the field."""
   for key in ("batch_size", "eval_batch_size", "num_steps", "log_every", "eval_every",
               "checkpoint_every"):
@@ -227,6 +227,12 @@ def validate(config):
     raise errors.UserError(
         f"config.checkpoint_every ({config.checkpoint_every}) must be a multiple of "
         f"config.log_every ({config.log_every}), so a resumed run logs what the first would have")
+  if game and (config.critic_steps <= 0 or config.burst_critic_steps < 0):
+    raise errors.UserError("config.critic_steps must be positive and config.burst_critic_steps "
+                           "zero (no bursts) or positive")
+  if game and config.gradient_statistics_draws:
+    raise errors.UserError("config.gradient_statistics_draws is for single-objective models; "
+                           f"{config.model_name} is a game")
 
 
 class Evaluator:
@@ -276,8 +282,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
   user can fix, `NonFiniteLossError` when the loss diverges.
   """
   config = configs.finalize(config)
-  validate(config)
   spec = zoo.get(config.model_name)
+  validate(config, game=spec.family == "game")
   model = spec.build(**config.model)
   devices = Devices.all(devices)
   dataset = zoo.data.load(config.dataset, config.data_dir or None)
@@ -292,12 +298,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
     outputs.write_json(os.path.join(workdir, checkpoints.CONFIG), config.to_dict())
 
   game = spec.family == "game"
-  if game and (config.critic_steps <= 0 or config.burst_critic_steps < 0):
-    raise errors.UserError("config.critic_steps must be positive and config.burst_critic_steps "
-                           "zero (no bursts) or positive")
-  if game and config.gradient_statistics_draws:
-    raise errors.UserError("config.gradient_statistics_draws is for single-objective models; "
-                           f"{config.model_name} is a game")
   init_rng, rng = jax.random.split(jax.random.key(config.seed))
   saved = checkpoints.manager(os.path.join(workdir, checkpoints.CHECKPOINTS), max_to_keep=2)
   best = checkpoints.manager(os.path.join(workdir, checkpoints.BEST), max_to_keep=1)

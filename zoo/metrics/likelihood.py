@@ -1,5 +1,6 @@
 """Likelihood reporting: nats to bits per dimension of discrete data, and the importance-sampled
 log-likelihood of latent-variable models."""
+import distrax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,6 +16,11 @@ def bits_per_dim(log_prob, num_dims: int, num_levels: int | None = None):
   if num_levels is not None:
     log_prob = log_prob - num_dims * np.log(num_levels)
   return -log_prob / (num_dims * np.log(2))
+
+
+def bernoulli_log_likelihood(x, logits):
+  """log p(x | logits) of Bernoulli pixels, summed over each example's dimensions, (B,)."""
+  return distrax.Bernoulli(logits=logits).log_prob(x).reshape(len(x), -1).sum(-1)
 
 
 def importance_sampled_log_prob(log_weights, rng, batch_size: int, num_samples: int,

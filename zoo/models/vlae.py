@@ -129,12 +129,7 @@ class VLAE(nn.Module):
 
   def _elbo_terms(self, x, rng):
     codes, kls, _ = self.encode(x, rng)
-    return self._log_likelihood(x, self.decode(codes, x.shape[1:])), kls
-
-  @staticmethod
-  def _log_likelihood(x, logits):
-    """log p(x | z), Bernoulli pixels, summed per example."""
-    return distrax.Bernoulli(logits=logits).log_prob(x).reshape(len(x), -1).sum(-1)
+    return likelihood.bernoulli_log_likelihood(x, self.decode(codes, x.shape[1:])), kls
 
   def loss(self, batch, train=True):
     """The negative ELBO (eq. 1), its KL terms weighted by the warm-up in training; metrics: the
@@ -164,7 +159,7 @@ class VLAE(nn.Module):
     else:
       log_prior += sum(prior(above).log_prob(z).sum(-1)
                        for prior, z, above in zip(self.priors, codes[:-1], codes[1:]))
-    log_likelihood = self._log_likelihood(x, self.decode(codes, x.shape[1:]))
+    log_likelihood = likelihood.bernoulli_log_likelihood(x, self.decode(codes, x.shape[1:]))
     return (log_likelihood + log_prior - log_q).reshape(-1, num_samples)
 
   def evaluate(self, batch):

@@ -13,6 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from zoo.metrics import likelihood
 from zoo.nn import conv
 
 
@@ -46,7 +47,7 @@ class GaussianVAE(nn.Module):
     mean, log_var = self.encode(x)
     q = distrax.Normal(mean, jnp.exp(0.5 * log_var))
     logits = self.decode(q.sample(seed=rng), x.shape[1:])
-    log_likelihood = distrax.Bernoulli(logits=logits).log_prob(x).reshape(len(x), -1).sum(-1)
+    log_likelihood = likelihood.bernoulli_log_likelihood(x, logits)
     kl = q.kl_divergence(distrax.Normal(0.0, 1.0)).sum(-1)
     return log_likelihood, kl, mean, log_var
 
