@@ -73,6 +73,12 @@ class Dataset:
     family, _, config = self.name.partition("/")
     return toy2d.MIXTURES.get(config) if family == "toy2d" else None
 
+  @property
+  def ground_truth(self) -> dsprites.DSprites | None:
+    """The ground-truth-factor object (DESIGN.md's interface) of a set rendered from known
+    factors, procedural dSprites; None for any other set."""
+    return dsprites.DSprites() if self.name.partition("/")[0] == "dsprites_procedural" else None
+
   def num_examples(self, split: str) -> int:
     return self.builder.info.splits[split].num_examples
 
@@ -93,8 +99,11 @@ class Dataset:
     return batch
 
   def read(self, split: str, indices: np.ndarray) -> dict[str, np.ndarray]:
-    """The examples at `indices` of `split`, stacked; small splits are read once into memory."""
-    if self.builder.info.splits[split].num_bytes < _IN_MEMORY_BYTES:
+    """The examples at `indices` of `split`, stacked; splits small once decoded are read once
+    into memory."""
+    x = self._features[self._x_key]
+    decoded_bytes = self.num_examples(split) * int(np.prod(x.shape)) * np.dtype(x.np_dtype).itemsize
+    if decoded_bytes < _IN_MEMORY_BYTES:
       return {k: v[indices] for k, v in self._in_memory(split).items()}
     return self._stack(self._source(split).__getitems__(list(indices)))
 
