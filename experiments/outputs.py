@@ -187,6 +187,20 @@ def write_samples(path: str, model, variables, dataset, preprocessing, config) -
     density_panels(reference, samples.reshape(len(samples), -1)).save(path)
 
 
+TRAVERSAL_VALUES = np.linspace(-2.0, 2.0, 9)  # in prior standard deviations
+
+
+def write_traversals(path: str, model, variables, dataset, preprocessing, config) -> None:
+  """traversals.png: for the first test image, row d sweeps latent d over TRAVERSAL_VALUES
+  while the others keep the image's posterior mean (`model.traverse`)."""
+  batch = next(zoo.data.eval_batches(dataset, preprocessing, "test", batch_size=1,
+                                     seed=config.seed + 1))
+  rows = jax.jit(lambda v, x: model.apply(v, x, TRAVERSAL_VALUES, method="traverse"))(
+      variables, batch["x"])
+  images = np.asarray(jax.device_get(rows)).reshape(-1, *dataset.example_shape)
+  image_grid(images, scale=_display_scale(dataset), columns=len(TRAVERSAL_VALUES)).save(path)
+
+
 def write_layer_grids(workdir: str, model, variables, dataset, config, size: int = 8) -> None:
   """layer_<l>.png for each code z_l of a model with codes at several depths (VLAE): a
   `size` x `size` grid of p(x | z) means in which z_l alone changes along each row."""

@@ -24,6 +24,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 import zoo
 from zoo import checkpoints
 from zoo import errors
+from zoo.metrics import disentanglement
 from zoo.metrics import likelihood
 from zoo.metrics import modes
 from experiments import configs
@@ -271,6 +272,33 @@ class Evaluator:
     return metrics
 
 
+ENCODE_BATCH = 500
+
+
+def disentanglement_metrics(model, variables, ground_truth, counts, seed: int) -> dict:
+  """The five metrics of `zoo.metrics.disentanglement` for the posterior means of a model's
+  `encode` on the ground-truth set's renders, with `counts` (config.disentanglement): MIG, SAP
+  and DCI on `num_points` codes (SAP and DCI train on 2/3, test on 1/3), the beta-VAE and
+  FactorVAE scores on `score_train` + `score_eval` points of the published batch size 64."""
+  encode = jax.jit(lambda v, x: model.apply(v, x, method="encode")[0])
+
+  def encode_fn(x):
+    return np.concatenate([np.asarray(encode(variables, x[i:i + ENCODE_BATCH]))
+                           for i in range(0, len(x), ENCODE_BATCH)])
+
+  rng = np.random.default_rng(seed)
+  factors = ground_truth.sample_factors(counts.num_points, rng)
+  codes = encode_fn(ground_truth.sample_observations_from_factors(factors, rng))
+  score_counts = {"num_train": counts.score_train, "num_eval": counts.score_eval}
+  beta_vae = disentanglement.beta_vae_score(ground_truth, encode_fn, rng, **score_counts)
+  factor_vae = disentanglement.factor_vae_score(ground_truth, encode_fn, rng, **score_counts)
+  dci = disentanglement.dci(factors, codes, seed=seed)
+  return {"beta_vae_score": beta_vae["eval_accuracy"],
+          "factor_vae_score": factor_vae["eval_accuracy"],
+          **disentanglement.mig(factors, codes), **disentanglement.sap(factors, codes),
+          **{f"dci_{k}": v for k, v in dci.items()}}
+
+
 def _round_up(n, multiple):
   return -(-n // multiple) * multiple
 
@@ -396,6 +424,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
              "test": evaluator(final, "test")}
   if monitor:
     results[monitor] = evaluator(final, monitor)
+  if dataset.ground_truth is not None and config.get("disentanglement"):
+    results["test"].update(disentanglement_metrics(
+        model, final, dataset.ground_truth, config.disentanglement, config.seed + 7))
   log.write(step, {f"test/{k}": v for k, v in results["test"].items()})
   log.close()
   if is_writer:
@@ -404,6 +435,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
                           preprocessing, config)
     if hasattr(model, "layer_grid"):
       outputs.write_layer_grids(workdir, model, final, dataset, config)
+    if hasattr(model, "traverse"):
+      outputs.write_traversals(os.path.join(workdir, "traversals.png"), model, final, dataset,
+                               preprocessing, config)
     if config.get("inpaint") and dataset.is_image and preprocessing.elementwise:
       outputs.write_inpainting(os.path.join(workdir, "inpainting.png"), model, final, dataset,
                                preprocessing, config)

@@ -3,6 +3,7 @@ known: a perfect code (the factors, permuted and rescaled), noise, and small han
 import numpy as np
 import pytest
 
+import zoo
 from zoo.data import dsprites
 from zoo.metrics import disentanglement
 
@@ -81,6 +82,19 @@ def test_a_quarter_turn_leaves_the_square_unchanged(orientation):
 def _factors_and_codes(encode, n=3000):
   factors = Grid().sample_factors(n, RNG)
   return factors, encode(factors.astype(np.float64))
+
+
+def test_dsprites_builder_stores_the_renders_of_its_factors(data_dir):
+  dataset = zoo.data.load("dsprites_procedural/coarse", data_dir)
+  assert dataset.num_examples("train") == 3 * 6 * 40 * 4 * 4
+  assert dataset.num_examples("test") == dsprites.DspritesProcedural.TEST_SIZE
+  assert isinstance(dataset.ground_truth, dsprites.DSprites)
+  source = dataset.builder.as_data_source(split="train")
+  records = [source[i] for i in (0, 777, len(source) - 1)]
+  factors = np.stack([r["factors"] for r in records])
+  np.testing.assert_array_equal(np.stack([r["image"] for r in records]), dsprites.render(factors))
+  assert [r["label"] for r in records] == list(factors[:, 0])
+  assert set(np.unique(factors[:, 3])) <= set(range(0, 32, 8))
 
 
 def test_mig_by_hand():

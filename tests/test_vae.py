@@ -87,3 +87,20 @@ def test_shapes_under_jit_and_a_smoke_run(name, tmp_path, data_dir):
   config.data_dir = data_dir
   results = train.train_and_evaluate(config, str(tmp_path))
   assert np.isfinite(results["test"]["elbo"])
+  for metric in ("beta_vae_score", "factor_vae_score", "mig", "sap", "dci_disentanglement",
+                 "dci_completeness", "dci_informativeness"):
+    assert 0 <= results["test"][metric] <= 1, metric
+  assert (tmp_path / "traversals.png").exists()
+
+
+def test_traversal_rows_sweep_one_latent_from_the_posterior_mean():
+  model, variables = model_and_variables("beta_vae")
+  values = jnp.array([-1.0, 0.5, 2.0])
+  rows = model.apply(variables, X[:1], values, method="traverse")
+  assert rows.shape == (3, 3, 64, 64, 1)
+  mean, _ = model.apply(variables, X[:1], method="encode")
+  for latent in range(3):
+    for column, value in enumerate(values):
+      z = mean.at[0, latent].set(value)
+      expected = jax.nn.sigmoid(model.apply(variables, z, X.shape[1:], method="decode"))[0]
+      np.testing.assert_allclose(rows[latent, column], expected, atol=1e-5)

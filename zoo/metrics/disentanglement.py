@@ -52,8 +52,8 @@ def _split(factors, codes, train_fraction):
 def sap(factors: np.ndarray, codes: np.ndarray, train_fraction: float = 2 / 3) -> dict[str, float]:
   """Separated attribute predictability (Kumar et al. section 5): the score matrix holds, for
   each code dimension and (discrete) factor, the held-out accuracy of a class-balanced linear
-  SVM (C = 0.01) predicting the factor from that dimension alone; SAP averages over factors the gap between
-  the two best dimensions. The first `train_fraction` of the examples trains, the rest tests."""
+  SVM (C = 0.01) predicting the factor from that dimension alone; SAP averages over factors the
+  gap between the two best dimensions. The first `train_fraction` of the examples trains, the rest tests."""
   train_f, train_c, test_f, test_c = _split(factors, codes, train_fraction)
   scores = np.zeros((codes.shape[1], factors.shape[1]))
   for d in range(codes.shape[1]):

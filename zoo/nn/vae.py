@@ -65,6 +65,16 @@ class GaussianVAE(nn.Module):
     log_likelihood, kl, _, _ = self._terms(batch["x"], self.make_rng("sample"))
     return {"elbo": log_likelihood - kl, "reconstruction": log_likelihood, "kl": kl}
 
+  def traverse(self, x, values):
+    """Latent traversals of one image x, (1, H, W, C): row d holds the means of p(x | z) at the
+    posterior mean of x with z_d alone set to each of `values`; (latent_dim, len(values), H, W,
+    C). A disentangled code changes one factor of the image along each row."""
+    mean, _ = self.encode(x)
+    swept = jnp.eye(self.latent_dim, dtype=bool)[:, None, :]
+    z = jnp.where(swept, jnp.asarray(values)[None, :, None], mean[0])
+    logits = self.decode(z.reshape(-1, self.latent_dim), x.shape[1:])
+    return jax.nn.sigmoid(logits).reshape(self.latent_dim, len(values), *x.shape[1:])
+
   def sample(self, n):
     """n images: the means of p(x | z) at z ~ N(0, I) (`sample` RNG)."""
     z = jax.random.normal(self.make_rng("sample"), (n, self.latent_dim))
