@@ -315,6 +315,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
   model = spec.build(**config.model)
   devices = Devices.all(devices)
   dataset = zoo.data.load(config.dataset, config.data_dir or None)
+  if "test" not in dataset.builder.info.splits:  # TFDS's dsprites has only `train`
+    raise errors.UserError(f"data set {config.dataset!r} has no test split to evaluate on "
+                           f"(its splits: {', '.join(dataset.builder.info.splits)})")
   preprocessing = zoo.data.preprocessing(dataset, config.preprocess, config.alpha,
                                          config.zca_epsilon, config.seed)
   if config.batch_size % devices.size:

@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 
 import jax
 import jax.numpy as jnp
@@ -131,3 +132,14 @@ def test_metric_log_drops_lines_past_the_resumed_step(tmp_path):
   log.write(30, {"loss": 3.0})
   log.close()
   assert [json.loads(l)["step"] for l in path.read_text().splitlines()] == [10, 20, 30]
+
+
+
+def test_a_set_without_a_test_split_is_refused_before_training(tmp_path, data_dir, monkeypatch):
+  digits = zoo.data.load("digits", data_dir)
+  train_only = types.SimpleNamespace(info=types.SimpleNamespace(
+      splits={"train": digits.builder.info.splits["train"]}))  # as TFDS's dsprites
+  monkeypatch.setattr(zoo.data, "load", lambda *_: zoo.data.Dataset("digits", train_only))
+  with pytest.raises(zoo.errors.UserError, match="has no test split"):
+    train.train_and_evaluate(smoke_config(data_dir), str(tmp_path))
+  assert not os.path.exists(tmp_path / "checkpoints")
