@@ -85,67 +85,68 @@ def make_train_step(model, optimizer):
   return train_step
 
 
-def make_player_update(model, optimizers: dict):
-  """`update(player, state, batch, rng) -> (state, metrics)`: one optimiser update of one
-  player of a game (`zoo.nn.games.Game`). It differentiates only that player's parameters,
-  with its own optimiser and state, and projects them after the update (`model.project`:
-  WGAN's weight clipping). Metrics are named `<player>/...`."""
+def make_phase_update(model, optimizers: dict):
+  """`update(phase, state, batch, rng) -> (state, metrics)`: one optimiser update of one phase
+  of a game (`zoo.nn.games.Game`). It differentiates only the parameters of the phase's
+  submodules, with the phase's own optimiser and state, and projects them after the update
+  (`model.project`: WGAN's weight clipping). Metrics are named `<phase>/...`."""
 
-  def update(player, state: TrainState, batch, rng):
-    def loss_fn(player_params):
-      params = {**state.params, player: player_params}
+  def update(phase, state: TrainState, batch, rng):
+    def loss_fn(trained):
       (loss, metrics), model_state = model.apply(
-          {"params": params, **state.model_state}, batch, train=True, method=f"{player}_loss",
-          rngs={"sample": rng}, mutable=list(state.model_state))
+          {"params": {**state.params, **trained}, **state.model_state}, batch, train=True,
+          method=f"{phase}_loss", rngs={"sample": rng}, mutable=list(state.model_state))
       return loss, (metrics, model_state)
 
-    (loss, (metrics, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params[player])
-    updates, opt_state = optimizers[player].update(grads, state.opt_state[player],
-                                                   state.params[player])
-    player_params = model.project(player, optax.apply_updates(state.params[player], updates))
-    state = state.replace(params={**state.params, player: player_params},
-                          opt_state={**state.opt_state, player: opt_state},
+    trained = {name: state.params[name] for name in model.phases[phase]}
+    (loss, (metrics, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(trained)
+    updates, opt_state = optimizers[phase].update(grads, state.opt_state[phase], trained)
+    trained = model.project(phase, optax.apply_updates(trained, updates))
+    state = state.replace(params={**state.params, **trained},
+                          opt_state={**state.opt_state, phase: opt_state},
                           model_state=model_state)
     metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), **metrics}
-    return state, {f"{player}/{k}": v for k, v in metrics.items()}
+    return state, {f"{phase}/{k}": v for k, v in metrics.items()}
 
   return update
 
 
 def make_game_step(model, optimizers: dict):
-  """The pure train step of a two-player model: `batches` stacks one batch per update of the
-  inner player (WGAN's critic steps), which a `lax.scan` runs through; the outer player is then
-  updated once, on the last batch. Metrics are each player's last; `loss` is the inner
-  player's (WGAN's critic loss, minus its Wasserstein estimate)."""
-  inner, outer = model.players
-  update = make_player_update(model, optimizers)
+  """The pure train step of a game: `batches` stacks one batch per update of the first phase
+  (WGAN's critic steps), which a `lax.scan` runs through; every other phase is then updated
+  once, in order, on the last batch. Metrics are each phase's last; `loss` is the first
+  phase's (WGAN's critic loss, minus its Wasserstein estimate)."""
+  first, *rest = model.phases
+  update = make_phase_update(model, optimizers)
 
   def train_step(state: TrainState, batches, rng):
     rng = jax.random.fold_in(rng, state.step)
-    keys = jax.random.split(rng, len(jax.tree.leaves(batches)[0]) + 1)
-    state, inner_metrics = jax.lax.scan(lambda s, xs: update(inner, s, *xs), state,
-                                        (batches, keys[:-1]))
+    keys = jax.random.split(rng, len(jax.tree.leaves(batches)[0]) + len(rest))
+    repeats = len(keys) - len(rest)
+    state, first_metrics = jax.lax.scan(lambda s, xs: update(first, s, *xs), state,
+                                        (batches, keys[:repeats]))
+    metrics = jax.tree.map(lambda m: m[-1], first_metrics)
     last = jax.tree.map(lambda x: x[-1], batches)
-    state, outer_metrics = update(outer, state, last, keys[-1])
-    metrics = {**jax.tree.map(lambda m: m[-1], inner_metrics), **outer_metrics}
-    return state.replace(step=state.step + 1), {"loss": metrics[f"{inner}/loss"], **metrics}
+    for phase, key in zip(rest, keys[repeats:]):
+      state, phase_metrics = update(phase, state, last, key)
+      metrics.update(phase_metrics)
+    return state.replace(step=state.step + 1), {"loss": metrics[f"{first}/loss"], **metrics}
 
   return train_step
 
 
-def inner_steps(config, step: int) -> int:
-  """Inner-player updates at outer step `step`: `critic_steps`, but `burst_critic_steps` for the
-  first `burst_first` steps and every `burst_every`-th (the WGAN paper's 100 for the first 25
-  generator iterations and every 500th, so the critic stays near optimal)."""
+def critic_steps_at(config, step: int) -> int:
+  """Updates of a game's first phase at step `step`: `critic_steps`, but `burst_critic_steps`
+  for the first `burst_first` steps and every `burst_every`-th (the WGAN paper's 100 for the
+  first 25 generator iterations and every 500th, so the critic stays near optimal)."""
   if config.burst_critic_steps and (step < config.burst_first or step % config.burst_every == 0):
     return config.burst_critic_steps
   return config.critic_steps
 
 
 def batches_before(config, step: int) -> int:
-  """How many batches a game consumes before outer step `step`: where its data resumes."""
-  return sum(inner_steps(config, s) for s in range(step))
+  """How many batches a game consumes before step `step`: where its data resumes."""
+  return sum(critic_steps_at(config, s) for s in range(step))
 
 
 def make_gradient_statistics(model, draws: int):
@@ -341,12 +342,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
   def batch_for(step):
     if not game:
       return devices.shard_batch(next(batches))
-    stack = [next(batches) for _ in range(inner_steps(config, step))]
+    stack = [next(batches) for _ in range(critic_steps_at(config, step))]
     return devices.shard_batch(jax.tree.map(lambda *b: np.stack(b), *stack), stacked=True)
 
   batch = batch_for(start_step)
   if game:
-    optimizers = {player: make_optimizer(config) for player in model.players}
+    optimizers = {phase: make_optimizer(config) for phase in model.phases}
     train_step = make_game_step(model, optimizers)
     state = _init_state(model, optimizers, jax.tree.map(lambda x: x[0], batch), init_rng)
   else:
@@ -448,13 +449,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
 
 
 def _init_state(model, optimizer, batch, rng) -> TrainState:
-  """The initial state; `optimizer` is one optax optimiser, or a game's one per player."""
+  """The initial state; `optimizer` is one optax optimiser, or a game's one per phase."""
   method = "__call__" if isinstance(optimizer, dict) else "loss"
   variables = jax.jit(lambda b: model.init({"params": rng, "sample": rng}, b, method=method))(
       batch)
   params = variables.pop("params")
   if isinstance(optimizer, dict):
-    opt_state = {player: optimizer[player].init(params[player]) for player in optimizer}
+    opt_state = {phase: optimizer[phase].init({name: params[name] for name in model.phases[phase]})
+                 for phase in optimizer}
   else:
     opt_state = optimizer.init(params)
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state,

@@ -7,6 +7,7 @@ import sys
 import time
 import types
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,6 +16,7 @@ import pytest
 
 import zoo
 from experiments import train
+from zoo.nn import games
 from conftest import ROOT, perturbed
 
 
@@ -143,3 +145,38 @@ def test_a_set_without_a_test_split_is_refused_before_training(tmp_path, data_di
   with pytest.raises(zoo.errors.UserError, match="has no test split"):
     train.train_and_evaluate(smoke_config(data_dir), str(tmp_path))
   assert not os.path.exists(tmp_path / "checkpoints")
+
+
+class TwoPhases(games.Game):
+  """A game whose phases share a submodule, as the PixelGAN autoencoder's encoder."""
+  phases = {"fit": ("shared", "head"), "shrink": ("shared",)}
+
+  def setup(self):
+    self.shared = nn.Dense(2)
+    self.head = nn.Dense(1)
+
+  def fit_loss(self, batch, train=True):
+    return jnp.mean((self.head(self.shared(batch["x"])) - 1) ** 2), {}
+
+  def shrink_loss(self, batch, train=True):
+    return jnp.mean(self.shared(batch["x"]) ** 2), {}
+
+
+def test_game_phases_update_in_order_each_its_own_submodules():
+  model, learning_rate = TwoPhases(), 0.1
+  batch = {"x": jax.random.normal(jax.random.key(0), (8, 3))}
+  optimizers = {phase: optax.sgd(learning_rate) for phase in model.phases}
+  state = train._init_state(model, optimizers, batch, jax.random.key(1))
+  new, metrics = jax.jit(train.make_game_step(model, optimizers))(
+      state, jax.tree.map(lambda x: x[None], batch), jax.random.key(2))
+
+  def sgd(params, loss):
+    grads = jax.grad(lambda p: model.apply({"params": p}, batch, method=loss)[0])(params)
+    return jax.tree.map(lambda p, g: p - learning_rate * g, params, grads)
+
+  after_fit = sgd(state.params, "fit_loss")
+  after_shrink = sgd(after_fit, "shrink_loss")
+  expected = {"shared": after_shrink["shared"], "head": after_fit["head"]}
+  for got, want in zip(jax.tree.leaves(new.params), jax.tree.leaves(expected)):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  assert set(new.opt_state) == {"fit", "shrink"} and {"fit/loss", "shrink/loss"} <= set(metrics)

@@ -25,7 +25,7 @@ IMAGES = {"x": jax.random.uniform(jax.random.key(3), (4, 8, 8, 1))}
 def game(variant="wgan", batch=POINTS, learning_rate=0.05, **hyperparameters):
   model = zoo.build("wgan", variant=variant, latent_dim=3, hidden_dims=(16, 16), width=4,
                     **hyperparameters)
-  optimizers = {p: optax.adam(learning_rate) for p in model.players}
+  optimizers = {p: optax.adam(learning_rate) for p in model.phases}
   return model, optimizers, train._init_state(model, optimizers, batch, jax.random.key(4))
 
 
@@ -61,7 +61,7 @@ def test_shapes_under_jit(batch):
 
 def test_after_a_critic_update_every_critic_weight_lies_in_the_clip_range():
   model, optimizers, state = game("wgan", weight_clip=0.01, learning_rate=0.5)
-  update = train.make_player_update(model, optimizers)
+  update = train.make_phase_update(model, optimizers)
   state, _ = update("critic", state, POINTS, jax.random.key(5))
   leaves = np.concatenate([np.ravel(x) for x in jax.tree.leaves(state.params["critic"])])
   assert np.abs(leaves).max() <= 0.01
@@ -70,16 +70,16 @@ def test_after_a_critic_update_every_critic_weight_lies_in_the_clip_range():
   assert np.abs(generator).max() > 0.01  # the generator is not clipped
 
 
-@pytest.mark.parametrize("player, other", [("critic", "generator"), ("generator", "critic")])
-def test_a_player_update_changes_its_own_parameters_only(player, other):
+@pytest.mark.parametrize("phase, other", [("critic", "generator"), ("generator", "critic")])
+def test_a_phase_update_changes_its_own_parameters_only(phase, other):
   model, optimizers, state = game("wgan_gp")
-  update = train.make_player_update(model, optimizers)
-  new, metrics = update(player, state, POINTS, jax.random.key(5))
-  assert f"{player}/loss" in metrics
+  update = train.make_phase_update(model, optimizers)
+  new, metrics = update(phase, state, POINTS, jax.random.key(5))
+  assert f"{phase}/loss" in metrics
   assert all(jax.tree.leaves(jax.tree.map(np.array_equal, new.params[other],
                                           state.params[other])))
-  assert not all(jax.tree.leaves(jax.tree.map(np.array_equal, new.params[player],
-                                              state.params[player])))
+  assert not all(jax.tree.leaves(jax.tree.map(np.array_equal, new.params[phase],
+                                              state.params[phase])))
   assert all(jax.tree.leaves(jax.tree.map(np.array_equal, new.opt_state[other],
                                           state.opt_state[other])))
 
@@ -132,7 +132,7 @@ def test_game_step_runs_the_critic_once_per_stacked_batch():
 
 def test_the_papers_critic_schedule():
   config = configs.finalize(zoo.get("wgan").default_config("default"))
-  steps = [train.inner_steps(config, s) for s in range(1001)]
+  steps = [train.critic_steps_at(config, s) for s in range(1001)]
   assert steps[:25] == [100] * 25 and steps[25:30] == [5] * 5
   assert steps[500] == steps[1000] == 100 and steps[501] == 5
   assert train.batches_before(config, 27) == 25 * 100 + 2 * 5
@@ -202,7 +202,7 @@ def test_a_game_step_sharded_over_four_devices_equals_one_device():
   """The stacked critic batches are sharded on their second axis and the step is the same.
   (SGD: an adaptive optimiser would amplify the reductions' rounding in near-zero gradients.)"""
   model = zoo.build("wgan", variant="wgan_gp", latent_dim=3, hidden_dims=(16, 16))
-  optimizers = {p: optax.sgd(0.05) for p in model.players}
+  optimizers = {p: optax.sgd(0.05) for p in model.phases}
   stacked = {"x": jax.random.normal(jax.random.key(6), (3, 16, 2))}
   state = train._init_state(model, optimizers, {"x": stacked["x"][0]}, jax.random.key(4))
   step = jax.jit(train.make_game_step(model, optimizers))

@@ -26,7 +26,8 @@ class ModelSpec:
   Attributes:
     name: the registry name (`maf`).
     paper: the citation of the paper it implements.
-    family: `flow` (exact density), `latent` (latent-variable model) or `game` (two players).
+    family: `flow` (exact density), `latent` (latent-variable model) or `game` (trained in
+    phases, `zoo.nn.games.Game`).
     module: the Flax module class; its field defaults are the paper's hyper-parameters.
   """
   name: str

@@ -5,7 +5,7 @@ The critic f maximises E f(x) - E f(G(z)) (Algorithm 1) over a set of K-Lipschit
 `wgan` keeps f's weights in [-c, c] by clipping after every critic update; `wgan_gp` adds the
 penalty lambda E (||grad f(x_hat)|| - 1)^2 at random interpolates x_hat instead (Gulrajani eq. 3).
 The generator minimises -E f(G(z)). The runner's game step does n_critic critic updates per
-generator update, each player with its own optimiser.
+generator update, each with its own optimiser.
 """
 from typing import Sequence
 
@@ -49,7 +49,7 @@ class WGAN(games.Game):
   weight_clip: float = 0.01
   penalty_weight: float = 10.0
 
-  players = ("critic", "generator")
+  phases = {"critic": ("critic",), "generator": ("generator",)}
 
   def setup(self):
     if self.variant not in VARIANTS:
@@ -88,9 +88,9 @@ class WGAN(games.Game):
     return (jax.nn.softplus(-score) if self.variant == "gan" else -score).mean(), {}
 
   @nn.nowrap
-  def project(self, player, params):
+  def project(self, phase, params):
     """`wgan`'s weight clipping: every critic parameter clipped to [-c, c] after its update."""
-    if self.variant == "wgan" and player == "critic":
+    if self.variant == "wgan" and phase == "critic":
       return jax.tree.map(lambda p: jnp.clip(p, -self.weight_clip, self.weight_clip), params)
     return params
 

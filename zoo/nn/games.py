@@ -1,27 +1,29 @@
-"""The two-player models (WGAN, PixelGAN autoencoders): what the runner's game step relies on."""
+"""The adversarial models (WGAN, PixelGAN autoencoders): what the runner's game step relies on."""
 from typing import ClassVar
 
 import flax.linen as nn
 
 
 class Game(nn.Module):
-  """A model trained as a game between two players, each the parameters of one top-level
-  submodule named after it.
+  """A model trained in phases, each an optimiser update of some of its top-level submodules on
+  a loss of its own: WGAN's critic and generator; the PixelGAN autoencoder's reconstruction,
+  discriminator, regularisation (and semi-supervised) phases, three of which train the encoder.
 
-  A subclass sets `players = (inner, outer)` and defines `<player>_loss(batch, train)` ->
-  (loss, metrics) for each; the runner's step updates the inner player once per element of a
-  stack of batches (WGAN's critic_steps) and then the outer player once, on the last batch, each
-  player with its own optimiser and differentiating its own parameters only.
+  A subclass sets `phases = {phase: (submodule, ...)}` in update order and defines
+  `<phase>_loss(batch, train)` -> (loss, metrics) for each. The runner's step runs the first
+  phase once per element of a stack of batches (WGAN's critic_steps), then every other phase
+  once, in order, on the last batch; each phase has its own optimiser state and differentiates
+  its own submodules' parameters only.
   """
-  players: ClassVar[tuple[str, str]]
+  phases: ClassVar[dict[str, tuple[str, ...]]]
 
   def __call__(self, batch, train=False):
-    """Every player's loss: what `init` calls, so that every parameter is created."""
-    return {player: getattr(self, f"{player}_loss")(batch, train) for player in self.players}
+    """Every phase's loss: what `init` calls, so that every parameter is created."""
+    return {phase: getattr(self, f"{phase}_loss")(batch, train) for phase in self.phases}
 
   @nn.nowrap
-  def project(self, player: str, params):
-    """The player's parameters after an update, projected onto the set they are confined to
-    (WGAN's weight clipping); unconstrained by default."""
-    del player
+  def project(self, phase: str, params):
+    """The parameters `{submodule: params}` a phase has just updated, projected onto the set
+    they are confined to (WGAN's weight clipping); unconstrained by default."""
+    del phase
     return params
