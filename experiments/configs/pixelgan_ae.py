@@ -1,0 +1,53 @@
+"""PixelGAN autoencoders (Makhzani & Frey 2017).
+
+  smoke    seconds: a small encoder and PixelCNN on the embedded digits.
+  default  the categorical prior with K = 30 clusters (the paper's unsupervised MNIST setting) on
+           the embedded 8x8 digits, dynamically binarised.
+  paper    the same on binarised MNIST (TFDS `mnist`, where it can be downloaded).
+Each step runs the paper's phases in order, each with its own Adam state: reconstruction
+(encoder and PixelCNN), discriminator, regularisation (the encoder against the discriminator).
+--config.model.prior=gaussian for the global/local decomposition.
+"""
+from experiments.configs import base
+
+
+def get_config(preset: str = "default"):
+  config = base("pixelgan_ae", preset)
+  config.model.prior = "categorical"
+  config.model.latent_dim = 30
+  config.model.encoder_dims = (1000, 1000)
+  config.model.discriminator_dims = (1000, 1000)
+  config.model.noise_dim = 0
+  config.model.features = 64
+  config.model.num_blocks = 6
+  config.dataset = "digits"
+  config.preprocess = "binarize"
+  config.batch_size = 100
+  config.learning_rate = 1e-4
+  config.critic_steps = 1  # one discriminator phase per step
+  config.burst_critic_steps = 0
+  config.burst_first = 0
+  config.burst_every = 1
+  config.num_samples = 100
+  if preset == "smoke":
+    config.model.encoder_dims = (32,)
+    config.model.discriminator_dims = (32,)
+    config.model.features = 8
+    config.model.num_blocks = 1
+    config.num_steps = 10
+    config.log_every = 5
+    config.eval_every = 10
+    config.checkpoint_every = 10
+    config.num_samples = 4
+  elif preset == "default":
+    config.num_steps = 10_000
+    config.log_every = 100
+    config.eval_every = 1000
+    config.checkpoint_every = 1000
+  else:
+    config.dataset = "mnist"
+    config.num_steps = 100_000
+    config.log_every = 100
+    config.eval_every = 5000
+    config.checkpoint_every = 5000
+  return config

@@ -1,0 +1,141 @@
+"""PixelGAN autoencoders (Makhzani & Frey 2017): an autoencoder whose decoder is a PixelCNN
+conditioned on the code z, and whose aggregate posterior q(z) = E_p(x) q(z | x) is matched to
+the prior p(z) adversarially, as in adversarial autoencoders, rather than by a KL term.
+
+The objective (section 2) is E_x E_q(z|x) [-log p(x | z)] + KL(q(z) || p(z)): the first term is
+the reconstruction phase (encoder and decoder), the second the regularisation phase, in which a
+discriminator on z learns to tell prior samples from codes and the encoder then learns to fool
+it (the non-saturating generator loss). With a Gaussian prior the code conditions the PixelCNN
+through a location-dependent bias (a spatial map computed from z), and the code keeps the
+global structure while the PixelCNN fills in local detail; with a categorical prior the code is
+a softmax over K clusters and conditions through a location-independent bias, and it takes the
+discrete content (the digit class), leaving the style to the PixelCNN.
+"""
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from zoo import errors
+from zoo import registry
+from zoo.metrics import likelihood
+from zoo.nn import dcgan
+from zoo.nn import games
+from zoo.nn import pixelcnn
+
+PRIORS = ("gaussian", "categorical")
+
+
+class Encoder(nn.Module):
+  """x (and, for the noisy encoder, n ~ N(0, I)) -> z by a ReLU MLP: the Gaussian code, or the
+  logits of the categorical one."""
+  hidden_dims: Sequence[int]
+  latent_dim: int
+  noise_dim: int
+
+  @nn.compact
+  def __call__(self, x):
+    h = x.reshape(len(x), -1)
+    if self.noise_dim:
+      noise = jax.random.normal(self.make_rng("sample"), (len(x), self.noise_dim))
+      h = jnp.concatenate([h, noise], -1)
+    for features in self.hidden_dims:
+      h = nn.relu(nn.Dense(features)(h))
+    return nn.Dense(self.latent_dim)(h)
+
+
+class Decoder(nn.Module):
+  """The PixelCNN's Bernoulli logits given x and the code: a Gaussian code enters as a spatial
+  map (one linear layer from z to an H x W map, a location-dependent bias), a categorical code
+  as a vector (a location-independent bias). The image shape is given at `init` and read off
+  the per-pixel output bias afterwards."""
+  prior: str
+  features: int
+  num_blocks: int
+
+  @nn.compact
+  def __call__(self, x, code):
+    shape = x.shape[1:]
+    condition = code
+    if self.prior == "gaussian":
+      condition = nn.Dense(shape[0] * shape[1])(code).reshape(len(x), shape[0], shape[1], 1)
+    logits = pixelcnn.PixelCNN(self.features, self.num_blocks)(x, condition)
+    return logits + self.param("output_bias", nn.initializers.zeros_init(), shape)
+
+  def image_shape(self):
+    return self.get_variable("params", "output_bias").shape
+
+
+@registry.register("pixelgan_ae", family="game",
+                   paper="Makhzani & Frey 2017, PixelGAN Autoencoders")
+class PixelGANAutoencoder(games.Game):
+  """Attributes:
+    prior: `gaussian` (global/local decomposition) or `categorical` (clustering: latent_dim is
+      the number of clusters K).
+    latent_dim: the Gaussian code's size, or K.
+    encoder_dims, discriminator_dims: the ReLU MLPs' hidden layers.
+    noise_dim: 0 for a deterministic encoder; > 0 for the noisy one, z = f(x, n).
+    features, num_blocks: the gated PixelCNN's width and depth.
+  """
+  prior: str = "gaussian"
+  latent_dim: int = 8
+  encoder_dims: Sequence[int] = (1000, 1000)
+  discriminator_dims: Sequence[int] = (1000, 1000)
+  noise_dim: int = 0
+  features: int = 64
+  num_blocks: int = 6
+
+  phases = {"reconstruction": ("encoder", "decoder"), "discriminator": ("discriminator",),
+            "regularization": ("encoder",)}
+
+  def setup(self):
+    if self.prior not in PRIORS:
+      raise errors.HyperparameterError(
+          f"pixelgan_ae: prior must be one of {', '.join(PRIORS)}, not {self.prior!r}")
+    self.encoder = Encoder(tuple(self.encoder_dims), self.latent_dim, self.noise_dim)
+    self.decoder = Decoder(self.prior, self.features, self.num_blocks)
+    self.discriminator = dcgan.Critic(tuple(self.discriminator_dims), width=0)
+
+  def encode(self, x):
+    """The code of x: z for the Gaussian prior, the cluster probabilities for the categorical."""
+    output = self.encoder(x)
+    return jax.nn.softmax(output) if self.prior == "categorical" else output
+
+  def _prior_sample(self, n):
+    rng = self.make_rng("sample")
+    if self.prior == "categorical":
+      return jax.nn.one_hot(jax.random.randint(rng, (n,), 0, self.latent_dim), self.latent_dim)
+    return jax.random.normal(rng, (n, self.latent_dim))
+
+  def _negative_log_likelihood(self, x):
+    return -likelihood.bernoulli_log_likelihood(x, self.decoder(x, self.encode(x)))
+
+  def reconstruction_loss(self, batch, train=True):
+    """-log p(x | z), z = f(x): the reconstruction phase, in nats per image."""
+    del train
+    nll = self._negative_log_likelihood(batch["x"]).mean()
+    return nll, {"reconstruction": nll}
+
+  def discriminator_loss(self, batch, train=True):
+    """The discriminator's cross entropy: prior samples are real, codes fake."""
+    del train
+    x = batch["x"]
+    real = self.discriminator(self._prior_sample(len(x)))
+    fake = self.discriminator(self.encode(x))
+    return jnp.mean(jax.nn.softplus(-real) + jax.nn.softplus(fake)), {}
+
+  def regularization_loss(self, batch, train=True):
+    """The encoder's adversarial loss, -log D(f(x)) (non-saturating)."""
+    del train
+    return jax.nn.softplus(-self.discriminator(self.encode(batch["x"]))).mean(), {}
+
+  def evaluate(self, batch):
+    """Per example: -log p(x | f(x)) in nats."""
+    return {"reconstruction": self._negative_log_likelihood(batch["x"])}
+
+  def sample(self, n):
+    """n images x ~ p(x | z), z ~ p(z), drawn pixel by pixel (`sample` RNG)."""
+    code = self._prior_sample(n)
+    shape = (n, *self.decoder.image_shape())
+    return pixelcnn.sample(lambda x: self.decoder(x, code), shape, self.make_rng("sample"))
