@@ -24,6 +24,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 import zoo
 from zoo import checkpoints
 from zoo import errors
+from zoo.metrics import clustering
 from zoo.metrics import disentanglement
 from zoo.metrics import likelihood
 from zoo.metrics import modes
@@ -300,6 +301,24 @@ def disentanglement_metrics(model, variables, ground_truth, counts, seed: int) -
           **{f"dci_{k}": v for k, v in dci.items()}}
 
 
+def clustering_metrics(model, variables, dataset, preprocessing, config) -> dict:
+  """The clustering error of a model with K categorical codes (`model.cluster`): each cluster
+  takes the majority class of its training examples, then labels the test split."""
+  cluster = jax.jit(lambda v, x: model.apply(v, x, method="cluster",
+                                             rngs={"sample": jax.random.key(config.seed + 8)}))
+
+  def assignments(split):
+    clusters, labels = [], []
+    for batch in zoo.data.eval_batches(dataset, preprocessing, split,
+                                       batch_size=config.eval_batch_size, seed=config.seed + 1):
+      clusters.append(np.asarray(cluster(variables, batch["x"]))[batch["mask"]])
+      labels.append(batch["label"][batch["mask"]])
+    return np.concatenate(clusters), np.concatenate(labels)
+
+  return {"clustering_error": clustering.clustering_error(
+      *assignments("train"), *assignments("test"), model.num_clusters)}
+
+
 def _round_up(n, multiple):
   return -(-n // multiple) * multiple
 
@@ -431,6 +450,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
   if dataset.ground_truth is not None and config.get("disentanglement"):
     results["test"].update(disentanglement_metrics(
         model, final, dataset.ground_truth, config.disentanglement, config.seed + 7))
+  if getattr(model, "num_clusters", 0) and dataset.num_classes:
+    results["test"].update(clustering_metrics(model, final, dataset, preprocessing, config))
   log.write(step, {f"test/{k}": v for k, v in results["test"].items()})
   log.close()
   if is_writer:

@@ -61,9 +61,33 @@ def test_a_game_step_runs_the_three_phases_and_a_smoke_run_trains(tmp_path, data
   config.data_dir = data_dir
   results = train.train_and_evaluate(config, str(tmp_path))
   assert np.isfinite(results["test"]["reconstruction"])
+  assert 0 <= results["test"]["clustering_error"] <= 1
   assert (tmp_path / "samples.png").exists()
 
 
 def test_an_unknown_prior_is_one_clear_error():
   with pytest.raises(zoo.errors.HyperparameterError, match="prior must be one of"):
     game("uniform")
+
+
+def test_clustering_error_by_hand():
+  train_clusters = np.array([0, 0, 0, 1, 1, 2])
+  train_labels = np.array([3, 3, 1, 0, 0, 1])
+  np.testing.assert_array_equal(
+      zoo.metrics.clustering.cluster_labels(train_clusters, train_labels, 4), [3, 0, 1, 0])
+  # cluster 3 is empty: it takes the commonest class; 3 of the 5 test points are right
+  error = zoo.metrics.clustering.clustering_error(
+      train_clusters, train_labels, np.array([0, 1, 2, 3, 0]), np.array([3, 0, 2, 1, 3]), 4)
+  assert error == pytest.approx(2 / 5)
+
+
+def test_clustering_error_of_a_perfect_and_a_random_clustering():
+  rng = np.random.default_rng(0)
+  labels = rng.integers(0, 10, 4000)
+  clusters = (labels * 3 + rng.integers(0, 3, 4000))  # 30 clusters, each within one class
+  clustering = zoo.metrics.clustering
+  assert clustering.clustering_error(clusters[:3000], labels[:3000], clusters[3000:],
+                                     labels[3000:], 30) == 0.0
+  noise = rng.integers(0, 30, 4000)
+  error = clustering.clustering_error(noise[:3000], labels[:3000], noise[3000:], labels[3000:], 30)
+  assert 0.8 < error < 0.95  # chance is 0.9
