@@ -201,6 +201,17 @@ def write_traversals(path: str, model, variables, dataset, preprocessing, config
   image_grid(images, scale=_display_scale(dataset), columns=len(TRAVERSAL_VALUES)).save(path)
 
 
+def write_decomposition(path: str, model, variables, dataset, config, per_code: int = 10) -> None:
+  """decomposition.png: one row per code (`model.decompose`), PixelCNN samples along it; as
+  many rows as the model has clusters (at most 30) or 10 for a continuous code."""
+  num_codes = min(getattr(model, "num_clusters", 0) or 10, 30)
+  grid = jax.jit(lambda v: model.apply(v, num_codes, per_code, method="decompose",
+                                       rngs={"sample": jax.random.key(config.seed + 9)}))(
+      variables)
+  images = np.asarray(jax.device_get(grid)).reshape(-1, *dataset.example_shape)
+  image_grid(images, scale=_display_scale(dataset), columns=per_code).save(path)
+
+
 def write_layer_grids(workdir: str, model, variables, dataset, config, size: int = 8) -> None:
   """layer_<l>.png for each code z_l of a model with codes at several depths (VLAE): a
   `size` x `size` grid of p(x | z) means in which z_l alone changes along each row."""

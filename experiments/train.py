@@ -460,6 +460,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
                           preprocessing, config)
     if hasattr(model, "layer_grid"):
       outputs.write_layer_grids(workdir, model, final, dataset, config)
+    if hasattr(model, "decompose"):
+      outputs.write_decomposition(os.path.join(workdir, "decomposition.png"), model, final,
+                                  dataset, config)
     if hasattr(model, "traverse"):
       outputs.write_traversals(os.path.join(workdir, "traversals.png"), model, final, dataset,
                                preprocessing, config)

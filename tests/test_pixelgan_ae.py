@@ -46,6 +46,8 @@ def test_codes_samples_and_evaluation_under_jit(prior):
     np.testing.assert_allclose(code.sum(-1), 1.0, rtol=1e-5)
   samples = jax.jit(lambda v: model.apply(v, 3, method="sample", rngs=rngs))(variables)
   assert samples.shape == (3, 8, 8, 1) and set(np.unique(samples)) <= {0.0, 1.0}
+  rows = jax.jit(lambda v: model.apply(v, 4, 2, method="decompose", rngs=rngs))(variables)
+  assert rows.shape == (4, 2, 8, 8, 1)
   evaluation = jax.jit(lambda v: model.apply(v, {"x": X}, method="evaluate", rngs=rngs))(
       variables)
   assert evaluation["reconstruction"].shape == (6,)
@@ -62,7 +64,7 @@ def test_a_game_step_runs_the_three_phases_and_a_smoke_run_trains(tmp_path, data
   results = train.train_and_evaluate(config, str(tmp_path))
   assert np.isfinite(results["test"]["reconstruction"])
   assert 0 <= results["test"]["clustering_error"] <= 1
-  assert (tmp_path / "samples.png").exists()
+  assert (tmp_path / "samples.png").exists() and (tmp_path / "decomposition.png").exists()
 
 
 def test_an_unknown_prior_is_one_clear_error():

@@ -143,8 +143,22 @@ class PixelGANAutoencoder(games.Game):
     """Per example: -log p(x | f(x)) in nats."""
     return {"reconstruction": self._negative_log_likelihood(batch["x"])}
 
+  def _sample_given(self, code):
+    shape = (len(code), *self.decoder.image_shape())
+    return pixelcnn.sample(lambda x: self.decoder(x, code), shape, self.make_rng("sample"))
+
   def sample(self, n):
     """n images x ~ p(x | z), z ~ p(z), drawn pixel by pixel (`sample` RNG)."""
-    code = self._prior_sample(n)
-    shape = (n, *self.decoder.image_shape())
-    return pixelcnn.sample(lambda x: self.decoder(x, code), shape, self.make_rng("sample"))
+    return self._sample_given(self._prior_sample(n))
+
+  def decompose(self, num_codes: int, per_code: int):
+    """The paper's decomposition figures: row r holds `per_code` PixelCNN samples given one
+    code, z_r ~ p(z) (Gaussian), or cluster r (categorical); what changes along a row is what
+    the PixelCNN models, what changes down the rows what the code holds.
+    (num_codes, per_code, H, W, C)."""
+    if self.prior == "categorical":
+      code = jax.nn.one_hot(jnp.arange(num_codes) % self.latent_dim, self.latent_dim)
+    else:
+      code = self._prior_sample(num_codes)
+    images = self._sample_given(jnp.repeat(code, per_code, axis=0))
+    return images.reshape(num_codes, per_code, *images.shape[1:])
