@@ -315,8 +315,34 @@ def clustering_metrics(model, variables, dataset, preprocessing, config) -> dict
       labels.append(batch["label"][batch["mask"]])
     return np.concatenate(clusters), np.concatenate(labels)
 
-  return {"clustering_error": clustering.clustering_error(
-      *assignments("train"), *assignments("test"), model.num_clusters)}
+  train_clusters, train_labels = assignments("train")
+  test_clusters, test_labels = assignments("test")
+  metrics = {"clustering_error": clustering.clustering_error(
+      train_clusters, train_labels, test_clusters, test_labels, model.num_clusters)}
+  if getattr(model, "semi_supervised", False):  # the code is the class
+    metrics["classification_error"] = float(np.mean(test_clusters != test_labels))
+  return metrics
+
+
+def labeled_part(model, dataset, config, devices) -> dict:
+  """For a semi-supervised model, `train_batches`' labelled set: `config.num_labels` training
+  examples, as many of each class; a batch holds min(num_labels, batch_size) of them."""
+  if not getattr(model, "semi_supervised", False):
+    return {}
+  classes = dataset.num_classes
+  if not classes or config.num_labels <= 0 or config.num_labels % classes:
+    raise errors.UserError(f"config.num_labels ({config.num_labels}) must be a positive "
+                           f"multiple of the data set's classes ({classes})")
+  if model.num_clusters != classes:
+    raise errors.UserError(f"a semi-supervised code needs one category per class: "
+                           f"config.model.latent_dim={classes}, not {model.num_clusters}")
+  size = min(config.num_labels, config.batch_size)
+  if size % devices.size:
+    raise errors.UserError(f"the labelled batch ({size}) must be divisible by the "
+                           f"{devices.size} devices")
+  labels = dataset.read("train", np.arange(dataset.num_examples("train")))["label"]
+  return {"labeled": zoo.data.balanced_subset(labels, config.num_labels, config.seed),
+          "labeled_batch_size": size}
 
 
 def _round_up(n, multiple):
@@ -356,7 +382,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
   batches = zoo.data.train_batches(
       dataset, preprocessing, batch_size=config.batch_size, seed=config.seed,
       start_step=batches_before(config, start_step) if game else start_step,
-      process_index=jax.process_index(), process_count=jax.process_count())
+      process_index=jax.process_index(), process_count=jax.process_count(),
+      **labeled_part(model, dataset, config, devices))
 
   def batch_for(step):
     if not game:

@@ -1,4 +1,6 @@
 """The PixelGAN autoencoder: each phase trains its own submodules, shapes under jit, a smoke run."""
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -93,3 +95,44 @@ def test_clustering_error_of_a_perfect_and_a_random_clustering():
   noise = rng.integers(0, 30, 4000)
   error = clustering.clustering_error(noise[:3000], labels[:3000], noise[3000:], labels[3000:], 30)
   assert 0.8 < error < 0.95  # chance is 0.9
+
+
+def test_balanced_subset_and_labelled_batches_follow_the_step(data_dir):
+  dataset = zoo.data.load("digits", data_dir)
+  labels = dataset.read("train", np.arange(dataset.num_examples("train")))["label"]
+  subset = zoo.data.balanced_subset(labels, 100, seed=0)
+  assert len(set(subset)) == 100 and np.all(np.bincount(labels[subset]) == 10)
+  preprocessing = zoo.data.preprocessing(dataset, "binarize")
+
+  def stream(start):
+    return zoo.data.train_batches(dataset, preprocessing, batch_size=20, seed=1,
+                                  start_step=start, labeled=subset, labeled_batch_size=20)
+
+  first = next(stream(0))
+  assert first["labeled_x"].shape == (20, 8, 8, 1)
+  assert set(first["labeled_label"]) <= set(labels[subset])
+  uninterrupted = stream(0)
+  batches = [next(uninterrupted) for _ in range(3)]
+  resumed = next(stream(2))
+  for key in ("x", "labeled_x", "labeled_label"):
+    np.testing.assert_array_equal(batches[2][key], resumed[key])
+
+
+def test_a_semi_supervised_smoke_run_reports_its_test_error(tmp_path, data_dir):
+  config = zoo.get("pixelgan_ae").default_config("smoke")
+  config.data_dir = data_dir
+  config.model.semi_supervised = True
+  config.model.latent_dim = 10
+  config.num_labels = 20
+  results = train.train_and_evaluate(config, str(tmp_path))
+  assert 0 <= results["test"]["classification_error"] <= 1
+  metrics = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+  assert "semi_supervised/accuracy" in metrics[0]
+
+
+def test_semi_supervised_needs_one_category_per_class(tmp_path, data_dir):
+  config = zoo.get("pixelgan_ae").default_config("smoke")
+  config.data_dir = data_dir
+  config.model.semi_supervised = True
+  with pytest.raises(zoo.errors.UserError, match="latent_dim=10, not 30"):
+    train.train_and_evaluate(config, str(tmp_path))

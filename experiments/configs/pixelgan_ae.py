@@ -6,7 +6,9 @@
   paper    the same on binarised MNIST (TFDS `mnist`, where it can be downloaded).
 Each step runs the paper's phases in order, each with its own Adam state: reconstruction
 (encoder and PixelCNN), discriminator, regularisation (the encoder against the discriminator).
---config.model.prior=gaussian for the global/local decomposition.
+--config.model.prior=gaussian for the global/local decomposition;
+--config.model.semi_supervised=True --config.model.latent_dim=10 for the semi-supervised
+setting: a fourth phase fits the code to `num_labels` labels (the paper's 100 on MNIST).
 """
 from experiments.configs import base
 
@@ -20,6 +22,8 @@ def get_config(preset: str = "default"):
   config.model.noise_dim = 0
   config.model.features = 64
   config.model.num_blocks = 6
+  config.model.semi_supervised = False
+  config.num_labels = 100  # the labelled examples of a semi-supervised run, as many per class
   config.dataset = "digits"
   config.preprocess = "binarize"
   config.batch_size = 100

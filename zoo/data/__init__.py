@@ -20,7 +20,7 @@ from zoo.data import dsprites  # registers the builder with TFDS
 from zoo.data import tabular  # registers the builder with TFDS
 from zoo.data import toy2d  # registers the builder with TFDS
 from zoo.data import transforms
-from zoo.data.pipeline import eval_batches, train_batches
+from zoo.data.pipeline import balanced_subset, eval_batches, train_batches
 from zoo.data.transforms import KINDS as PREPROCESSING_KINDS
 from zoo.data.transforms import Preprocessing
 
@@ -176,4 +176,4 @@ def preprocessing(dataset: Dataset, kind: str, alpha: float = 1e-6, zca_epsilon:
 
 
 __all__ = ["Dataset", "Preprocessing", "PREPROCESSING_KINDS", "load", "preprocessing",
-           "train_batches", "eval_batches", "EMBEDDED_NAMES"]
+           "train_batches", "eval_batches", "balanced_subset", "EMBEDDED_NAMES"]

@@ -44,21 +44,38 @@ class _EpochShuffle:
 
 def train_batches(dataset, preprocessing: transforms.Preprocessing, *, batch_size: int,
                   seed: int, start_step: int = 0, split: str = "train",
-                  process_index: int = 0, process_count: int = 1,
-                  num_threads: int = 2) -> Iterator[dict[str, np.ndarray]]:
-  """This process's part of the global training batches from `start_step` on, prefetched."""
+                  process_index: int = 0, process_count: int = 1, num_threads: int = 2,
+                  labeled: np.ndarray | None = None,
+                  labeled_batch_size: int = 0) -> Iterator[dict[str, np.ndarray]]:
+  """This process's part of the global training batches from `start_step` on, prefetched.
+  With `labeled` (indices into `split`, the semi-supervised labelled set), each batch also
+  holds `labeled_x` and `labeled_label`: `labeled_batch_size` of them, drawn afresh each step."""
   if batch_size % process_count:
     raise ValueError(f"batch_size {batch_size} is not divisible by {process_count} processes")
   indices_of = _EpochShuffle(dataset.num_examples(split), batch_size, seed)
 
   def batch_at(step):
-    return _make_batch(dataset, split, indices_of(step), np.random.default_rng((seed, step)),
-                       preprocessing=preprocessing, process_index=process_index,
-                       process_count=process_count)
+    make = functools.partial(_make_batch, dataset, split, preprocessing=preprocessing,
+                             process_index=process_index, process_count=process_count)
+    batch = make(indices_of(step), np.random.default_rng((seed, step)))
+    if labeled is not None:
+      rng = np.random.default_rng((seed, step, 1))
+      part = make(labeled[rng.permutation(len(labeled))[:labeled_batch_size]], rng)
+      batch["labeled_x"], batch["labeled_label"] = part["x"], part["label"]
+    return batch
 
   steps = grain.MapDataset.range(start_step, np.iinfo(np.int64).max).map(batch_at)
   return iter(steps.to_iter_dataset(
       grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=4)))
+
+
+def balanced_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
+  """`size` indices into `labels`, the same number of each class, chosen by `seed`: the
+  labelled set of a semi-supervised run (e.g. 100 MNIST labels, 10 per digit)."""
+  classes = np.unique(labels)
+  rng = np.random.default_rng(seed)
+  return np.sort(np.concatenate([rng.choice(np.flatnonzero(labels == c), size // len(classes),
+                                            replace=False) for c in classes]))
 
 
 def eval_batches(dataset, preprocessing: transforms.Preprocessing, split: str, *,

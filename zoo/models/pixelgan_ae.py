@@ -77,6 +77,9 @@ class PixelGANAutoencoder(games.Game):
     encoder_dims, discriminator_dims: the ReLU MLPs' hidden layers.
     noise_dim: 0 for a deterministic encoder; > 0 for the noisy one, z = f(x, n).
     features, num_blocks: the gated PixelCNN's width and depth.
+    semi_supervised: add the semi-supervised phase, in which the categorical code (K = the
+      number of classes) learns the labels of the batch's labelled part (`labeled_x`,
+      `labeled_label`) by cross entropy.
   """
   prior: str = "gaussian"
   latent_dim: int = 8
@@ -85,14 +88,20 @@ class PixelGANAutoencoder(games.Game):
   noise_dim: int = 0
   features: int = 64
   num_blocks: int = 6
+  semi_supervised: bool = False
 
-  phases = {"reconstruction": ("encoder", "decoder"), "discriminator": ("discriminator",),
-            "regularization": ("encoder",)}
+  @property
+  def phases(self):
+    phases = {"reconstruction": ("encoder", "decoder"), "discriminator": ("discriminator",),
+              "regularization": ("encoder",)}
+    return {**phases, "semi_supervised": ("encoder",)} if self.semi_supervised else phases
 
   def setup(self):
     if self.prior not in PRIORS:
       raise errors.HyperparameterError(
           f"pixelgan_ae: prior must be one of {', '.join(PRIORS)}, not {self.prior!r}")
+    if self.semi_supervised and self.prior != "categorical":
+      raise errors.HyperparameterError("pixelgan_ae: semi_supervised needs prior=categorical")
     self.encoder = Encoder(tuple(self.encoder_dims), self.latent_dim, self.noise_dim)
     self.decoder = Decoder(self.prior, self.features, self.num_blocks)
     self.discriminator = dcgan.Critic(tuple(self.discriminator_dims), width=0)
@@ -138,6 +147,14 @@ class PixelGANAutoencoder(games.Game):
     """The encoder's adversarial loss, -log D(f(x)) (non-saturating)."""
     del train
     return jax.nn.softplus(-self.discriminator(self.encode(batch["x"]))).mean(), {}
+
+  def semi_supervised_loss(self, batch, train=True):
+    """The cross entropy of the categorical code on the labelled examples."""
+    del train
+    logits = self.encoder(batch["labeled_x"])
+    labels = jax.nn.one_hot(batch["labeled_label"], self.latent_dim)
+    loss = -jnp.mean(jnp.sum(labels * jax.nn.log_softmax(logits), -1))
+    return loss, {"accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["labeled_label"])}
 
   def evaluate(self, batch):
     """Per example: -log p(x | f(x)) in nats."""
