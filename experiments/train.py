@@ -382,6 +382,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
   if config.batch_size % devices.size:
     raise errors.UserError(f"config.batch_size ({config.batch_size}) must be divisible by the "
                            f"{devices.size} devices")
+  labeled = labeled_part(model, dataset, config, devices)
   is_writer = jax.process_index() == 0
   os.makedirs(workdir, exist_ok=True)
   if is_writer:
@@ -395,8 +396,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
   batches = zoo.data.train_batches(
       dataset, preprocessing, batch_size=config.batch_size, seed=config.seed,
       start_step=batches_before(config, start_step) if game else start_step,
-      process_index=jax.process_index(), process_count=jax.process_count(),
-      **labeled_part(model, dataset, config, devices))
+      process_index=jax.process_index(), process_count=jax.process_count(), **labeled)
 
   def batch_for(step):
     if not game:

@@ -135,4 +135,5 @@ def test_semi_supervised_needs_one_category_per_class(tmp_path, data_dir):
   config.data_dir = data_dir
   config.model.semi_supervised = True
   with pytest.raises(zoo.errors.UserError, match="latent_dim=10, not 30"):
-    train.train_and_evaluate(config, str(tmp_path))
+    train.train_and_evaluate(config, str(tmp_path / "run"))
+  assert not (tmp_path / "run").exists()  # refused before anything was written
