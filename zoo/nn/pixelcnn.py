@@ -85,9 +85,9 @@ def sample(logits_fn, shape, rng):
 
   def draw(i, x):
     row, column = i // width, i % width
-    logits = jax.lax.dynamic_slice_in_dim(
-        jax.lax.dynamic_slice_in_dim(logits_fn(x), row, 1, axis=1), column, 1, axis=2)
+    start = (0, row, column, 0)
+    logits = jax.lax.dynamic_slice(logits_fn(x), start, (shape[0], 1, 1, shape[3]))
     pixel = jax.random.bernoulli(jax.random.fold_in(rng, i), jax.nn.sigmoid(logits))
-    return jax.lax.dynamic_update_slice(x, pixel.astype(x.dtype), (0, row, column, 0))
+    return jax.lax.dynamic_update_slice(x, pixel.astype(x.dtype), start)
 
   return jax.lax.fori_loop(0, height * width, draw, jnp.zeros(shape, jnp.float32))
