@@ -187,6 +187,13 @@ def write_samples(path: str, model, variables, dataset, preprocessing, config) -
     density_panels(reference, samples.reshape(len(samples), -1)).save(path)
 
 
+def write_rows(path: str, rows, dataset) -> None:
+  """A PNG of images laid out as `rows` holds them, (rows, columns, *example_shape)."""
+  rows = np.asarray(jax.device_get(rows))
+  image_grid(rows.reshape(-1, *dataset.example_shape), scale=_display_scale(dataset),
+             columns=rows.shape[1]).save(path)
+
+
 TRAVERSAL_VALUES = np.linspace(-2.0, 2.0, 9)  # in prior standard deviations
 
 
@@ -195,21 +202,17 @@ def write_traversals(path: str, model, variables, dataset, preprocessing, config
   while the others keep the image's posterior mean (`model.traverse`)."""
   batch = next(zoo.data.eval_batches(dataset, preprocessing, "test", batch_size=1,
                                      seed=config.seed + 1))
-  rows = jax.jit(lambda v, x: model.apply(v, x, TRAVERSAL_VALUES, method="traverse"))(
-      variables, batch["x"])
-  images = np.asarray(jax.device_get(rows)).reshape(-1, *dataset.example_shape)
-  image_grid(images, scale=_display_scale(dataset), columns=len(TRAVERSAL_VALUES)).save(path)
+  write_rows(path, jax.jit(lambda v, x: model.apply(v, x, TRAVERSAL_VALUES, method="traverse"))(
+      variables, batch["x"]), dataset)
 
 
 def write_decomposition(path: str, model, variables, dataset, config, per_code: int = 10) -> None:
   """decomposition.png: one row per code (`model.decompose`), PixelCNN samples along it; as
   many rows as the model has clusters (at most 30) or 10 for a continuous code."""
   num_codes = min(getattr(model, "num_clusters", 0) or 10, 30)
-  grid = jax.jit(lambda v: model.apply(v, num_codes, per_code, method="decompose",
-                                       rngs={"sample": jax.random.key(config.seed + 9)}))(
-      variables)
-  images = np.asarray(jax.device_get(grid)).reshape(-1, *dataset.example_shape)
-  image_grid(images, scale=_display_scale(dataset), columns=per_code).save(path)
+  write_rows(path, jax.jit(lambda v: model.apply(
+      v, num_codes, per_code, method="decompose",
+      rngs={"sample": jax.random.key(config.seed + 9)}))(variables), dataset)
 
 
 def write_layer_grids(workdir: str, model, variables, dataset, config, size: int = 8) -> None:
@@ -219,9 +222,7 @@ def write_layer_grids(workdir: str, model, variables, dataset, config, size: int
     grid = jax.jit(lambda v, layer=layer: model.apply(
         v, layer, size, size, method="layer_grid",
         rngs={"sample": jax.random.key(config.seed + 6)}))(variables)
-    images = np.asarray(jax.device_get(grid)).reshape(-1, *dataset.example_shape)
-    image_grid(images, scale=_display_scale(dataset), columns=size).save(
-        os.path.join(workdir, f"layer_{layer + 1}.png"))
+    write_rows(os.path.join(workdir, f"layer_{layer + 1}.png"), grid, dataset)
 
 
 COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
