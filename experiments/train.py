@@ -379,6 +379,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
                            f"(its splits: {', '.join(dataset.builder.info.splits)})")
   preprocessing = zoo.data.preprocessing(dataset, config.preprocess, config.alpha,
                                          config.zca_epsilon, config.seed)
+  levels = getattr(model, "num_levels", None)  # a model of discrete pixels
+  if levels and levels != preprocessing.levels:
+    raise errors.UserError(
+        f"config.model.num_levels={levels} needs pixels with {levels} values; preprocessing "
+        f"{config.preprocess} gives {preprocessing.levels or 'continuous ones'} (binarize gives "
+        f"2, scale the data's {dataset.num_levels})")
   if config.batch_size % devices.size:
     raise errors.UserError(f"config.batch_size ({config.batch_size}) must be divisible by the "
                            f"{devices.size} devices")

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
 
 from zoo import data
 from zoo import errors
@@ -76,6 +77,17 @@ def test_offline_tfds_name_is_one_clear_error(tmp_path, monkeypatch):
     data.load("mnist", str(tmp_path))
 
 
+def test_small_norb_by_its_tfds_name_labels_its_examples_by_category(tmp_path):
+  # TFDS's own builder (its features, no download); the records are made here
+  norb = data.Dataset("smallnorb", tfds.builder("smallnorb", data_dir=str(tmp_path)))
+  assert norb.num_classes == 5 and norb.example_shape == (96, 96, 1) and norb.num_levels == 256
+  record = {"image": np.zeros((96, 96, 1), np.uint8), "image2": np.ones((96, 96, 1), np.uint8),
+            "instance": 7, "label_azimuth": 3, "label_category": 2, "label_elevation": 1,
+            "label_lighting": 0}
+  batch = norb._stack([record, {**record, "label_category": 4}])
+  assert batch["x"].shape == (2, 96, 96, 1) and batch["label"].tolist() == [2, 4]
+
+
 def test_unknown_data_set(tmp_path):
   with pytest.raises(errors.UserError, match="unknown data set 'no_such_set'.*digits"):
     data.load("no_such_set", str(tmp_path))
@@ -130,9 +142,12 @@ def test_logit_log_det_is_the_jacobian_of_the_transform():
                                rtol=1e-5)
 
 
-def test_dequantize_and_binarize():
+def test_dequantize_binarize_and_scale():
   pixels = np.array([[0, 8, 16]], np.uint8)
   noise = np.array([[0.0, 0.5, 0.999]], np.float32)
+  scale = transforms.Preprocessing("scale", 17)
+  np.testing.assert_array_equal(scale(pixels, None), [[0, 0.5, 1]])
+  assert scale.levels == 17 and transforms.Preprocessing("binarize", 17).levels == 2
   np.testing.assert_allclose(transforms.dequantize(pixels, noise, 17),
                              [[0.0, 8.5 / 17, 16.999 / 17]], rtol=1e-6)
   np.testing.assert_array_equal(transforms.binarize(pixels, noise, 17), [[0, 0, 1]])

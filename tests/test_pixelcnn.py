@@ -1,5 +1,6 @@
-"""The gated PixelCNN: causality of its masks against `jax.jacfwd`, both kinds of conditioning,
-and the jitted sampler against a slow reference loop."""
+"""The gated PixelCNN: causality of its masks over pixels and channels against `jax.jacfwd`, both
+kinds of conditioning, the likelihood against a direct sum, and the jitted sampler against a slow
+reference loop."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,8 +12,8 @@ from zoo.nn import pixelcnn
 HEIGHT, WIDTH = 5, 6
 
 
-def model_and_variables(channels=1, condition=None):
-  model = pixelcnn.PixelCNN(features=8, num_blocks=2)
+def model_and_variables(channels=1, levels=2, condition=None):
+  model = pixelcnn.PixelCNN(features=6 * channels, num_blocks=2, levels=levels)
   x = jnp.zeros((1, HEIGHT, WIDTH, channels))
   condition = jnp.ones((1, 3)) if condition is None else condition
   variables = model.init(jax.random.key(0), x, condition)
@@ -24,52 +25,80 @@ def test_masks_by_hand():
   b = pixelcnn.causal_mask(3, 1, 1, "B")[..., 0, 0]
   np.testing.assert_array_equal(a, [[1, 1, 1], [1, 0, 0], [0, 0, 0]])
   np.testing.assert_array_equal(b, [[1, 1, 1], [1, 1, 0], [0, 0, 0]])
+  # at the centre, from the R, G, B groups of the input to those of the output (features 0..5
+  # belong to R, G, B, R, G, B)
+  a = pixelcnn.causal_mask(1, 3, 6, "A", channels=3)[0, 0]
+  b = pixelcnn.causal_mask(1, 3, 6, "B", channels=3)[0, 0]
+  np.testing.assert_array_equal(a[:, :3], [[0, 1, 1], [0, 0, 1], [0, 0, 0]])
+  np.testing.assert_array_equal(b[:, :3], [[1, 1, 1], [0, 1, 1], [0, 0, 1]])
+  np.testing.assert_array_equal(a[:, 3:], a[:, :3])
 
 
-@pytest.mark.parametrize("channels", [1, 2])
-def test_output_at_pixel_i_depends_only_on_pixels_before_i(channels):
-  model, variables, condition = model_and_variables(channels)
-  x = jax.random.bernoulli(jax.random.key(2), 0.5, (1, HEIGHT, WIDTH, channels)).astype(
+@pytest.mark.parametrize("channels", [1, 3])
+def test_output_for_a_channel_depends_only_on_earlier_pixels_and_channels(channels):
+  model, variables, condition = model_and_variables(channels, levels=4)
+  x = jax.random.bernoulli(jax.random.key(2), 0.5, (4, HEIGHT, WIDTH, channels)).astype(
       jnp.float32)
-  jacobian = jax.jacfwd(lambda x: model.apply(variables, x, condition))(x)
-  pixels = HEIGHT * WIDTH
-  # (output pixel, input pixel) magnitudes in raster order
-  dependence = np.abs(np.asarray(jacobian)).reshape(pixels, channels, pixels, channels).sum((1, 3))
-  later_or_same = np.triu(np.ones((pixels, pixels), bool))
-  assert np.all(dependence[later_or_same] == 0)
-  # and it does see the pixel to its left and the one above it
-  for i in range(WIDTH + 1, pixels):
+
+  def jacobian(image):
+    return jax.jacfwd(lambda image: model.apply(variables, image[None], condition)[0])(image)
+
+  jacobians = jax.vmap(jacobian)(x)  # over 4 images, so that no ReLU is off at all of them
+  assert jacobians.shape == (4, HEIGHT, WIDTH, channels, 4, HEIGHT, WIDTH, channels)
+  size = HEIGHT * WIDTH * channels
+  # (output, input) magnitudes, both in the order pixel by pixel, channel by channel
+  dependence = np.abs(np.asarray(jacobians)).sum((0, 4)).reshape(size, size)
+  assert np.all(dependence[np.triu(np.ones((size, size), bool))] == 0)
+  # and it does see the pixel to its left, the one above, and the previous channel
+  for i in range(WIDTH + 1, HEIGHT * WIDTH):
     if i % WIDTH:
-      assert dependence[i, i - 1] > 0 and dependence[i, i - WIDTH] > 0
+      for c in range(channels):
+        out = i * channels + c
+        assert dependence[out, out - channels] > 0
+        assert dependence[out, out - WIDTH * channels] > 0
+        assert c == 0 or dependence[out, out - 1] > 0
 
 
 def test_vector_condition_is_a_location_independent_bias_and_a_map_a_local_one():
   x = jnp.zeros((1, HEIGHT, WIDTH, 1))
   model, variables, _ = model_and_variables()
-  gradient = jax.grad(lambda h: model.apply(variables, x, h)[0, 2, 3, 0])(jnp.ones((1, 3)))
+  gradient = jax.grad(lambda h: model.apply(variables, x, h)[0, 2, 3, 0, 1])(jnp.ones((1, 3)))
   assert np.abs(gradient).sum() > 0
   spatial = jnp.ones((1, HEIGHT, WIDTH, 2))
   model, variables, _ = model_and_variables(condition=spatial)
-  gradient = jax.grad(lambda h: model.apply(variables, x, h)[0, 2, 3, 0])(spatial)
+  gradient = jax.grad(lambda h: model.apply(variables, x, h)[0, 2, 3, 0, 1])(spatial)
   seen = np.abs(np.asarray(gradient)).sum(-1)[0].reshape(-1)
   # the local bias at pixel j reaches the output at pixel i through the masks: j <= i only
   assert seen[2 * WIDTH + 3] > 0 and np.all(seen[2 * WIDTH + 4:] == 0)
 
 
-def test_jitted_sampling_equals_a_slow_reference_loop():
-  model, variables, _ = model_and_variables()
+def test_log_likelihood_sums_the_chosen_levels_log_probabilities():
+  logits = jax.random.normal(jax.random.key(5), (2, 2, 3, 2, 4))
+  k = jax.random.randint(jax.random.key(6), (2, 2, 3, 2), 0, 4)
+  log_probs = jax.nn.log_softmax(logits)
+  expected = [sum(log_probs[b, h, w, c, k[b, h, w, c]] for h in range(2) for w in range(3)
+                  for c in range(2)) for b in range(2)]
+  np.testing.assert_allclose(pixelcnn.log_likelihood(logits, k / 3), expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("channels, levels", [(1, 2), (3, 4)])
+def test_jitted_sampling_equals_a_slow_reference_loop(channels, levels):
+  model, variables, _ = model_and_variables(channels, levels)
   condition = jax.random.normal(jax.random.key(3), (4, 3))
   rng = jax.random.key(4)
+  shape = (4, HEIGHT, WIDTH, channels)
 
   def logits_fn(x):
     return model.apply(variables, x, condition)
 
-  fast = jax.jit(lambda: pixelcnn.sample(logits_fn, (4, HEIGHT, WIDTH, 1), rng))()
-  slow = np.zeros((4, HEIGHT, WIDTH, 1), np.float32)
-  for i in range(HEIGHT * WIDTH):
-    row, column = divmod(i, WIDTH)
-    logits = logits_fn(jnp.asarray(slow))[:, row, column]
-    slow[:, row, column] = jax.random.bernoulli(jax.random.fold_in(rng, i),
-                                                jax.nn.sigmoid(logits))
-  np.testing.assert_array_equal(fast, slow)
-  assert fast.dtype == jnp.float32 and 0 < fast.mean() < 1
+  fast = jax.jit(lambda: pixelcnn.sample(logits_fn, shape, levels, rng))()
+  slow = np.zeros(shape, np.float32)
+  for i in range(HEIGHT * WIDTH * channels):
+    (row, column), c = divmod(i // channels, WIDTH), i % channels
+    logits = logits_fn(jnp.asarray(slow))[:, row, column, c]
+    k = jax.random.categorical(jax.random.fold_in(rng, i), logits)
+    slow[:, row, column, c] = k / (levels - 1)
+  np.testing.assert_allclose(fast, slow, rtol=1e-6)
+  assert fast.dtype == jnp.float32
+  values = (np.arange(levels) / (levels - 1)).astype(np.float32)
+  assert np.all(np.isin(fast, values)) and 0 < fast.mean() < 1

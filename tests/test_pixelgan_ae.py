@@ -15,10 +15,10 @@ SMALL = dict(latent_dim=5, encoder_dims=(16,), discriminator_dims=(16,), feature
              num_blocks=1)
 
 
-def game(prior):
-  model = zoo.build("pixelgan_ae", prior=prior, **SMALL)
+def game(prior, x=X, **hyperparameters):
+  model = zoo.build("pixelgan_ae", prior=prior, **{**SMALL, **hyperparameters})
   optimizers = {phase: optax.adam(0.05) for phase in model.phases}
-  return model, optimizers, train._init_state(model, optimizers, {"x": X}, jax.random.key(1))
+  return model, optimizers, train._init_state(model, optimizers, {"x": x}, jax.random.key(1))
 
 
 def unchanged(before, after):
@@ -56,6 +56,20 @@ def test_codes_samples_and_evaluation_under_jit(prior):
   assert np.all(evaluation["reconstruction"] > 0)
 
 
+def test_colour_images_with_many_levels_under_jit():
+  x = jax.random.randint(jax.random.key(5), (6, 4, 4, 3), 0, 4) / 3
+  model, _, state = game("categorical", x, num_levels=4, features=6)
+  variables = {"params": state.params}
+  rngs = {"sample": jax.random.key(3)}
+  samples = jax.jit(lambda v: model.apply(v, 2, method="sample", rngs=rngs))(variables)
+  assert samples.shape == (2, 4, 4, 3)
+  assert np.all(np.isin(samples, (np.arange(4) / 3).astype(np.float32)))
+  nll = jax.jit(lambda v: model.apply(v, {"x": x}, method="evaluate"))(variables)
+  assert nll["reconstruction"].shape == (6,) and np.all(nll["reconstruction"] > 0)
+  with pytest.raises(zoo.errors.HyperparameterError, match="multiple of the image's 3 channels"):
+    game("categorical", x, num_levels=4, features=8)
+
+
 def test_a_game_step_runs_the_three_phases_and_a_smoke_run_trains(tmp_path, data_dir):
   model, optimizers, state = game("categorical")
   step = jax.jit(train.make_game_step(model, optimizers))
@@ -67,6 +81,19 @@ def test_a_game_step_runs_the_three_phases_and_a_smoke_run_trains(tmp_path, data
   assert np.isfinite(results["test"]["reconstruction"])
   assert 0 <= results["test"]["clustering_error"] <= 1
   assert (tmp_path / "samples.png").exists() and (tmp_path / "decomposition.png").exists()
+
+
+def test_pixels_with_many_levels_train_and_a_level_mismatch_is_one_clear_error(tmp_path,
+                                                                                data_dir):
+  config = zoo.get("pixelgan_ae").default_config("smoke")
+  config.data_dir = data_dir
+  config.preprocess = "scale"  # the digits' 17 grey levels, k / 16
+  with pytest.raises(zoo.errors.UserError, match="num_levels=2 needs pixels with 2 values"):
+    train.train_and_evaluate(config, str(tmp_path / "mismatch"))
+  assert not (tmp_path / "mismatch").exists()
+  config.model.num_levels = 17
+  results = train.train_and_evaluate(config, str(tmp_path / "run"))
+  assert np.isfinite(results["test"]["reconstruction"])
 
 
 def test_an_unknown_prior_is_one_clear_error():

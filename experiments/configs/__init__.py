@@ -15,7 +15,7 @@ def base(model_name: str, preset: str) -> ml_collections.ConfigDict:
   config.seed = 0
   config.dataset = ""
   config.data_dir = ""  # TFDS's default (~/tensorflow_datasets) when empty
-  config.preprocess = "none"  # none | dequantize | logit | zca | binarize (zoo.data.transforms)
+  config.preprocess = "none"  # one of zoo.data.transforms.KINDS: none, scale, binarize, ...
   config.alpha = 1e-6  # of the logit transform
   config.zca_epsilon = 1e-4  # added to the covariance's eigenvalues before ZCA whitening
   config.batch_size = 128

@@ -9,6 +9,12 @@ Each step runs the paper's phases in order, each with its own Adam state: recons
 --config.model.prior=gaussian for the global/local decomposition;
 --config.model.semi_supervised=True --config.model.latent_dim=10 for the semi-supervised
 setting: a fourth phase fits the code to `num_labels` labels (the paper's 100 on MNIST).
+8-bit images keep their 256 levels, each channel a softmax over them, for the paper's other sets
+(TFDS names, where they can be downloaded; NORB at its stored 96x96, not downsampled):
+  --config.dataset=svhn_cropped --config.preprocess=scale --config.model.num_levels=256
+    --config.model.features=96 --config.num_labels=1000   (features: a multiple of 3 channels)
+  --config.dataset=smallnorb --config.preprocess=scale --config.model.num_levels=256
+    --config.model.latent_dim=5 --config.num_labels=1000  (its 5 categories)
 """
 from experiments.configs import base
 

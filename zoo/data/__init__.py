@@ -28,13 +28,15 @@ _EMBEDDED = ("digits", "toy2d", "maf_tabular", "dsprites_procedural")
 EMBEDDED_NAMES = ("digits", "dsprites_procedural/full", "dsprites_procedural/coarse",
                   *(f"toy2d/{n}" for n in toy2d.DENSITIES))
 _IN_MEMORY_BYTES = 2 << 30
+_LABEL_KEYS = {"smallnorb": "label_category"}  # the class where a set names it otherwise
 
 
 @dataclasses.dataclass(eq=False)
 class Dataset:
   """A prepared TFDS data set: its splits' sizes, example shape, and batched random access.
 
-  Examples are dicts with `x` (the image or vector, as stored) and, where the set has one, `label`.
+  Examples are dicts with `x` (the image or vector, as stored) and, where the set has one, `label`
+  (small NORB's `label_category`).
   """
   name: str
   builder: tfds.core.DatasetBuilder
@@ -46,6 +48,11 @@ class Dataset:
   @property
   def _x_key(self) -> str:
     return "image" if "image" in self._features else "x"
+
+  @property
+  def _label_key(self) -> str | None:
+    key = _LABEL_KEYS.get(self.builder.name, "label")
+    return key if key in self._features else None
 
   @property
   def example_shape(self) -> tuple[int, ...]:
@@ -64,7 +71,7 @@ class Dataset:
 
   @property
   def num_classes(self) -> int | None:
-    label = self._features["label"] if "label" in self._features else None
+    label = self._features[self._label_key] if self._label_key else None
     return getattr(label, "num_classes", None)
 
   @property
@@ -94,8 +101,8 @@ class Dataset:
 
   def _stack(self, records):
     batch = {"x": np.stack([r[self._x_key] for r in records])}
-    if "label" in self._features:
-      batch["label"] = np.asarray([r["label"] for r in records], np.int32)
+    if self._label_key:
+      batch["label"] = np.asarray([r[self._label_key] for r in records], np.int32)
     return batch
 
   def read(self, split: str, indices: np.ndarray) -> dict[str, np.ndarray]:

@@ -8,7 +8,7 @@ import dataclasses
 
 import numpy as np
 
-KINDS = ("none", "dequantize", "logit", "zca", "binarize")
+KINDS = ("none", "scale", "dequantize", "logit", "zca", "binarize")
 
 
 def dequantize(pixels: np.ndarray, noise: np.ndarray, num_levels: int) -> np.ndarray:
@@ -54,7 +54,8 @@ def fit_zca(pixels: np.ndarray, num_levels: int, epsilon: float, rng: np.random.
 class Preprocessing:
   """One of KINDS, applied to raw batches.
 
-  - none: the raw values as floats; binarize: dynamically binarised pixels.
+  - none: the raw values as floats; binarize: dynamically binarised pixels; scale: pixels k as
+    k / (L - 1) in [0, 1], still discrete (what a categorical likelihood over levels reads).
   - dequantize: pixels dequantised to [0, 1]; logit: then the logit transform; zca: then ZCA
     whitening with (mean, whitening) fitted on the training split. For these three the model's
     density over x converts to one over the dequantised pixels v in [0, 1]^D by adding
@@ -68,7 +69,12 @@ class Preprocessing:
 
   @property
   def needs_noise(self) -> bool:
-    return self.kind != "none"
+    return self.kind not in ("none", "scale")
+
+  @property
+  def levels(self) -> int | None:
+    """How many values a pixel takes after preprocessing, where they stay discrete."""
+    return {"binarize": 2, "scale": self.num_levels}.get(self.kind)
 
   @property
   def dequantizes(self) -> bool:
@@ -84,6 +90,8 @@ class Preprocessing:
       return raw.astype(np.float32)
     if self.kind == "binarize":
       return binarize(raw, noise, self.num_levels)
+    if self.kind == "scale":
+      return (raw / (self.num_levels - 1)).astype(np.float32)
     x = dequantize(raw, noise, self.num_levels)
     if self.kind == "logit":
       return logit(x, self.alpha)

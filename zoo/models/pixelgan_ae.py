@@ -19,7 +19,6 @@ import jax.numpy as jnp
 
 from zoo import errors
 from zoo import registry
-from zoo.metrics import likelihood
 from zoo.nn import dcgan
 from zoo.nn import games
 from zoo.nn import pixelcnn
@@ -46,25 +45,31 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-  """The PixelCNN's Bernoulli logits given x and the code: a Gaussian code enters as a spatial
-  map (one linear layer from z to an H x W map, a location-dependent bias), a categorical code
-  as a vector (a location-independent bias). The image shape is given at `init` and read off
-  the per-pixel output bias afterwards."""
+  """The PixelCNN's logits (B, H, W, C, levels) given x and the code: a Gaussian code enters as a
+  spatial map (one linear layer from z to an H x W map, a location-dependent bias), a categorical
+  code as a vector (a location-independent bias). The image shape is given at `init` and read
+  off the per-pixel output bias afterwards."""
   prior: str
   features: int
   num_blocks: int
+  levels: int
 
   @nn.compact
   def __call__(self, x, code):
     shape = x.shape[1:]
+    if self.features % shape[-1]:
+      raise errors.HyperparameterError(
+          f"pixelgan_ae: features ({self.features}) must be a multiple of the image's "
+          f"{shape[-1]} channels")
     condition = code
     if self.prior == "gaussian":
       condition = nn.Dense(shape[0] * shape[1])(code).reshape(len(x), shape[0], shape[1], 1)
-    logits = pixelcnn.PixelCNN(self.features, self.num_blocks)(x, condition)
-    return logits + self.param("output_bias", nn.initializers.zeros_init(), shape)
+    logits = pixelcnn.PixelCNN(self.features, self.num_blocks, self.levels)(x, condition)
+    return logits + self.param("output_bias", nn.initializers.zeros_init(),
+                               (*shape, self.levels))
 
   def image_shape(self):
-    return self.get_variable("params", "output_bias").shape
+    return self.get_variable("params", "output_bias").shape[:-1]
 
 
 @registry.register("pixelgan_ae", family="game",
@@ -77,6 +82,8 @@ class PixelGANAutoencoder(games.Game):
     encoder_dims, discriminator_dims: the ReLU MLPs' hidden layers.
     noise_dim: 0 for a deterministic encoder; > 0 for the noisy one, z = f(x, n).
     features, num_blocks: the gated PixelCNN's width and depth.
+    num_levels: the values a pixel channel takes, k / (num_levels - 1): 2 for binarised images
+      (`preprocess=binarize`), 256 for 8-bit ones (`preprocess=scale`).
     semi_supervised: add the semi-supervised phase, in which the categorical code (K = the
       number of classes) learns the labels of the batch's labelled part (`labeled_x`,
       `labeled_label`) by cross entropy.
@@ -88,6 +95,7 @@ class PixelGANAutoencoder(games.Game):
   noise_dim: int = 0
   features: int = 64
   num_blocks: int = 6
+  num_levels: int = 2
   semi_supervised: bool = False
 
   @property
@@ -103,7 +111,7 @@ class PixelGANAutoencoder(games.Game):
     if self.semi_supervised and self.prior != "categorical":
       raise errors.HyperparameterError("pixelgan_ae: semi_supervised needs prior=categorical")
     self.encoder = Encoder(tuple(self.encoder_dims), self.latent_dim, self.noise_dim)
-    self.decoder = Decoder(self.prior, self.features, self.num_blocks)
+    self.decoder = Decoder(self.prior, self.features, self.num_blocks, self.num_levels)
     self.discriminator = dcgan.Critic(tuple(self.discriminator_dims), width=0)
 
   def encode(self, x):
@@ -127,7 +135,7 @@ class PixelGANAutoencoder(games.Game):
     return jax.random.normal(rng, (n, self.latent_dim))
 
   def _negative_log_likelihood(self, x):
-    return -likelihood.bernoulli_log_likelihood(x, self.decoder(x, self.encode(x)))
+    return -pixelcnn.log_likelihood(self.decoder(x, self.encode(x)), x)
 
   def reconstruction_loss(self, batch, train=True):
     """-log p(x | z), z = f(x): the reconstruction phase, in nats per image."""
@@ -162,7 +170,8 @@ class PixelGANAutoencoder(games.Game):
 
   def _sample_given(self, code):
     shape = (len(code), *self.decoder.image_shape())
-    return pixelcnn.sample(lambda x: self.decoder(x, code), shape, self.make_rng("sample"))
+    return pixelcnn.sample(lambda x: self.decoder(x, code), shape, self.num_levels,
+                           self.make_rng("sample"))
 
   def sample(self, n):
     """n images x ~ p(x | z), z ~ p(z), drawn pixel by pixel (`sample` RNG)."""
