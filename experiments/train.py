@@ -19,6 +19,7 @@ import ml_collections
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import zoo
@@ -211,6 +212,13 @@ class Devices:
   def replicate(self, tree):
     return jax.device_put(tree, NamedSharding(self.mesh, PartitionSpec()))
 
+  def restore(self, manager, step: int):
+    """Checkpoint `step` of `manager`, replicated over the mesh (every process calls it)."""
+    sharding = NamedSharding(self.mesh, PartitionSpec())
+    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+                          manager.item_metadata(step).tree)
+    return manager.restore(step, args=ocp.args.StandardRestore(target))
+
   def shard_batch(self, local_batch, stacked: bool = False):
     """This process's slice of a batch, as a global array sharded on `data`; a stack of
     batches (a game's step) is sharded on its second axis."""
@@ -264,18 +272,19 @@ class Evaluator:
         rngs={"sample": jax.random.key(config.seed + 5)}))
 
   def __call__(self, variables, split: str) -> dict[str, float]:
-    sums, count, log_det = None, 0, 0.0
+    sums, log_det = None, 0.0
     rng = jax.random.key(self.config.seed + 4)
     for index, batch in enumerate(zoo.data.eval_batches(
         self.dataset, self.preprocessing, split,
         batch_size=_round_up(self.config.eval_batch_size, self.devices.size),
         seed=self.config.seed + 1, process_index=jax.process_index(),
         process_count=jax.process_count())):
-      count += int(batch["mask"].sum())
       log_det += float((self.preprocessing.log_det(batch["x"]) * batch["mask"]).sum())
       batch_sums = self._eval_step(variables, self.devices.shard_batch(batch),
                                    jax.random.fold_in(rng, index))
       sums = batch_sums if sums is None else jax.tree.map(jnp.add, sums, batch_sums)
+    count = self.dataset.num_examples(split)
+    log_det = float(np.sum(multihost_utils.process_allgather(np.float64(log_det))))
     metrics = {k: float(v) / count for k, v in jax.device_get(sums).items()}
     if "log_prob" in metrics and self.preprocessing.dequantizes:
       metrics["bits_per_dim"] = float(likelihood.bits_per_dim(
@@ -358,6 +367,18 @@ def labeled_part(model, dataset, config, devices) -> dict:
           "labeled_batch_size": size}
 
 
+def load_data(config):
+  """`zoo.data.load`; in a multi-process run process 0 prepares the data set while the others
+  wait, so that no two write it at once."""
+  if jax.process_index() == 0:
+    dataset = zoo.data.load(config.dataset, config.data_dir or None)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices("data set prepared")
+  if jax.process_index() != 0:
+    dataset = zoo.data.load(config.dataset, config.data_dir or None)
+  return dataset
+
+
 def _round_up(n, multiple):
   return -(-n // multiple) * multiple
 
@@ -373,7 +394,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
   validate(config, game=spec.family == "game")
   model = spec.build(**config.model)
   devices = Devices.all(devices)
-  dataset = zoo.data.load(config.dataset, config.data_dir or None)
+  dataset = load_data(config)
   if "test" not in dataset.builder.info.splits:  # TFDS's dsprites has only `train`
     raise errors.UserError(f"data set {config.dataset!r} has no test split to evaluate on "
                            f"(its splits: {', '.join(dataset.builder.info.splits)})")
@@ -422,7 +443,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
   state = devices.replicate(state)
   if start_step:
     state = saved.restore(start_step, args=ocp.args.StandardRestore(state))
-  best_value, best_step = _best_so_far(best)
+  best_value, best_step = _best_so_far(best, devices)
   log = outputs.MetricLog(workdir, is_writer, resume_step=start_step)
 
   def stopped_early(step):
@@ -470,7 +491,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
         best_value, best_step = value, step
         best.save(step, args=ocp.args.StandardSave(
             {"params": state.params, "model_state": state.model_state,
-             "value": jnp.asarray(value)}))
+             "value": devices.replicate(jnp.asarray(value))}))
       if stopped_early(step):
         progress.note(f"early stopping at step {step}: no improvement on {monitor} since "
                       f"step {best_step}")
@@ -485,14 +506,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
 
   final = _variables(state)
   if best_step is not None and best.latest_step() is not None:
-    final = jax.device_get(checkpoints.restore_local(best, best.latest_step()))
-    final = devices.replicate({"params": final["params"], **final["model_state"]})
+    restored = devices.restore(best, best.latest_step())
+    final = {"params": restored["params"], **restored["model_state"]}
   results = {"model": config.model_name, "paper": spec.paper, "dataset": config.dataset,
              "steps": int(step), "best_step": best_step, "train_seconds": time.time() - started,
              "num_params": int(sum(x.size for x in jax.tree.leaves(state.params))),
              "test": evaluator(final, "test")}
   if monitor:
     results[monitor] = evaluator(final, monitor)
+  final = jax.device_get(final)  # this process's copy: what follows runs on each alone
   if dataset.ground_truth is not None and config.get("disentanglement"):
     results["test"].update(disentanglement_metrics(
         model, final, dataset.ground_truth, config.disentanglement, config.seed + 7))
@@ -551,8 +573,8 @@ def _seconds_trained(workdir, step) -> float:
   return progress["train_seconds"] if progress["step"] == step else 0.0
 
 
-def _best_so_far(best):
+def _best_so_far(best, devices):
   step = best.latest_step()
   if step is None:
     return None, None
-  return float(checkpoints.restore_local(best, step)["value"]), step
+  return float(devices.restore(best, step)["value"]), step

@@ -16,10 +16,15 @@ BEST = "best"
 
 
 def manager(directory: str, max_to_keep: int | None = None) -> ocp.CheckpointManager:
-  """An orbax manager of one kind of checkpoint; saves are atomic (written, then renamed)."""
+  """An orbax manager of one kind of checkpoint; saves are atomic (written, then renamed). In a
+  multi-process run every process saves its shards; the barriers that keep them in step are
+  named after the directory, so that two managers saving the same step do not meet at one."""
   return ocp.CheckpointManager(
       os.path.abspath(directory), item_handlers=ocp.StandardCheckpointHandler(),
-      options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
+      options=ocp.CheckpointManagerOptions(
+          max_to_keep=max_to_keep, create=True,
+          multiprocessing_options=ocp.options.MultiprocessingOptions(
+              barrier_sync_key_prefix=os.path.basename(os.path.normpath(directory)))))
 
 
 def restore_local(checkpoints: ocp.CheckpointManager, step: int):

@@ -1,0 +1,85 @@
+"""Multi-process training on JAX's distributed runtime, over loopback with the gloo collectives:
+2 processes of 2 emulated CPU devices each train as 1 process of 4 devices does, and a killed
+two-process run resumes exactly."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import zoo
+from experiments import train
+from conftest import ROOT
+
+
+def read_metrics(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [json.loads(line) for line in f]
+
+
+def launch(workdir, data_dir, model, *extra):
+  """The same command on 2 processes of 2 devices each, as on 2 hosts."""
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    port = s.getsockname()[1]
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+  os.makedirs(workdir, exist_ok=True)
+  return [subprocess.Popen(
+      [sys.executable, "-m", "experiments.run", f"--model={model}", "--preset=smoke",
+       f"--workdir={workdir}", f"--config.data_dir={data_dir}",
+       f"--coordinator_address=localhost:{port}", "--num_processes=2", f"--process_id={i}",
+       *extra], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+      stderr=open(os.path.join(workdir, f"process{i}.log"), "a")) for i in range(2)]
+
+
+def finish(processes, workdir):
+  for i, process in enumerate(processes):
+    if process.wait(timeout=600):
+      with open(os.path.join(workdir, f"process{i}.log")) as f:
+        pytest.fail(f"process {i} exited with {process.returncode}: {f.read()[-3000:]}")
+
+
+@pytest.mark.parametrize("model", ["maf", "wgan"])
+def test_two_processes_of_two_devices_train_as_one_of_four(tmp_path, data_dir, model):
+  config = zoo.get(model).default_config("smoke")
+  config.data_dir = data_dir
+  train.train_and_evaluate(config, str(tmp_path / "one"))  # this process: 4 devices
+  finish(launch(str(tmp_path / "two"), data_dir, model), str(tmp_path / "two"))
+  one, two = read_metrics(tmp_path / "one"), read_metrics(tmp_path / "two")
+  assert [r["step"] for r in one] == [r["step"] for r in two]
+  for a, b in zip(one, two):
+    assert a.keys() == b.keys()
+    for key in a:
+      # Equal up to the order of floating-point reductions (in-process vs gloo all-reduce).
+      np.testing.assert_allclose(a[key], b[key], rtol=1e-3, err_msg=key)
+  with open(tmp_path / "two" / "results.json") as f:
+    assert json.load(f)["steps"] == config.num_steps
+
+
+def test_a_killed_two_process_run_resumes_exactly(tmp_path, data_dir):
+  flags = ("--config.num_steps=200", "--config.checkpoint_every=20", "--config.log_every=10",
+           "--config.eval_every=100")
+  whole, killed = str(tmp_path / "whole"), str(tmp_path / "killed")
+  finish(launch(whole, data_dir, "maf", *flags), whole)
+  processes = launch(killed, data_dir, "maf", *flags)
+  deadline, checkpoint_dir = time.time() + 300, os.path.join(killed, "checkpoints")
+  while time.time() < deadline and all(p.poll() is None for p in processes):
+    steps = [int(d) for d in os.listdir(checkpoint_dir) if d.isdigit()] if os.path.isdir(
+        checkpoint_dir) else []
+    if steps and max(steps) >= 40:
+      break
+    time.sleep(0.05)
+  for process in processes:
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+  assert read_metrics(killed)[-1]["step"] < 200, "the run finished before it could be killed"
+  finish(launch(killed, data_dir, "maf", *flags), killed)
+  assert read_metrics(killed) == read_metrics(whole)
+  with open(os.path.join(killed, "results.json")) as f, \
+      open(os.path.join(whole, "results.json")) as g:
+    assert json.load(f)["test"] == json.load(g)["test"]
