@@ -22,7 +22,9 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "Registry name of the model: " + ", ".join(zoo.list_models()))
 flags.DEFINE_enum("preset", "default", configs.PRESETS, "Configuration preset.")
 flags.DEFINE_string("workdir", None, "Where to write; default workdirs/MODEL-PRESET.")
-flags.DEFINE_string("coordinator_address", None, "host:port of process 0, for multi-process runs.")
+flags.DEFINE_string("coordinator_address", None,
+                    "host:port of process 0, for multi-process runs (detected under SLURM and "
+                    "on Cloud TPU pod slices).")
 flags.DEFINE_integer("num_processes", None, "Number of processes of a multi-process run.")
 flags.DEFINE_integer("process_id", None, "This process's index in a multi-process run.")
 
@@ -53,9 +55,18 @@ def _check_key(config, path):
     node = node[key]
 
 
+def _several_processes_detected() -> bool:
+  """Whether this is one of several processes that `jax.distributed.initialize()` can find on
+  its own: a SLURM job step of several tasks, or a Cloud TPU pod slice of several workers."""
+  return (int(os.environ.get("SLURM_NTASKS", "1")) > 1
+          or "," in os.environ.get("TPU_WORKER_HOSTNAMES", ""))
+
+
 def _start_processes():
+  """JAX's distributed runtime, from the flags where given, else detected; CPU processes
+  exchange their collectives with gloo."""
   import jax  # pylint: disable=import-outside-toplevel
-  if FLAGS.coordinator_address:
+  if FLAGS.coordinator_address or _several_processes_detected():
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
 

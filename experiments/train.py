@@ -510,6 +510,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
     final = {"params": restored["params"], **restored["model_state"]}
   results = {"model": config.model_name, "paper": spec.paper, "dataset": config.dataset,
              "steps": int(step), "best_step": best_step, "train_seconds": time.time() - started,
+             "devices": devices.size, "processes": jax.process_count(),
              "num_params": int(sum(x.size for x in jax.tree.leaves(state.params))),
              "test": evaluator(final, "test")}
   if monitor:

@@ -3,6 +3,7 @@
 two-process run resumes exactly."""
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -22,19 +23,41 @@ def read_metrics(workdir):
     return [json.loads(line) for line in f]
 
 
-def launch(workdir, data_dir, model, *extra):
-  """The same command on 2 processes of 2 devices each, as on 2 hosts."""
-  with socket.socket() as s:
-    s.bind(("localhost", 0))
-    port = s.getsockname()[1]
+SLURM_PORTS = range(61440, 65536)  # JAX's coordinator port under SLURM: 61440 + job id % 4096
+
+
+def free_port(candidates=(0,)):
+  for port in candidates:
+    with socket.socket() as s:
+      try:
+        s.bind(("localhost", port))
+      except OSError:
+        continue
+      return s.getsockname()[1]
+  raise RuntimeError("no free port")
+
+
+def launch(workdir, data_dir, model, *extra, slurm=False):
+  """The same command on 2 processes of 2 devices each, as on 2 hosts: told where process 0
+  is by flags, or (`slurm`) finding it in the environment a SLURM job step of 2 tasks sets."""
   env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
   os.makedirs(workdir, exist_ok=True)
-  return [subprocess.Popen(
-      [sys.executable, "-m", "experiments.run", f"--model={model}", "--preset=smoke",
-       f"--workdir={workdir}", f"--config.data_dir={data_dir}",
-       f"--coordinator_address=localhost:{port}", "--num_processes=2", f"--process_id={i}",
-       *extra], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-      stderr=open(os.path.join(workdir, f"process{i}.log"), "a")) for i in range(2)]
+  port = free_port(random.sample(SLURM_PORTS, 100) if slurm else (0,))
+  processes = []
+  for i in range(2):
+    if slurm:
+      where = []
+      env.update(SLURM_JOB_ID=str(port - SLURM_PORTS.start), SLURM_STEP_NODELIST="localhost",
+                 SLURM_NTASKS="2", SLURM_PROCID=str(i), SLURM_LOCALID=str(i))
+    else:
+      where = [f"--coordinator_address=localhost:{port}", "--num_processes=2",
+               f"--process_id={i}"]
+    processes.append(subprocess.Popen(
+        [sys.executable, "-m", "experiments.run", f"--model={model}", "--preset=smoke",
+         f"--workdir={workdir}", f"--config.data_dir={data_dir}", *where, *extra], cwd=ROOT,
+        env=env, stdout=subprocess.DEVNULL,
+        stderr=open(os.path.join(workdir, f"process{i}.log"), "a")))
+  return processes
 
 
 def finish(processes, workdir):
@@ -44,12 +67,12 @@ def finish(processes, workdir):
         pytest.fail(f"process {i} exited with {process.returncode}: {f.read()[-3000:]}")
 
 
-@pytest.mark.parametrize("model", ["maf", "wgan"])
-def test_two_processes_of_two_devices_train_as_one_of_four(tmp_path, data_dir, model):
+@pytest.mark.parametrize("model, slurm", [("maf", False), ("wgan", True)])
+def test_two_processes_of_two_devices_train_as_one_of_four(tmp_path, data_dir, model, slurm):
   config = zoo.get(model).default_config("smoke")
   config.data_dir = data_dir
   train.train_and_evaluate(config, str(tmp_path / "one"))  # this process: 4 devices
-  finish(launch(str(tmp_path / "two"), data_dir, model), str(tmp_path / "two"))
+  finish(launch(str(tmp_path / "two"), data_dir, model, slurm=slurm), str(tmp_path / "two"))
   one, two = read_metrics(tmp_path / "one"), read_metrics(tmp_path / "two")
   assert [r["step"] for r in one] == [r["step"] for r in two]
   for a, b in zip(one, two):
@@ -58,7 +81,9 @@ def test_two_processes_of_two_devices_train_as_one_of_four(tmp_path, data_dir, m
       # Equal up to the order of floating-point reductions (in-process vs gloo all-reduce).
       np.testing.assert_allclose(a[key], b[key], rtol=1e-3, err_msg=key)
   with open(tmp_path / "two" / "results.json") as f:
-    assert json.load(f)["steps"] == config.num_steps
+    results = json.load(f)
+  assert results["steps"] == config.num_steps
+  assert results["processes"] == 2 and results["devices"] == 4
 
 
 def test_a_killed_two_process_run_resumes_exactly(tmp_path, data_dir):
