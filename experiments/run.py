@@ -2,6 +2,7 @@
 
   python -m experiments.run --model=NAME [--preset=default|smoke|paper] [--workdir=DIR]
       [--config.KEY=VALUE ...] [--coordinator_address=H:P --num_processes=N --process_id=I]
+      [--distributed]
 
 Started again on the same workdir, it resumes from the last checkpoint. A mistake in what was
 asked for ends with one line on stderr and exit status 2; a diverged loss with exit status 3.
@@ -27,6 +28,11 @@ flags.DEFINE_string("coordinator_address", None,
                     "on Cloud TPU pod slices).")
 flags.DEFINE_integer("num_processes", None, "Number of processes of a multi-process run.")
 flags.DEFINE_integer("process_id", None, "This process's index in a multi-process run.")
+flags.DEFINE_bool("distributed", None,
+                  "Start JAX's distributed runtime and let it find the coordinator, process count "
+                  "and id (Cloud TPU pod slices, SLURM, GKE). Default: on when "
+                  "--coordinator_address is given or a SLURM step of several tasks or a GKE TPU "
+                  "slice of several workers is detected.")
 
 
 def _parse(argv):
@@ -57,7 +63,8 @@ def _check_key(config, path):
 
 def _several_processes_detected() -> bool:
   """Whether this is one of several processes that `jax.distributed.initialize()` can find on
-  its own: a SLURM job step of several tasks, or a Cloud TPU pod slice of several workers."""
+  its own, as their environment says: a SLURM job step of several tasks, or a GKE TPU slice of
+  several workers. (A Cloud TPU VM says so only through its metadata server: --distributed.)"""
   return (int(os.environ.get("SLURM_NTASKS", "1")) > 1
           or "," in os.environ.get("TPU_WORKER_HOSTNAMES", ""))
 
@@ -66,7 +73,10 @@ def _start_processes():
   """JAX's distributed runtime, from the flags where given, else detected; CPU processes
   exchange their collectives with gloo."""
   import jax  # pylint: disable=import-outside-toplevel
-  if FLAGS.coordinator_address or _several_processes_detected():
+  distributed = FLAGS.distributed
+  if distributed is None:
+    distributed = bool(FLAGS.coordinator_address) or _several_processes_detected()
+  if distributed:
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
 
