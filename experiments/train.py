@@ -325,7 +325,8 @@ def disentanglement_metrics(model, variables, ground_truth, counts, seed: int) -
 
 def clustering_metrics(model, variables, dataset, preprocessing, config) -> dict:
   """The clustering error of a model with K categorical codes (`model.cluster`): each cluster
-  takes the majority class of its training examples, then labels the test split."""
+  takes the majority class of its training examples, then labels the test split; and how many
+  of the K clusters the test split occupies (a code that collapses onto a few shows here)."""
   cluster = jax.jit(lambda v, x: model.apply(v, x, method="cluster",
                                              rngs={"sample": jax.random.key(config.seed + 8)}))
 
@@ -340,7 +341,8 @@ def clustering_metrics(model, variables, dataset, preprocessing, config) -> dict
   train_clusters, train_labels = assignments("train")
   test_clusters, test_labels = assignments("test")
   metrics = {"clustering_error": clustering.clustering_error(
-      train_clusters, train_labels, test_clusters, test_labels, model.num_clusters)}
+      train_clusters, train_labels, test_clusters, test_labels, model.num_clusters),
+             "clusters_used": len(np.unique(test_clusters))}
   if getattr(model, "semi_supervised", False):  # the code is the class
     metrics["classification_error"] = float(np.mean(test_clusters != test_labels))
   return metrics

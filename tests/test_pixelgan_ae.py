@@ -80,6 +80,7 @@ def test_a_game_step_runs_the_three_phases_and_a_smoke_run_trains(tmp_path, data
   results = train.train_and_evaluate(config, str(tmp_path))
   assert np.isfinite(results["test"]["reconstruction"])
   assert 0 <= results["test"]["clustering_error"] <= 1
+  assert 1 <= results["test"]["clusters_used"] <= 30
   assert (tmp_path / "samples.png").exists() and (tmp_path / "decomposition.png").exists()
 
 
