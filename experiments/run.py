@@ -24,8 +24,8 @@ flags.DEFINE_string("model", None, "Registry name of the model: " + ", ".join(zo
 flags.DEFINE_enum("preset", "default", configs.PRESETS, "Configuration preset.")
 flags.DEFINE_string("workdir", None, "Where to write; default workdirs/MODEL-PRESET.")
 flags.DEFINE_string("coordinator_address", None,
-                    "host:port of process 0, for multi-process runs (detected under SLURM and "
-                    "on Cloud TPU pod slices).")
+                    "host:port of process 0, for multi-process runs where JAX cannot find it "
+                    "(see --distributed).")
 flags.DEFINE_integer("num_processes", None, "Number of processes of a multi-process run.")
 flags.DEFINE_integer("process_id", None, "This process's index in a multi-process run.")
 flags.DEFINE_bool("distributed", None,

@@ -517,7 +517,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
              "test": evaluator(final, "test")}
   if monitor:
     results[monitor] = evaluator(final, monitor)
-  final = jax.device_get(final)  # this process's copy: what follows runs on each alone
+  # this process's copy, on its first device: what follows runs on each process alone
+  final = jax.device_put(jax.device_get(final), jax.local_devices()[0])
   if dataset.ground_truth is not None and config.get("disentanglement"):
     results["test"].update(disentanglement_metrics(
         model, final, dataset.ground_truth, config.disentanglement, config.seed + 7))
