@@ -214,10 +214,7 @@ class Devices:
 
   def restore(self, manager, step: int):
     """Checkpoint `step` of `manager`, replicated over the mesh (every process calls it)."""
-    sharding = NamedSharding(self.mesh, PartitionSpec())
-    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
-                          manager.item_metadata(step).tree)
-    return manager.restore(step, args=ocp.args.StandardRestore(target))
+    return checkpoints.restore(manager, step, NamedSharding(self.mesh, PartitionSpec()))
 
   def shard_batch(self, local_batch, stacked: bool = False):
     """This process's slice of a batch, as a global array sharded on `data`; a stack of

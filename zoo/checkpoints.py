@@ -27,12 +27,17 @@ def manager(directory: str, max_to_keep: int | None = None) -> ocp.CheckpointMan
               barrier_sync_key_prefix=os.path.basename(os.path.normpath(directory)))))
 
 
-def restore_local(checkpoints: ocp.CheckpointManager, step: int):
-  """Restore checkpoint `step` onto this process's first device, whatever devices saved it."""
-  sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+def restore(checkpoints: ocp.CheckpointManager, step: int, sharding: jax.sharding.Sharding):
+  """Restore checkpoint `step` with every array placed by `sharding`, whatever devices saved
+  it (in a multi-process run, every process calls it)."""
   target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
                         checkpoints.item_metadata(step).tree)
   return checkpoints.restore(step, args=ocp.args.StandardRestore(target))
+
+
+def restore_local(checkpoints: ocp.CheckpointManager, step: int):
+  """Restore checkpoint `step` onto this process's first device, whatever devices saved it."""
+  return restore(checkpoints, step, jax.sharding.SingleDeviceSharding(jax.local_devices()[0]))
 
 
 def read_config(workdir: str) -> ml_collections.ConfigDict:
