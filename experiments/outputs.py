@@ -24,7 +24,8 @@ def write_json(path: str, value) -> None:
 
 
 class MetricLog:
-  """`metrics.jsonl` (one JSON object a line: `step` and named scalars) and TensorBoard events.
+  """`metrics.jsonl` (one JSON object a line: `step` and named scalars, or of a run of several
+  seeds a list per name, one value per seed) and TensorBoard events.
 
   Resuming at step s first drops the lines after s (a killed run may have logged past its last
   checkpoint, or died mid-line), so the file reads as if the run had never stopped.
@@ -59,7 +60,12 @@ class MetricLog:
     self.file.write(json.dumps({"step": int(step), **scalars}) + "\n")
     self.file.flush()
     for name, value in scalars.items():
-      self.tensorboard.add_scalar(name, value, step)
+      if isinstance(value, list):  # one per seed, None where a seed has stopped
+        for replica, v in enumerate(value):
+          if v is not None:
+            self.tensorboard.add_scalar(f"{name}/replica_{replica}", v, step)
+      else:
+        self.tensorboard.add_scalar(name, value, step)
 
   def close(self) -> None:
     if self.is_writer:
@@ -153,8 +159,7 @@ def write_inpainting(path: str, model, variables, dataset, preprocessing, config
   """inpainting.png (NICE section 5.2): for each mask (bottom half hidden; half the pixels
   hidden at random) three rows of `count` test images: the original, the observed part (hidden
   pixels grey) and the model's inpainting."""
-  batch = next(zoo.data.eval_batches(dataset, preprocessing, "test", batch_size=count,
-                                     seed=config.seed + 1))
+  batch = next(zoo.data.eval_batches(dataset, preprocessing, "test", batch_size=count))
   x = batch["x"]
   rows = np.arange(x.shape[1])[None, :, None, None]
   masks = [np.broadcast_to(rows < x.shape[1] // 2, x.shape),
@@ -200,8 +205,7 @@ TRAVERSAL_VALUES = np.linspace(-2.0, 2.0, 9)  # in prior standard deviations
 def write_traversals(path: str, model, variables, dataset, preprocessing, config) -> None:
   """traversals.png: for the first test image, row d sweeps latent d over TRAVERSAL_VALUES
   while the others keep the image's posterior mean (`model.traverse`)."""
-  batch = next(zoo.data.eval_batches(dataset, preprocessing, "test", batch_size=1,
-                                     seed=config.seed + 1))
+  batch = next(zoo.data.eval_batches(dataset, preprocessing, "test", batch_size=1))
   write_rows(path, jax.jit(lambda v, x: model.apply(v, x, TRAVERSAL_VALUES, method="traverse"))(
       variables, batch["x"]), dataset)
 

@@ -209,7 +209,7 @@ def test_a_game_step_sharded_over_four_devices_equals_one_device():
   results = []
   for count in (1, 4):
     devices = train.Devices.all(jax.devices()[:count])
-    sharded = devices.shard_batch(jax.device_get(stacked), stacked=True)
+    sharded = devices.shard_batch(jax.device_get(stacked), leading_axes=1)
     assert tuple(sharded["x"].sharding.spec) == (None, "data")
     results.append(jax.device_get(step(devices.replicate(state), sharded, jax.random.key(5))))
   for one, four in zip(jax.tree.leaves(results[0]), jax.tree.leaves(results[1])):

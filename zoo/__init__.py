@@ -12,11 +12,14 @@ from zoo import metrics
 from zoo.registry import ModelSpec, build, get, list_models
 
 
-def load(workdir: str):
-  """(model, variables, config) of the run the runner wrote into `workdir`."""
+def load(workdir: str, replica: int = 0):
+  """(model, variables, config) of the run the runner wrote into `workdir`; of a run of several
+  seeds, the variables of replica `replica` (seed `config.seed + replica`)."""
   config = checkpoints.read_config(workdir)
+  if not 0 <= replica < config.num_seeds:
+    raise ValueError(f"replica {replica} of a run of {config.num_seeds} seeds")
   model = build(config.model_name, **config.model)
-  return model, checkpoints.restore_variables(workdir), config
+  return model, checkpoints.restore_variables(workdir, replica), config
 
 
 __all__ = ["ModelSpec", "build", "data", "errors", "get", "list_models", "load", "metrics"]

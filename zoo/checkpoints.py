@@ -1,7 +1,8 @@
 """Reading a run's workdir: the layout the runner writes, and restoring variables for a notebook.
 
 Layout: `config.json`; `checkpoints/<step>/` (orbax, the whole train state, for resuming);
-`best/<step>/` (orbax, the variables of the best evaluation so far, and its value).
+`best/<step>/` (orbax: `variables`, each replica's at its best evaluation so far, with that
+evaluation's `value` and `step`). Every array has a leading axis of `config.num_seeds` replicas.
 """
 import json
 import os
@@ -45,13 +46,16 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(json.load(f))
 
 
-def restore_variables(workdir: str) -> dict:
-  """The variables of the run in `workdir`: its best evaluation, else its latest checkpoint."""
+def restore_variables(workdir: str, replica: int = 0) -> dict:
+  """The variables of replica `replica` (of seed config.seed + replica) of the run in
+  `workdir`: its best evaluation, else its latest checkpoint."""
   for kind in (BEST, CHECKPOINTS):
     path = os.path.join(workdir, kind)
     if os.path.isdir(path):
       checkpoints = manager(path)
       if checkpoints.latest_step() is not None:
         saved = restore_local(checkpoints, checkpoints.latest_step())
-        return {"params": saved["params"], **saved["model_state"]}
+        variables = saved["variables"] if kind == BEST else {"params": saved["params"],
+                                                             **saved["model_state"]}
+        return jax.tree.map(lambda x: x[replica], variables)
   raise FileNotFoundError(f"no checkpoint in {workdir}")

@@ -13,6 +13,7 @@ def base(model_name: str, preset: str) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.model_name = model_name
   config.seed = 0
+  config.num_seeds = 1  # replicas trained at once in one step, of seeds seed, seed + 1, ...
   config.dataset = ""
   config.data_dir = ""  # TFDS's default (~/tensorflow_datasets) when empty
   config.preprocess = "none"  # one of zoo.data.transforms.KINDS: none, scale, binarize, ...

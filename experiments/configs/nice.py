@@ -40,9 +40,9 @@ def get_config(preset: str = "default"):
     config.batch_size = 100
     config.num_steps = 5000
     config.log_every = 100
-    config.eval_every = 250
+    config.eval_every = 500
     config.checkpoint_every = 500
-    config.early_stopping_patience = 8
+    config.early_stopping_patience = 4
     config.adam_b2 = 0.999
   else:
     config.dataset = "mnist"

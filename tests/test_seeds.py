@@ -1,0 +1,140 @@
+"""Several seeds in one step: each replica is exactly the single-seed run of its seed."""
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+import zoo
+from experiments import train
+
+
+def read(workdir, name):
+  with open(os.path.join(workdir, name)) as f:
+    return [json.loads(line) for line in f] if name.endswith(".jsonl") else json.load(f)
+
+
+def config_of(model, data_dir, **overrides):
+  config = zoo.get(model).default_config("smoke")
+  config.data_dir = data_dir
+  # Without batch norm: with it, the loss does not depend on the MADEs' output biases, whose
+  # gradients are then rounding noise that Adam scales up to whole steps, so batched and
+  # unbatched arithmetic part there (by 0.1 in 10 steps, 1% in validation log-likelihood).
+  if model == "maf":
+    config.model.batch_norm = False
+  for key, value in overrides.items():
+    config[key] = value
+  return config
+
+
+def assert_replica_is_the_run(rows, single_rows, replica, rtol, atol=1e-6):
+  """Replica `replica`'s entries in the metrics of a run of several seeds equal the metrics of
+  the single-seed run, where that run logged them, and are None where it had stopped."""
+  single = {}  # a step's training and evaluation metrics are separate lines
+  for row in single_rows:
+    single.setdefault(row["step"], {}).update(row)
+  for row in rows:
+    for key, values in row.items():
+      if key == "step" or key.startswith("test/"):  # logged at the run's last step; the
+        continue  # results compare them
+      value = values[replica]
+      if row["step"] in single and key in single[row["step"]]:
+        np.testing.assert_allclose(value, single[row["step"]][key],
+                                   rtol=rtol.get(key, rtol["default"]), atol=atol,
+                                   err_msg=f"{key} at step {row['step']}")
+      else:
+        assert value is None, f"{key} at step {row['step']}: the single run had stopped"
+
+
+# Early stopping with patience 1 on validation stops the seeds at different steps.
+MAF_RUN = {"num_steps": 80, "log_every": 10, "eval_every": 10, "checkpoint_every": 40,
+           "early_stopping_patience": 1, "learning_rate": 3e-2}
+
+
+@pytest.fixture(scope="module")
+def single_maf_runs(tmp_path_factory, data_dir):
+  """The single-seed MAF runs of seeds 3, 4 and 5: workdir of each."""
+  runs = {}
+  for seed in (3, 4, 5):
+    workdir = str(tmp_path_factory.mktemp(f"seed{seed}"))
+    train.train_and_evaluate(config_of("maf", data_dir, seed=seed, **MAF_RUN), workdir)
+    runs[seed] = workdir
+  return runs
+
+
+@pytest.mark.parametrize("unrolled", [True, False], ids=["unrolled", "vmapped"])
+def test_each_replica_equals_the_single_seed_run(single_maf_runs, tmp_path, data_dir,
+                                                 monkeypatch, unrolled):
+  monkeypatch.setattr(train, "_unroll_replicas", lambda *_: unrolled)
+  workdir = str(tmp_path / "seeds")
+  results = train.train_and_evaluate(
+      config_of("maf", data_dir, seed=3, num_seeds=3, **MAF_RUN), workdir)
+  rows = read(workdir, "metrics.jsonl")
+  # Unrolled, a replica runs the single run's very operations. Vmapped, batched ones that round
+  # differently, by about 1e-7 a step: the loss stays that close; Adam amplifies the difference
+  # in the smallest gradients, which shows in their norm.
+  rtol = {"default": 1e-6} if unrolled else {"loss": 1e-4, "default": 1e-3}
+  stopped = []
+  for replica, seed in enumerate((3, 4, 5)):
+    single = read(single_maf_runs[seed], "results.json")
+    assert_replica_is_the_run(rows, read(single_maf_runs[seed], "metrics.jsonl"), replica, rtol)
+    mine = results["per_seed"][replica]
+    assert (mine["seed"], mine["steps"], mine["best_step"]) == (
+        seed, single["steps"], single["best_step"])
+    for split in ("test", "validation"):
+      for key, value in single[split].items():
+        np.testing.assert_allclose(mine[split][key], value, rtol=rtol["default"], err_msg=key)
+    stopped.append(mine["steps"])
+    _, variables, _ = zoo.load(workdir, replica=replica)
+    _, single_variables, _ = zoo.load(single_maf_runs[seed])
+    for a, b in zip(jax.tree.leaves(variables), jax.tree.leaves(single_variables)):
+      np.testing.assert_allclose(a, b, rtol=rtol["default"], atol=1e-4)
+  assert len(set(stopped)) > 1 and min(stopped) < MAF_RUN["num_steps"], (
+      "the seeds should stop early at different steps, to test that a stopped replica is frozen")
+  assert results["steps"] == max(stopped)
+  per_seed = np.array([r["test"]["log_prob"] for r in results["per_seed"]])
+  np.testing.assert_allclose(results["test"]["log_prob"], per_seed.mean(), rtol=1e-6)
+  np.testing.assert_allclose(results["test_stderr"]["log_prob"],
+                             per_seed.std(ddof=1) / np.sqrt(3), rtol=1e-6)
+
+
+def test_a_game_replica_equals_the_single_seed_run(tmp_path, data_dir, monkeypatch):
+  """WGAN: each step stacks critic batches per replica (data sharded on the third axis).
+  Unrolled, so that the replica runs the single run's very operations: vmapped, RMSProp on the
+  clipped critic's tiny gradients amplifies batched rounding to 10% in gradient norms."""
+  monkeypatch.setattr(train, "_unroll_replicas", lambda *_: True)
+  run = {"num_steps": 6, "log_every": 2, "eval_every": 6, "checkpoint_every": 6,
+         "burst_critic_steps": 0}
+  single, seeds = str(tmp_path / "single"), str(tmp_path / "seeds")
+  train.train_and_evaluate(config_of("wgan", data_dir, seed=8, **run), single)
+  train.train_and_evaluate(config_of("wgan", data_dir, seed=7, num_seeds=2, **run), seeds)
+  assert_replica_is_the_run(read(seeds, "metrics.jsonl"), read(single, "metrics.jsonl"), 1,
+                            rtol={"default": 1e-6})
+
+
+def test_summary_is_the_mean_and_its_standard_error():
+  summary = train._summary("test", [{"a": 1.0}, {"a": 2.0}, {"a": 3.0}, {"a": 4.0}])
+  assert summary["test"] == {"a": 2.5}
+  # sample standard deviation sqrt(5/3), over sqrt(4)
+  np.testing.assert_allclose(summary["test_stderr"]["a"], np.sqrt(5 / 3) / 2)
+  assert train._summary("test", [{"a": 1.0}]) == {"test": {"a": 1.0}}
+
+
+def test_resuming_with_another_number_of_seeds_is_one_clear_error(tmp_path, data_dir):
+  workdir = str(tmp_path / "run")
+  train.train_and_evaluate(config_of("maf", data_dir, num_steps=20), workdir)
+  with pytest.raises(zoo.errors.UserError, match="does not fit this config"):
+    train.train_and_evaluate(config_of("maf", data_dir, num_steps=40, num_seeds=2), workdir)
+
+
+def test_replicas_are_unrolled_on_cpu_only_where_the_step_convolves():
+  for name, shape, convolves in (("maf", (2, 3), False), ("beta_vae", (2, 64, 64, 1), True)):
+    model, batch = zoo.build(name), {"x": np.zeros(shape, np.float32)}
+    variables = jax.eval_shape(lambda m=model: m.init(jax.random.key(0), batch, method="loss"))
+
+    def gradient(v, m=model):
+      return jax.grad(lambda p: m.apply(v | {"params": p}, batch, method="loss", mutable=True,
+                                        rngs={"sample": jax.random.key(1)})[0][0])(v["params"])
+
+    assert train._unroll_replicas(gradient, variables) == convolves, name
