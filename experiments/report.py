@@ -31,28 +31,35 @@ def rows(pattern):
     variant = module.describe(config.model) if hasattr(module, "describe") else "-"
     paper_set = config.dataset.split("/")[-1]
     paper = getattr(module, "PAPER_RESULTS", {}).get(variant, {}).get(paper_set)
-    test = results["test"]
+    test, stderr = results["test"], results.get("test_stderr", {})
+    per_seed = results.get("per_seed", [results])  # a run of several seeds reports each's
     yield {
         "model": config.model_name, "variant": variant, "dataset": config.dataset,
-        "log_prob": test.get("log_prob"), "bits_per_dim": test.get("bits_per_dim"),
-        "paper": paper, "steps": results["steps"], "best_step": results["best_step"],
+        "seeds": len(per_seed), "log_prob": test.get("log_prob"),
+        "log_prob_stderr": stderr.get("log_prob"), "bits_per_dim": test.get("bits_per_dim"),
+        "bits_per_dim_stderr": stderr.get("bits_per_dim"), "paper": paper,
+        "steps": results["steps"], "best_step": "/".join(str(r["best_step"]) for r in per_seed),
         "seconds": results["train_seconds"], "workdir": workdir,
     }
 
 
-def _cell(value, digits=2):
-  return "-" if value is None else f"{value:.{digits}f}"
+def _cell(value, digits=2, stderr=None):
+  """The value; with several seeds, their mean and its standard error."""
+  if value is None:
+    return "-"
+  return f"{value:.{digits}f}" + ("" if stderr is None else f" ± {stderr:.{digits}f}")
 
 
 def table(pattern) -> str:
-  lines = ["| model | variant | data set | test log-lik. (nats) | bits/dim | paper (nats) | "
-           "steps (best) | train s | workdir |",
-           "|---|---|---|---:|---:|---:|---:|---:|---|"]
+  lines = ["| model | variant | data set | seeds | test log-lik. (nats) | bits/dim | "
+           "paper (nats) | steps (best) | train s | workdir |",
+           "|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
   for r in rows(pattern):
     lines.append(
-        f"| {r['model']} | {r['variant']} | {r['dataset']} | {_cell(r['log_prob'])} | "
-        f"{_cell(r['bits_per_dim'], 3)} | {_cell(r['paper'])} | {r['steps']} ({r['best_step']}) "
-        f"| {r['seconds']:.0f} | {r['workdir']} |")
+        f"| {r['model']} | {r['variant']} | {r['dataset']} | {r['seeds']} | "
+        f"{_cell(r['log_prob'], 2, r['log_prob_stderr'])} | "
+        f"{_cell(r['bits_per_dim'], 3, r['bits_per_dim_stderr'])} | {_cell(r['paper'])} | "
+        f"{r['steps']} ({r['best_step']}) | {r['seconds']:.0f} | {r['workdir']} |")
   return "\n".join(lines)
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import zoo
+from experiments import report
 from experiments import train
 
 
@@ -54,9 +55,9 @@ MAF_RUN = {"num_steps": 80, "log_every": 10, "eval_every": 10, "checkpoint_every
 
 @pytest.fixture(scope="module")
 def single_maf_runs(tmp_path_factory, data_dir):
-  """The single-seed MAF runs of seeds 3, 4 and 5: workdir of each."""
+  """The single-seed MAF runs of seeds 3 to 6: workdir of each."""
   runs = {}
-  for seed in (3, 4, 5):
+  for seed in (3, 4, 5, 6):
     workdir = str(tmp_path_factory.mktemp(f"seed{seed}"))
     train.train_and_evaluate(config_of("maf", data_dir, seed=seed, **MAF_RUN), workdir)
     runs[seed] = workdir
@@ -69,14 +70,14 @@ def test_each_replica_equals_the_single_seed_run(single_maf_runs, tmp_path, data
   monkeypatch.setattr(train, "_unroll_replicas", lambda *_: unrolled)
   workdir = str(tmp_path / "seeds")
   results = train.train_and_evaluate(
-      config_of("maf", data_dir, seed=3, num_seeds=3, **MAF_RUN), workdir)
+      config_of("maf", data_dir, seed=3, num_seeds=4, **MAF_RUN), workdir)
   rows = read(workdir, "metrics.jsonl")
   # Unrolled, a replica runs the single run's very operations. Vmapped, batched ones that round
   # differently, by about 1e-7 a step: the loss stays that close; Adam amplifies the difference
   # in the smallest gradients, which shows in their norm.
   rtol = {"default": 1e-6} if unrolled else {"loss": 1e-4, "default": 1e-3}
   stopped = []
-  for replica, seed in enumerate((3, 4, 5)):
+  for replica, seed in enumerate((3, 4, 5, 6)):
     single = read(single_maf_runs[seed], "results.json")
     assert_replica_is_the_run(rows, read(single_maf_runs[seed], "metrics.jsonl"), replica, rtol)
     mine = results["per_seed"][replica]
@@ -96,7 +97,10 @@ def test_each_replica_equals_the_single_seed_run(single_maf_runs, tmp_path, data
   per_seed = np.array([r["test"]["log_prob"] for r in results["per_seed"]])
   np.testing.assert_allclose(results["test"]["log_prob"], per_seed.mean(), rtol=1e-6)
   np.testing.assert_allclose(results["test_stderr"]["log_prob"],
-                             per_seed.std(ddof=1) / np.sqrt(3), rtol=1e-6)
+                             per_seed.std(ddof=1) / np.sqrt(4), rtol=1e-6)
+  row = report.table(os.path.join(workdir, "results.json")).splitlines()[-1]
+  mean, stderr = results["test"]["log_prob"], results["test_stderr"]["log_prob"]
+  assert f"| 4 | {mean:.2f} ± {stderr:.2f} |" in row
 
 
 def test_a_game_replica_equals_the_single_seed_run(tmp_path, data_dir, monkeypatch):
