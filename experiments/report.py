@@ -43,7 +43,7 @@ def rows(pattern):
     }
 
 
-def _cell(value, digits=2, stderr=None):
+def cell(value, digits=2, stderr=None):
   """The value; with several seeds, their mean and its standard error."""
   if value is None:
     return "-"
@@ -57,8 +57,8 @@ def table(pattern) -> str:
   for r in rows(pattern):
     lines.append(
         f"| {r['model']} | {r['variant']} | {r['dataset']} | {r['seeds']} | "
-        f"{_cell(r['log_prob'], 2, r['log_prob_stderr'])} | "
-        f"{_cell(r['bits_per_dim'], 3, r['bits_per_dim_stderr'])} | {_cell(r['paper'])} | "
+        f"{cell(r['log_prob'], 2, r['log_prob_stderr'])} | "
+        f"{cell(r['bits_per_dim'], 3, r['bits_per_dim_stderr'])} | {cell(r['paper'])} | "
         f"{r['steps']} ({r['best_step']}) | {r['seconds']:.0f} | {r['workdir']} |")
   return "\n".join(lines)
 

@@ -14,10 +14,12 @@ import json
 import os
 import sys
 
+import numpy as np
 from absl import flags
 
 import zoo
 from experiments import outputs
+from experiments import report
 from experiments import run
 from experiments import train
 
@@ -63,6 +65,13 @@ def _name(point):
   return ",".join(f"{k.split('.')[-1]}={v}" for k, v in point.items())
 
 
+def _seed_mean(value):
+  """A logged value; of a run of several seeds, the mean over the seeds still training."""
+  if isinstance(value, list):
+    return float(np.mean([v for v in value if v is not None]))
+  return value
+
+
 def sweep(config, points, workdir, curve):
   """Train each point; write sweep.md and sweep.png; return the markdown table."""
   rows, series, skipped = [], {}, []
@@ -79,12 +88,14 @@ def sweep(config, points, workdir, curve):
     rows.append((_name(point), results))
     with open(os.path.join(run_dir, "metrics.jsonl")) as f:
       curve_rows = [r for r in map(json.loads, f) if curve in r]
-    series[_name(point)] = ([r["step"] for r in curve_rows], [r[curve] for r in curve_rows])
+    series[_name(point)] = ([r["step"] for r in curve_rows],
+                            [_seed_mean(r[curve]) for r in curve_rows])
   metrics = sorted({k for _, r in rows for k in r["test"]})
   lines = ["| run | " + " | ".join(f"test {m}" for m in metrics) + " | steps | train s |",
            "|---|" + "---:|" * (len(metrics) + 2)]
   for name, r in rows:
-    cells = " | ".join(f"{r['test'][m]:.2f}" if m in r["test"] else "-" for m in metrics)
+    cells = " | ".join(report.cell(r["test"].get(m), 2, r.get("test_stderr", {}).get(m))
+                       for m in metrics)
     lines.append(f"| {name} | {cells} | {r['steps']} | {r['train_seconds']:.0f} |")
   lines += [f"\nskipped: {s}" for s in skipped]
   table = "\n".join(lines) + "\n"
