@@ -91,6 +91,8 @@ def test_each_replica_equals_the_single_seed_run(single_maf_runs, tmp_path, data
     _, single_variables, _ = zoo.load(single_maf_runs[seed])
     for a, b in zip(jax.tree.leaves(variables), jax.tree.leaves(single_variables)):
       np.testing.assert_allclose(a, b, rtol=rtol["default"], atol=1e-4)
+  with pytest.raises(ValueError, match="replica 4 of a run of 4 seeds"):
+    zoo.load(workdir, replica=4)  # JAX would clamp the index, silently
   assert len(set(stopped)) > 1 and min(stopped) < MAF_RUN["num_steps"], (
       "the seeds should stop early at different steps, to test that a stopped replica is frozen")
   assert results["steps"] == max(stopped)

@@ -16,6 +16,9 @@ def load(workdir: str, replica: int = 0):
   """(model, variables, config) of the run the runner wrote into `workdir`; of a run of several
   seeds, the variables of replica `replica` (seed `config.seed + replica`)."""
   config = checkpoints.read_config(workdir)
+  if "num_seeds" not in config:
+    raise ValueError(f"{workdir} was written before runs had a replica axis (commit 1af4c13 "
+                     "and earlier); load it with that version of the zoo, or train it again")
   if not 0 <= replica < config.num_seeds:
     raise ValueError(f"replica {replica} of a run of {config.num_seeds} seeds")
   model = build(config.model_name, **config.model)
