@@ -227,8 +227,8 @@ def _unroll_replicas(fn, *args) -> bool:
 def map_replicas(fn, num_replicas: int, in_axes=0):
   """`fn` over the leading replica axis of the arguments whose `in_axes` entry is 0 (the others
   are shared by all replicas): `jax.vmap`, or where `_unroll_replicas` says so the replicas
-  unrolled into one program. A single replica is `fn` itself, so a run of one seed computes
-  exactly what an unreplicated step would."""
+  unrolled into one program. A single replica is `fn` on its slice, not vmapped over an axis of
+  one (XLA still rounds that program a little differently from `fn` on unstacked arrays)."""
   vmapped = jax.vmap(fn, in_axes=in_axes)
 
   def mapped(*args):
