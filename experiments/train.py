@@ -266,6 +266,11 @@ def make_replicated_step(train_step, num_replicas: int):
   return replicated_step
 
 
+def _fold_in_replicas(keys: jax.Array, data: int) -> jax.Array:
+  """`jax.random.fold_in` of each replica's key."""
+  return jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, data)
+
+
 def replica_keys(seeds) -> tuple[jax.Array, jax.Array]:
   """(init keys, step keys), one of each per seed: the split of `jax.random.key(seed)`."""
   keys = jnp.stack([jax.random.split(jax.random.key(seed)) for seed in seeds])
@@ -298,6 +303,12 @@ class Devices:
     sharding = NamedSharding(self.mesh, PartitionSpec(*(None,) * leading_axes, "data"))
     return jax.tree.map(
         lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), local_batch)
+
+
+def _per_metric(replicas: list[dict]) -> dict[str, np.ndarray]:
+  """Each replica's metrics (a dict per replica) as one array of the replicas' values per
+  metric."""
+  return {k: np.array([m[k] for m in replicas], np.float64) for k in replicas[0]}
 
 
 def _logged(values: np.ndarray, active: np.ndarray):
@@ -363,8 +374,8 @@ class Evaluator:
         batch_size=_round_up(self.config.eval_batch_size, self.devices.size),
         process_index=jax.process_index(), process_count=jax.process_count())):
       log_det += float((self.preprocessing.log_det(batch["x"]) * batch["mask"]).sum())
-      rngs = jax.vmap(jax.random.fold_in, in_axes=(0, None))(self._rngs, index)
-      batch_sums = self._eval_step(variables, self.devices.shard_batch(batch), rngs)
+      batch_sums = self._eval_step(variables, self.devices.shard_batch(batch),
+                                   _fold_in_replicas(self._rngs, index))
       sums = batch_sums if sums is None else jax.tree.map(jnp.add, sums, batch_sums)
     count = self.dataset.num_examples(split)
     log_det = float(np.sum(multihost_utils.process_allgather(np.float64(log_det))))
@@ -580,15 +591,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
                                f"{f' (seed {seeds[bad[1]]})' if len(seeds) > 1 else ''}; {kept}")
     means = {k: np.mean([r[k] for r in rows], axis=0) for k in rows[0]}
     if gradient_statistics is not None:
-      statistics = gradient_statistics(
-          state, batch, jax.vmap(jax.random.fold_in, in_axes=(0, None))(init_rngs, step))
+      statistics = gradient_statistics(state, batch, _fold_in_replicas(init_rngs, step))
       means.update(jax.device_get(statistics))
     log.write(step, {k: _logged(v, active) for k, v in means.items()})
     progress.update(step, {"loss": float(np.mean(means["loss"][active]))})
     if monitor and (step % config.eval_every == 0 or step == config.num_steps):
       replicas = evaluator(_variables(state), monitor)
-      log.write(step, {f"{monitor}/{k}": _logged(np.array([m[k] for m in replicas]), active)
-                       for k in replicas[0]})
+      log.write(step, {f"{monitor}/{k}": _logged(v, active)
+                       for k, v in _per_metric(replicas).items()})
       # float32, as saved, so that a resumed run ranks evaluations as the first would have
       values = np.array([m.get("log_prob", -m.get("loss", np.nan)) for m in replicas],
                         np.float32)
@@ -637,16 +647,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
              **_summary("test", tests)}
   if monitor:
     results.update(_summary(monitor, validations))
+  best_steps = [int(s) if s >= 0 else None for s in best_step]
   if len(seeds) == 1:
-    results["best_step"] = int(best_step[0]) if best_step[0] >= 0 else None
+    results["best_step"] = best_steps[0]
   else:
     results["per_seed"] = [
-        {"seed": seed, "steps": int(steps[r]),
-         "best_step": int(best_step[r]) if best_step[r] >= 0 else None, "test": tests[r],
+        {"seed": seed, "steps": int(steps[r]), "best_step": best_steps[r], "test": tests[r],
          **({monitor: validations[r]} if monitor else {})} for r, seed in enumerate(seeds)]
   every = np.ones(len(seeds), bool)
-  log.write(step, {f"test/{k}": _logged(np.array([t[k] for t in tests]), every)
-                   for k in tests[0]})
+  log.write(step, {f"test/{k}": _logged(v, every) for k, v in _per_metric(tests).items()})
   log.close()
   if is_writer:
     outputs.write_json(os.path.join(workdir, "results.json"), results)
@@ -670,7 +679,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
 def _summary(split: str, replicas: list[dict]) -> dict:
   """`{split: mean of each metric over the replicas}`, and with several, `{split}_stderr`: the
   standard error of that mean (sample standard deviation / sqrt(replicas))."""
-  values = {k: np.array([m[k] for m in replicas], np.float64) for k in replicas[0]}
+  values = _per_metric(replicas)
   summary = {split: {k: float(v.mean()) for k, v in values.items()}}
   if len(replicas) > 1:
     summary[f"{split}_stderr"] = {k: float(v.std(ddof=1) / np.sqrt(len(v)))
