@@ -13,7 +13,6 @@ from experiments import configs
 from experiments import train
 from zoo.metrics import modes
 from zoo.models import wgan
-from zoo.nn import conv
 from zoo.nn import dcgan
 from conftest import run_cli
 
@@ -27,19 +26,6 @@ def game(variant="wgan", batch=POINTS, learning_rate=0.05, **hyperparameters):
                     **hyperparameters)
   optimizers = {p: optax.adam(learning_rate) for p in model.phases}
   return model, optimizers, train._init_state(model, optimizers, batch, jax.random.key(4))
-
-
-def test_upsample_is_the_transpose_of_the_strided_convolution():
-  x = jax.random.normal(jax.random.key(0), (2, 4, 3, 5))
-  layer = conv.Upsample(6)
-  variables = layer.init(jax.random.key(1), x)
-  kernel = variables["params"]["kernel"]
-  strided = lambda y: jax.lax.conv_general_dilated(
-      y, kernel.swapaxes(-1, -2), (2, 2), ((1, 1), (1, 1)),
-      dimension_numbers=("NHWC", "HWIO", "NHWC"))
-  _, transpose = jax.vjp(strided, jnp.zeros((2, 8, 6, 6)))
-  expected = transpose(x)[0] + variables["params"]["bias"]
-  np.testing.assert_allclose(layer.apply(variables, x), expected, atol=1e-5)
 
 
 @pytest.mark.parametrize("size, halvings", [(8, 1), (28, 2), (32, 3), (64, 4)])

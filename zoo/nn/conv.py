@@ -1,13 +1,21 @@
-"""Convolution blocks: DCGAN's transposed convolution (4x4 kernel, stride 2) in the form XLA
-computes fast, and the conv encoder and decoder of the VAE papers built on it.
+"""Convolution blocks: DCGAN's 4x4 stride-2 convolution and its transpose in the forms XLA
+computes fast, and the conv encoder and decoder of the VAE papers built on them.
 
-A 4x4 stride-2 transposed convolution is exactly a 3x3 stride-1 convolution to four times the
-channels followed by a 2x2 depth-to-space rearrangement (sub-pixel convolution), with the 3x3
-kernel a fixed scatter of the 4x4 one. The parameters are the 4x4 kernel either way, so the two
-forms are the same model. On 2 CPU cores the gradient of this form took 69-80 ms against
-`flax.linen.ConvTranspose`'s 266-281 ms (64 x 16 x 16 x 64 -> 32 channels; BENCHMARKS.md).
-The strided 4x4 convolution needs no such rewrite: `nn.Conv` with stride 2 measured faster
-than its stride-1 (space-to-depth) form.
+The two layers are adjoints of each other: `upsample(x, w)` (the transposed convolution) is the
+gradient map of `downsample(., w)` with the kernel's channel axes swapped. Each computes its
+forward pass in its fast form and its gradients through the other's, by `jax.custom_vjp`:
+
+- `downsample` is `lax.conv_general_dilated` with stride 2, whose own input gradient XLA:CPU
+  computes slowly as an input-dilated convolution (28 ms against 5 ms forward, 64 x 32 x 32 x 32
+  -> 32 channels, 2 CPU cores); its input gradient is `upsample` instead.
+- `upsample` splits the 4x4 transposed convolution into its four output phases: output pixel
+  2m + q takes taps (3, 1) of inputs (m - 1, m) for q = 0 and taps (2, 0) of (m, m + 1) for
+  q = 1, so one 2x2 stride-1 convolution of the padded input to 4x the channels computes every
+  phase, then a depth-to-space interleaves them. Its input gradient is `downsample`.
+
+Both are the same functions as `nn.Conv(strides=2, padding=1)` and `nn.ConvTranspose` of the
+same 4x4 kernel (tests/test_conv.py checks values and gradients against them); BENCHMARKS.md has
+the measurements that chose these forms.
 """
 import flax.linen as nn
 import jax
@@ -16,30 +24,97 @@ import numpy as np
 
 from zoo import errors
 
-
-def depth_to_space(x):
-  """(B, H, W, 4C) -> (B, 2H, 2W, C); channel (p, q, c) becomes pixel (2i + p, 2j + q, c)."""
-  b, h, w, c4 = x.shape
-  x = x.reshape(b, h, w, 2, 2, c4 // 4).transpose(0, 1, 3, 2, 4, 5)
-  return x.reshape(b, 2 * h, 2 * w, c4 // 4)
+_DIMENSIONS = ("NHWC", "HWIO", "NHWC")
+# _PHASE_TAPS[q, t]: the 4x4 kernel's tap that output phase q applies to its window's t-th input
+_PHASE_TAPS = np.array([[3, 1], [2, 0]])
 
 
-def _scatter():
-  """S[k, a, q]: output pixel 2m + q receives tap k of the 4x4 kernel from input m + a - 1 (the
-  pairs of 2i + k - 1 = 2m + q), so tap k is tap a of a 3x3 kernel for phase q."""
-  s = np.zeros((4, 3, 2), np.float32)
-  for k, (a, q) in enumerate([(2, 1), (1, 0), (1, 1), (0, 0)]):
-    s[k, a, q] = 1
-  return s
+def _swap_channels(kernel):
+  return kernel.swapaxes(-1, -2)
 
 
-_SCATTER = _scatter()
+def _strided_convolution(x, kernel):
+  return jax.lax.conv_general_dilated(x, kernel, (2, 2), ((1, 1), (1, 1)),
+                                      dimension_numbers=_DIMENSIONS)
+
+
+def _phase_convolution(x, kernel):
+  """The transposed convolution in its four-phase form (the module docstring)."""
+  b, h, w, _ = x.shape
+  features = kernel.shape[-1]
+  taps = kernel[_PHASE_TAPS[:, :, None, None], _PHASE_TAPS[None, None, :, :]]  # p t q u i o
+  taps = taps.transpose(1, 3, 4, 0, 2, 5).reshape(2, 2, kernel.shape[-2], 4 * features)
+  padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  y = jax.lax.conv_general_dilated(padded, taps, (1, 1), "VALID", dimension_numbers=_DIMENSIONS)
+  y = y.reshape(b, h + 1, w + 1, 2, 2, features)
+  # phase (p, q) of output pixel (2i + p, 2j + q) is window (i + p, j + q)
+  phases = jnp.stack([jnp.stack([y[:, p:p + h, q:q + w, p, q] for q in range(2)], 3)
+                      for p in range(2)], 2)  # b h p w q o
+  return phases.reshape(b, 2 * h, 2 * w, features)
+
+
+@jax.custom_vjp
+def downsample(x, kernel):
+  """The 4x4 stride-2 convolution with padding 1, (B, H, W, I) -> (B, H/2, W/2, O)."""
+  return _strided_convolution(x, kernel)
+
+
+def _downsample_forward(x, kernel):
+  return _strided_convolution(x, kernel), (x, kernel)
+
+
+def _downsample_backward(residuals, g):
+  x, kernel = residuals
+  _, kernel_gradient = jax.vjp(lambda k: _strided_convolution(x, k), kernel)
+  return upsample(g, _swap_channels(kernel)), kernel_gradient(g)[0]
+
+
+downsample.defvjp(_downsample_forward, _downsample_backward)
+
+
+@jax.custom_vjp
+def upsample(x, kernel):
+  """The 4x4 stride-2 transposed convolution with padding 1, (B, H, W, I) -> (B, 2H, 2W, O):
+  output pixel j gets w[k] x[i] wherever 2i + k - 1 = j (each spatial axis), the adjoint of
+  `downsample` with `kernel`'s channel axes swapped."""
+  return _phase_convolution(x, kernel)
+
+
+def _upsample_forward(x, kernel):
+  return _phase_convolution(x, kernel), (x, kernel)
+
+
+def _upsample_backward(residuals, g):
+  """<g, upsample(x, w)> = <downsample(g, w'), x> with w' = w's channels swapped: the input
+  gradient is downsample(g, w'), the kernel gradient downsample's kernel gradient at input g
+  and cotangent x, swapped back."""
+  x, kernel = residuals
+  _, kernel_gradient = jax.vjp(lambda k: _strided_convolution(g, k), _swap_channels(kernel))
+  return downsample(g, _swap_channels(kernel)), _swap_channels(kernel_gradient(x)[0])
+
+
+upsample.defvjp(_upsample_forward, _upsample_backward)
+
+
+class Downsample(nn.Module):
+  """A 4x4 convolution with stride 2 and padding 1 (H x W -> H/2 x W/2), as DCGAN's critic and
+  the VAE encoders: `nn.Conv(features, (4, 4), strides=2, padding=1)` computed by `downsample`
+  (sides of odd length, which its gradient form does not take, by `nn.Conv`'s convolution)."""
+  features: int
+
+  @nn.compact
+  def __call__(self, x):
+    kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                        (4, 4, x.shape[-1], self.features))
+    bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+    if x.shape[1] % 2 or x.shape[2] % 2:
+      return _strided_convolution(x, kernel) + bias
+    return downsample(x, kernel) + bias
 
 
 class Upsample(nn.Module):
   """A 4x4 transposed convolution with stride 2 and padding 1 (H x W -> 2H x 2W), as DCGAN's
-  generator: output pixel j gets w[k] x[i] wherever 2i + k - 1 = j, which is the adjoint of
-  `nn.Conv(features, (4, 4), strides=2, padding=1)`."""
+  generator and the VAE decoders, computed by `upsample`."""
   features: int
   use_bias: bool = True
   kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
@@ -47,11 +122,7 @@ class Upsample(nn.Module):
   @nn.compact
   def __call__(self, x):
     kernel = self.param("kernel", self.kernel_init, (4, 4, x.shape[-1], self.features))
-    k3 = jnp.einsum("hap,wbq,hwio->abipqo", _SCATTER, _SCATTER, kernel)
-    k3 = k3.reshape(3, 3, x.shape[-1], 4 * self.features)
-    y = jax.lax.conv_general_dilated(x, k3, (1, 1), "SAME",
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    y = depth_to_space(y)
+    y = upsample(x, kernel)
     if self.use_bias:
       y = y + self.param("bias", nn.initializers.zeros_init(), (self.features,))
     return y
@@ -78,7 +149,7 @@ class ConvEncoder(nn.Module):
   def __call__(self, x):
     _check_images(x.shape[1:], len(self.features))
     for features in self.features:
-      x = nn.relu(nn.Conv(features, (4, 4), strides=2, padding=1)(x))
+      x = nn.relu(Downsample(features)(x))
     return x.reshape(len(x), -1)
 
 

@@ -71,7 +71,7 @@ class Critic(nn.Module):
     else:
       h = x
       for i in range(num_halvings(x.shape[1])):
-        h = nn.Conv(self.width * 2 ** i, (4, 4), strides=2, padding=1)(h)
+        h = conv.Downsample(self.width * 2 ** i)(h)
         h = nn.leaky_relu(h, 0.2)
       h = h.reshape(len(x), -1)
     return nn.Dense(1)(h)[:, 0]
