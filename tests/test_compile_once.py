@@ -1,0 +1,53 @@
+"""The train loop compiles once: every model's step is compiled once (a game's once per number of
+critic updates its steps take), and nothing at all is compiled once the first logging window,
+its evaluation and its checkpoints are done: a run of four windows compiles nothing from the
+second window's end of training to the fourth's."""
+import logging
+import re
+
+import jax
+import pytest
+
+import zoo
+from experiments import outputs
+from experiments import train
+
+
+class _Events(logging.Handler):
+  """JAX's compile messages and the runner's metric writes, in the order they happen."""
+
+  def __init__(self):
+    super().__init__()
+    self.events = []
+
+  def emit(self, record):
+    match = re.match(r"Compiling jit\((\S+?)\)", record.getMessage())
+    if match:
+      self.events.append(("compile", match.group(1)))
+
+
+@pytest.mark.parametrize("name", zoo.list_models())
+def test_the_train_loop_compiles_its_step_once(name, tmp_path, data_dir, monkeypatch):
+  config = zoo.get(name).default_config("smoke")
+  window = config.log_every
+  config.update(data_dir=data_dir, num_steps=4 * window, eval_every=window,
+                checkpoint_every=window)
+  handler = _Events()
+  write = outputs.MetricLog.write
+  monkeypatch.setattr(outputs.MetricLog, "write", lambda self, step, scalars: (
+      handler.events.append(("log", step)), write(self, step, scalars)))
+  logger = logging.getLogger("jax")
+  logger.addHandler(handler)
+  try:
+    with jax.log_compiles():
+      train.train_and_evaluate(config, str(tmp_path))
+  finally:
+    logger.removeHandler(handler)
+  events = handler.events
+  steps = [e for e in events if e == ("compile", "replicated_step")]
+  finalized = train.configs.finalize(config)
+  shapes = ({train.critic_steps_at(finalized, s) for s in range(config.num_steps)}
+            if zoo.get(name).family == "game" else {1})
+  assert len(steps) == len(shapes)
+  late = events[events.index(("log", 2 * window)):events.index(("log", 4 * window))]
+  assert not [function for kind, function in late if kind == "compile"]
