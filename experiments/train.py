@@ -11,8 +11,11 @@ batch and the step's randomness have a leading replica axis, and each replica is
 single-seed run of its seed (its initialisation, data order, early stopping and best checkpoint).
 """
 import dataclasses
+import itertools
 import json
 import os
+import queue
+import threading
 import time
 from typing import Any
 
@@ -65,25 +68,40 @@ def make_optimizer(config) -> optax.GradientTransformation:
   return optax.chain(optax.add_decayed_weights(config.weight_decay), update)
 
 
-def _loss_fn(model, state: TrainState, batch, rng):
-  """params -> (loss, (metrics, updated model state)): the model's `loss` in training mode."""
-
-  def loss_fn(params):
-    (loss, metrics), model_state = model.apply(
-        {"params": params, **state.model_state}, batch, train=True, method="loss",
-        rngs={"sample": rng}, mutable=list(state.model_state))
-    return loss, (metrics, model_state)
-
-  return loss_fn
+def _to_bfloat16(tree):
+  return jax.tree.map(lambda x: x.astype(jnp.bfloat16) if jnp.issubdtype(x.dtype, jnp.floating)
+                      else x, tree)
 
 
-def make_train_step(model, optimizer):
+def _to_float32(tree):
+  return jax.tree.map(lambda x: x.astype(jnp.float32) if jnp.issubdtype(x.dtype, jnp.floating)
+                      else x, tree)
+
+
+def _apply_loss(model, method: str, bfloat16: bool, params, state: TrainState, batch, rng):
+  """The model's loss `method` in training mode: (loss, (metrics, updated model state)). With
+  `bfloat16`, mixed precision: the parameters and the batch's floating arrays are cast to
+  bfloat16 for the computation (the stored parameters, the optimiser and the gradients, which
+  flow back through the cast, stay float32) and the results cast back to float32."""
+  model_state = state.model_state
+  if bfloat16:
+    params, batch, model_state = _to_bfloat16((params, batch, model_state))
+  (loss, metrics), model_state = model.apply(
+      {"params": params, **model_state}, batch, train=True, method=method,
+      rngs={"sample": rng}, mutable=list(model_state))
+  if bfloat16:
+    loss, metrics, model_state = _to_float32((loss, metrics, model_state))
+  return loss, (metrics, model_state)
+
+
+def make_train_step(model, optimizer, bfloat16: bool = False):
   """The pure train step of a single-objective model: its `loss` method, one optimiser update."""
 
   def train_step(state: TrainState, batch, rng):
     rng = jax.random.fold_in(rng, state.step)
     (loss, (metrics, model_state)), grads = jax.value_and_grad(
-        _loss_fn(model, state, batch, rng), has_aux=True)(state.params)
+        lambda params: _apply_loss(model, "loss", bfloat16, params, state, batch, rng),
+        has_aux=True)(state.params)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
                           opt_state=opt_state, model_state=model_state)
@@ -92,21 +110,18 @@ def make_train_step(model, optimizer):
   return train_step
 
 
-def make_phase_update(model, optimizers: dict):
+def make_phase_update(model, optimizers: dict, bfloat16: bool = False):
   """`update(phase, state, batch, rng) -> (state, metrics)`: one optimiser update of one phase
   of a game (`zoo.nn.games.Game`). It differentiates only the parameters of the phase's
   submodules, with the phase's own optimiser and state, and projects them after the update
   (`model.project`: WGAN's weight clipping). Metrics are named `<phase>/...`."""
 
   def update(phase, state: TrainState, batch, rng):
-    def loss_fn(trained):
-      (loss, metrics), model_state = model.apply(
-          {"params": {**state.params, **trained}, **state.model_state}, batch, train=True,
-          method=f"{phase}_loss", rngs={"sample": rng}, mutable=list(state.model_state))
-      return loss, (metrics, model_state)
-
     trained = {name: state.params[name] for name in model.phases[phase]}
-    (loss, (metrics, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(trained)
+    (loss, (metrics, model_state)), grads = jax.value_and_grad(
+        lambda trained: _apply_loss(model, f"{phase}_loss", bfloat16,
+                                    {**state.params, **trained}, state, batch, rng),
+        has_aux=True)(trained)
     updates, opt_state = optimizers[phase].update(grads, state.opt_state[phase], trained)
     trained = model.project(phase, optax.apply_updates(trained, updates))
     state = state.replace(params={**state.params, **trained},
@@ -121,13 +136,13 @@ def make_phase_update(model, optimizers: dict):
 UNROLL_LIMIT = 10
 
 
-def make_game_step(model, optimizers: dict):
+def make_game_step(model, optimizers: dict, bfloat16: bool = False):
   """The pure train step of a game: `batches` stacks one batch per update of the first phase
   (WGAN's critic steps), run through in order; every other phase is then updated once, in
   order, on the last batch. Metrics are each phase's last; `loss` is the first
   phase's (WGAN's critic loss, minus its Wasserstein estimate)."""
   first, *rest = model.phases
-  update = make_phase_update(model, optimizers)
+  update = make_phase_update(model, optimizers, bfloat16)
 
   def first_phase(state, batches, keys):
     """The first phase once per stacked batch; its last metrics. XLA:CPU runs a convolution
@@ -155,6 +170,49 @@ def make_game_step(model, optimizers: dict):
   return train_step
 
 
+def make_step(model, config, game: bool):
+  """(train step, optimiser) of `model` as `config` trains it: a game's step with an optimiser
+  per phase, or the single-objective step."""
+  if game:
+    optimizer = {phase: make_optimizer(config) for phase in model.phases}
+    return make_game_step(model, optimizer, config.bfloat16), optimizer
+  optimizer = make_optimizer(config)
+  return make_train_step(model, optimizer, config.bfloat16), optimizer
+
+
+def prefetch(make_batch, start: int, size: int = 2):
+  """make_batch(start), make_batch(start + 1), ...: made, sharded and sent to the devices by a
+  background thread up to `size` steps ahead, so that the host's data work and the transfer
+  overlap the device's steps. Exceptions reach the consumer; the thread stops when the
+  generator is closed or collected."""
+  ready, stop = queue.Queue(size), threading.Event()
+
+  def produce():
+    try:
+      for step in itertools.count(start):
+        item = make_batch(step)
+        while not stop.is_set():
+          try:
+            ready.put(item, timeout=0.1)
+            break
+          except queue.Full:
+            continue
+        if stop.is_set():
+          return
+    except Exception as error:  # pylint: disable=broad-except
+      ready.put(error)
+
+  threading.Thread(target=produce, daemon=True).start()
+  try:
+    while True:
+      item = ready.get()
+      if isinstance(item, Exception):
+        raise item
+      yield item
+  finally:
+    stop.set()
+
+
 def critic_steps_at(config, step: int) -> int:
   """Updates of a game's first phase at step `step`: `critic_steps`, but `burst_critic_steps`
   for the first `burst_first` steps and every `burst_every`-th (the WGAN paper's 100 for the
@@ -175,8 +233,8 @@ def make_gradient_statistics(model, draws: int):
   per parameter their variance and |mean| / std, averaged over the group's parameters."""
 
   def statistics(state: TrainState, batch, rng):
-    gradient = lambda key: jax.grad(lambda p: _loss_fn(model, state, batch, key)(p)[0])(
-        state.params)
+    gradient = lambda key: jax.grad(lambda p: _apply_loss(model, "loss", False, p, state,
+                                                          batch, key)[0])(state.params)
     grads = jax.vmap(gradient)(jax.random.split(rng, draws))
     out = {}
     for group, tree in grads.items():
@@ -201,16 +259,22 @@ def make_eval_step(model):
   return eval_step
 
 
+def inner_jaxprs(equation):
+  """The jaxprs nested in a jaxpr's `equation`: a scan's body, a conditional's branches, ..."""
+  for param in equation.params.values():
+    for inner in param if isinstance(param, (tuple, list)) else (param,):
+      if isinstance(inner, jax.extend.core.ClosedJaxpr):
+        inner = inner.jaxpr
+      if isinstance(inner, jax.extend.core.Jaxpr):
+        yield inner
+
+
 def _primitives(jaxpr):
-  """The names of the primitives of `jaxpr` and of the jaxprs nested in it (scan bodies, ...)."""
+  """The names of the primitives of `jaxpr` and of the jaxprs nested in it."""
   for equation in jaxpr.eqns:
     yield equation.primitive.name
-    for param in equation.params.values():
-      for inner in param if isinstance(param, (tuple, list)) else (param,):
-        if isinstance(inner, jax.extend.core.ClosedJaxpr):
-          inner = inner.jaxpr
-        if isinstance(inner, jax.extend.core.Jaxpr):
-          yield from _primitives(inner)
+    for inner in inner_jaxprs(equation):
+      yield from _primitives(inner)
 
 
 def _unroll_replicas(fn, *args) -> bool:
@@ -539,16 +603,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
     return devices.shard_batch(stack([stack([next(s) for _ in range(updates)]) for s in streams]),
                                leading_axes=2)
 
-  batch = batch_for(start_step)
-  if game:
-    optimizer = {phase: make_optimizer(config) for phase in model.phases}
-    train_step = make_game_step(model, optimizer)
-    init_batch = jax.tree.map(lambda x: x[:, 0], batch)
-  else:
-    optimizer = make_optimizer(config)
-    train_step = make_train_step(model, optimizer)
-    init_batch = batch
-  state = init_replicas(model, optimizer, init_batch, init_rngs)
+  batches = prefetch(batch_for, start_step)
+  batch = next(batches)
+  train_step, optimizer = make_step(model, config, game)
+  state = init_replicas(model, optimizer, jax.tree.map(lambda x: x[:, 0], batch) if game
+                        else batch, init_rngs)
   state = devices.replicate(state)
   if start_step:
     state = _resume(saved, start_step, state)
@@ -574,7 +633,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
   started = time.time() - _seconds_trained(workdir, start_step)
   while step < config.num_steps and not stopped_early(step).all():
     if step > start_step:
-      batch = batch_for(step)
+      batch = next(batches)
     active = ~stopped_early(step)  # the same over a logging window: stops are at its ends
     state, metrics = train_step(state, batch, rngs, active)
     pending.append(metrics)
@@ -621,6 +680,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
       if is_writer:
         outputs.write_json(os.path.join(workdir, PROGRESS),
                            {"step": step, "train_seconds": time.time() - started})
+  batches.close()
   saved.wait_until_finished()
   best.wait_until_finished()
   progress.close()

@@ -51,6 +51,30 @@ def test_train_step_is_the_same_under_jit():
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
+def test_bfloat16_keeps_float32_state_and_follows_the_float32_gradient():
+  """Mixed precision: the parameters, optimiser state and metrics stay float32, and the step's
+  update (SGD: the gradient itself) points where float32's does."""
+  model = zoo.build("maf", num_layers=2, hidden_dims=(16,), batch_norm=False)
+  optimizer = optax.sgd(1.0)
+  batch = {"x": jax.random.normal(jax.random.key(0), (256, 3))}
+  state = train._init_state(model, optimizer, batch, jax.random.key(1))
+  state = state.replace(params=perturbed(state.params, jax.random.key(3), scale=0.1))
+  updates = {}
+  for bfloat16 in (False, True):
+    new, metrics = jax.jit(train.make_train_step(model, optimizer, bfloat16))(
+        state, batch, jax.random.key(2))
+    assert {x.dtype for x in jax.tree.leaves((new.params, new.opt_state, metrics))
+            if jnp.issubdtype(x.dtype, jnp.floating)} == {np.dtype(np.float32)}
+    updates[bfloat16] = (jnp.concatenate([u.ravel() for u in jax.tree.leaves(new.params)])
+                         - jnp.concatenate([p.ravel() for p in jax.tree.leaves(state.params)]))
+    updates[bfloat16, "loss"] = metrics["loss"]
+  cosine = updates[True] @ updates[False] / (
+      jnp.linalg.norm(updates[True]) * jnp.linalg.norm(updates[False]))
+  assert cosine > 0.99
+  np.testing.assert_allclose(updates[True, "loss"], updates[False, "loss"], rtol=2e-2)
+  assert not np.array_equal(updates[True], updates[False])  # it did compute in bfloat16
+
+
 def test_one_and_four_devices_train_the_same(tmp_path, data_dir):
   assert jax.device_count() == 4
   runs = {}

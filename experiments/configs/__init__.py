@@ -33,6 +33,7 @@ def base(model_name: str, preset: str) -> ml_collections.ConfigDict:
   config.checkpoint_every = 500
   config.early_stopping_patience = 0  # evaluations without improvement; 0 trains all steps
   config.num_samples = 64
+  config.bfloat16 = False  # mixed precision: compute in bfloat16, keep float32 parameters
   config.gradient_statistics_draws = 0  # >0: log the estimator's variance and SNR per group
   config.model = ml_collections.ConfigDict()
   return config
