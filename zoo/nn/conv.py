@@ -107,6 +107,7 @@ class Downsample(nn.Module):
     kernel = self.param("kernel", nn.initializers.lecun_normal(),
                         (4, 4, x.shape[-1], self.features))
     bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias)
     if x.shape[1] % 2 or x.shape[2] % 2:
       return _strided_convolution(x, kernel) + bias
     return downsample(x, kernel) + bias
@@ -122,6 +123,7 @@ class Upsample(nn.Module):
   @nn.compact
   def __call__(self, x):
     kernel = self.param("kernel", self.kernel_init, (4, 4, x.shape[-1], self.features))
+    x, kernel = nn.dtypes.promote_dtype(x, kernel)
     y = upsample(x, kernel)
     if self.use_bias:
       y = y + self.param("bias", nn.initializers.zeros_init(), (self.features,))
