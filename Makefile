@@ -1,10 +1,11 @@
 # `make run` and `make test` are all a fresh machine needs; both create .venv on first use.
 PYTHON ?= python3
 VENV := .venv
+PEERS := .venv-peers
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv run test test-slow bench report clean
+.PHONY: venv run test test-slow bench bench-peers report clean
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,8 +28,14 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m experiments.bench --case=maf_tabular --json
 
+# Ours beside flowjax, zuko and PyTorch (BENCHMARKS.md), in an environment of their own.
+bench-peers:
+	test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[peers]'
+	$(PEERS)/bin/python -m benchmarks.peers.compare
+
 report: $(STAMP)
 	$(PY) -m experiments.report
 
 clean:
-	rm -rf $(VENV) workdirs .pytest_cache
+	rm -rf $(VENV) $(PEERS) workdirs .pytest_cache

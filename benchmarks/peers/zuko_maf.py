@@ -1,0 +1,34 @@
+"""zuko's MAF on the `maf_tabular` case: D = 6, batch 512, 5 masked autoregressive transforms
+of 2 x 100 ReLU units (zuko's default alternating order), Adam 1e-4, maximum likelihood, in
+CPU PyTorch with its default threads.
+
+  python benchmarks/peers/zuko_maf.py [--seconds=3 --repeats=5]
+"""
+import json
+
+import torch
+import zuko
+
+from benchmarks.peers import common
+
+
+def main():
+  args = common.parse_args()
+  torch.manual_seed(0)
+  flow = zuko.flows.MAF(features=6, context=0, transforms=5, hidden_features=(100, 100),
+                        activation=torch.nn.ReLU)
+  optimizer = torch.optim.Adam(flow.parameters(), lr=1e-4)
+  x = torch.randn(512, 6)
+
+  def step():
+    loss = -flow().log_prob(x).mean()
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+
+  rates = common.time_step(step, lambda: None, args)
+  print(json.dumps(common.result("zuko_maf", rates, 512, args)))
+
+
+if __name__ == "__main__":
+  main()
