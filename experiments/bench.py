@@ -230,7 +230,7 @@ def render(stored: list[dict]) -> str:
              "matmul GFLOP/step | of matmul roofline |", "|---|---:|---:|---:|---:|---:|---:|"]
     for r in run["cases"]:
       low, high = r["steps_per_sec_min_max"]
-      roofline = f"{r['roofline_fraction']:.0%}" if "roofline_fraction" in r else ""
+      roofline = f"{r['roofline_fraction']:.1%}" if "roofline_fraction" in r else ""
       lines.append(f"| {r['case']} | {r['steps_per_sec']:,.2f} ({low:,.2f}-{high:,.2f}) | "
                    f"{r['examples_per_sec']:,.0f} | {r['compile_sec']:.2f} | "
                    f"{r['memory_mb']:,.1f} | {r['matmul_gflop']:.3f} | {roofline} |")
