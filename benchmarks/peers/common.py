@@ -25,3 +25,15 @@ def result(case: str, rates: list[float], batch_size: int, args) -> dict:
           "steps_per_sec_min_max": [round(min(rates), 2), round(max(rates), 2)],
           "device": f"cpu:{platform.processor() or platform.machine()}",
           "seconds": args.seconds, "repeats": args.repeats}
+
+
+def time_torch(case: str, loss, optimizer, batch_size: int, args) -> dict:
+  """The result of a PyTorch train step: `loss()`, its backward pass, one optimiser step."""
+
+  def step():
+    value = loss()
+    optimizer.zero_grad()
+    value.backward()
+    optimizer.step()
+
+  return result(case, time_step(step, lambda: None, args), batch_size, args)

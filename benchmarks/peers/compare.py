@@ -46,7 +46,8 @@ def main():
   print("| implementation | steps/s (median of rounds; min-max) | ours / this |")
   print("|---|---:|---:|")
   for name, _, ours in SIDES:
-    ratio = "" if ours is None else f"{statistics.median(o / p for o, p in zip(rates[ours], rates[name])):.2f}"
+    ratio = "" if ours is None else (
+        f"{statistics.median(o / p for o, p in zip(rates[ours], rates[name])):.2f}")
     print(f"| {name} | {statistics.median(rates[name]):.2f} ({min(rates[name]):.2f}-"
           f"{max(rates[name]):.2f}) | {ratio} |")
 

@@ -42,20 +42,13 @@ class ConvVAE(nn.Module):
 
 
 def main():
-  args = common.parse_args()
   torch.manual_seed(0)
   model = ConvVAE()
   optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
   x = (torch.rand(64, 1, 64, 64) > 0.8).float()
 
-  def step():
-    loss = model.loss(x)
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
-
-  rates = common.time_step(step, lambda: None, args)
-  print(json.dumps(common.result("torch_conv_vae", rates, 64, args)))
+  print(json.dumps(common.time_torch(
+      "torch_conv_vae", lambda: model.loss(x), optimizer, 64, common.parse_args())))
 
 
 if __name__ == "__main__":

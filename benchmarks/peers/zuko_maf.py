@@ -13,21 +13,14 @@ from benchmarks.peers import common
 
 
 def main():
-  args = common.parse_args()
   torch.manual_seed(0)
   flow = zuko.flows.MAF(features=6, context=0, transforms=5, hidden_features=(100, 100),
                         activation=torch.nn.ReLU)
   optimizer = torch.optim.Adam(flow.parameters(), lr=1e-4)
   x = torch.randn(512, 6)
 
-  def step():
-    loss = -flow().log_prob(x).mean()
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
-
-  rates = common.time_step(step, lambda: None, args)
-  print(json.dumps(common.result("zuko_maf", rates, 512, args)))
+  print(json.dumps(common.time_torch(
+      "zuko_maf", lambda: -flow().log_prob(x).mean(), optimizer, 512, common.parse_args())))
 
 
 if __name__ == "__main__":
