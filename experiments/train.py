@@ -68,14 +68,10 @@ def make_optimizer(config) -> optax.GradientTransformation:
   return optax.chain(optax.add_decayed_weights(config.weight_decay), update)
 
 
-def _to_bfloat16(tree):
-  return jax.tree.map(lambda x: x.astype(jnp.bfloat16) if jnp.issubdtype(x.dtype, jnp.floating)
-                      else x, tree)
-
-
-def _to_float32(tree):
-  return jax.tree.map(lambda x: x.astype(jnp.float32) if jnp.issubdtype(x.dtype, jnp.floating)
-                      else x, tree)
+def _cast(tree, dtype):
+  """The floating arrays of `tree` in `dtype`; the others as they are."""
+  return jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x,
+                      tree)
 
 
 def _apply_loss(model, method: str, bfloat16: bool, params, state: TrainState, batch, rng):
@@ -85,12 +81,12 @@ def _apply_loss(model, method: str, bfloat16: bool, params, state: TrainState, b
   flow back through the cast, stay float32) and the results cast back to float32."""
   model_state = state.model_state
   if bfloat16:
-    params, batch, model_state = _to_bfloat16((params, batch, model_state))
+    params, batch, model_state = _cast((params, batch, model_state), jnp.bfloat16)
   (loss, metrics), model_state = model.apply(
       {"params": params, **model_state}, batch, train=True, method=method,
       rngs={"sample": rng}, mutable=list(model_state))
   if bfloat16:
-    loss, metrics, model_state = _to_float32((loss, metrics, model_state))
+    loss, metrics, model_state = _cast((loss, metrics, model_state), jnp.float32)
   return loss, (metrics, model_state)
 
 
@@ -187,20 +183,23 @@ def prefetch(make_batch, start: int, size: int = 2):
   generator is closed or collected."""
   ready, stop = queue.Queue(size), threading.Event()
 
+  def offer(item) -> bool:
+    """Queue `item` once there is room; False if the consumer stopped first."""
+    while not stop.is_set():
+      try:
+        ready.put(item, timeout=0.1)
+        return True
+      except queue.Full:
+        continue
+    return False
+
   def produce():
     try:
       for step in itertools.count(start):
-        item = make_batch(step)
-        while not stop.is_set():
-          try:
-            ready.put(item, timeout=0.1)
-            break
-          except queue.Full:
-            continue
-        if stop.is_set():
+        if not offer(make_batch(step)):
           return
     except Exception as error:  # pylint: disable=broad-except
-      ready.put(error)
+      offer(error)
 
   threading.Thread(target=produce, daemon=True).start()
   try:
@@ -644,6 +643,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
     pending = []
     bad = _first_non_finite(np.stack([r["loss"] for r in rows]), active, step)
     if bad is not None:
+      batches.close()
       kept = (f"the last good checkpoint, step {saved.latest_step()}, is kept in "
               f"{saved.directory}" if saved.latest_step() else "no checkpoint was written yet")
       raise NonFiniteLossError(f"the loss became non-finite at step {bad[0]}"
