@@ -151,7 +151,7 @@ def matmul_gflops_per_sec(seconds: float, repeats: int) -> float:
 
 def measure(case: Case, *, seconds: float, repeats: int, num_seeds: int = 1,
             bfloat16: bool = False) -> dict:
-  """The JSON result of one case (without the roofline fraction)."""
+  """The JSON result of one case, but its name and the roofline fraction."""
   config = case.config(bfloat16)
   spec = zoo.get(case.model)
   model = spec.build(**config.model)
@@ -179,7 +179,6 @@ def measure(case: Case, *, seconds: float, repeats: int, num_seeds: int = 1,
   steps_per_sec = float(np.median(rates))
   device = jax.devices()[0]
   return {
-      "case": next(name for name, c in CASES.items() if c == case),
       "steps_per_sec": round(steps_per_sec, 2),
       "examples_per_sec": round(steps_per_sec * num_seeds * updates * config.batch_size, 1),
       "compile_sec": round(compile_sec, 3),
@@ -198,8 +197,10 @@ def machine() -> str:
   device = jax.devices()[0]
   if device.platform != "cpu":
     return f"{device.device_kind} ({jax.device_count()} device)"
-  names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-           if line.startswith("model name")] if os.path.exists("/proc/cpuinfo") else []
+  names = []
+  if os.path.exists("/proc/cpuinfo"):
+    with open("/proc/cpuinfo") as f:
+      names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
   return f"{os.cpu_count()}-core {names[0] if names else platform.processor()} CPU"
 
 
@@ -208,7 +209,7 @@ def run_all(seconds: float, repeats: int) -> dict:
   rate = matmul_gflops_per_sec(seconds, repeats)
   results = []
   for case_name, case in CASES.items():
-    result = measure(case, seconds=seconds, repeats=repeats)
+    result = {"case": case_name, **measure(case, seconds=seconds, repeats=repeats)}
     if case.mlp:
       result["roofline_fraction"] = round(
           result["matmul_gflop"] * result["steps_per_sec"] / rate, 3)
@@ -275,8 +276,9 @@ def main(argv):
   if FLAGS.num_seeds < 1:
     print(f"error: --num_seeds must be positive, not {FLAGS.num_seeds}", file=sys.stderr)
     return 2
-  result = measure(CASES[FLAGS.case], seconds=FLAGS.seconds, repeats=FLAGS.repeats,
-                   num_seeds=FLAGS.num_seeds, bfloat16=FLAGS.bfloat16)
+  result = {"case": FLAGS.case, **measure(
+      CASES[FLAGS.case], seconds=FLAGS.seconds, repeats=FLAGS.repeats, num_seeds=FLAGS.num_seeds,
+      bfloat16=FLAGS.bfloat16)}
   if not FLAGS.json:
     low, high = result["steps_per_sec_min_max"]
     print(f"{FLAGS.case}: {result['steps_per_sec']:.1f} steps/s (windows {low:.1f}-{high:.1f}), "

@@ -9,6 +9,7 @@ import jax
 import pytest
 
 import zoo
+from experiments import configs
 from experiments import outputs
 from experiments import train
 
@@ -45,7 +46,7 @@ def test_the_train_loop_compiles_its_step_once(name, tmp_path, data_dir, monkeyp
     logger.removeHandler(handler)
   events = handler.events
   steps = [e for e in events if e == ("compile", "replicated_step")]
-  finalized = train.configs.finalize(config)
+  finalized = configs.finalize(config)
   shapes = ({train.critic_steps_at(finalized, s) for s in range(config.num_steps)}
             if zoo.get(name).family == "game" else {1})
   assert len(steps) == len(shapes)
