@@ -53,9 +53,17 @@ def _phase_convolution(x, kernel):
   return phases.reshape(b, 2 * h, 2 * w, features)
 
 
-@jax.custom_vjp
 def downsample(x, kernel):
-  """The 4x4 stride-2 convolution with padding 1, (B, H, W, I) -> (B, H/2, W/2, O)."""
+  """The 4x4 stride-2 convolution with padding 1, (B, H, W, I) -> (B, H', W', O) with
+  H' = floor(H/2) and W' = floor(W/2). Odd sides, whose input gradient `upsample` cannot be
+  (it makes even sides), are XLA's convolution with XLA's gradient."""
+  if x.shape[1] % 2 or x.shape[2] % 2:
+    return _strided_convolution(x, kernel)
+  return _downsample_even(x, kernel)
+
+
+@jax.custom_vjp
+def _downsample_even(x, kernel):
   return _strided_convolution(x, kernel)
 
 
@@ -69,7 +77,7 @@ def _downsample_backward(residuals, g):
   return upsample(g, _swap_channels(kernel)), kernel_gradient(g)[0]
 
 
-downsample.defvjp(_downsample_forward, _downsample_backward)
+_downsample_even.defvjp(_downsample_forward, _downsample_backward)
 
 
 @jax.custom_vjp
@@ -98,8 +106,7 @@ upsample.defvjp(_upsample_forward, _upsample_backward)
 
 class Downsample(nn.Module):
   """A 4x4 convolution with stride 2 and padding 1 (H x W -> H/2 x W/2), as DCGAN's critic and
-  the VAE encoders: `nn.Conv(features, (4, 4), strides=2, padding=1)` computed by `downsample`
-  (sides of odd length, which its gradient form does not take, by `nn.Conv`'s convolution)."""
+  the VAE encoders: `nn.Conv(features, (4, 4), strides=2, padding=1)` computed by `downsample`."""
   features: int
 
   @nn.compact
@@ -108,8 +115,6 @@ class Downsample(nn.Module):
                         (4, 4, x.shape[-1], self.features))
     bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias)
-    if x.shape[1] % 2 or x.shape[2] % 2:
-      return _strided_convolution(x, kernel) + bias
     return downsample(x, kernel) + bias
 
 
