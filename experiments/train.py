@@ -10,6 +10,7 @@ A run trains `config.num_seeds` replicas at once, of seeds `seed, seed + 1, ...`
 batch and the step's randomness have a leading replica axis, and each replica is exactly the
 single-seed run of its seed (its initialisation, data order, early stopping and best checkpoint).
 """
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -180,7 +181,7 @@ def prefetch(make_batch, start: int, size: int = 2):
   """make_batch(start), make_batch(start + 1), ...: made, sharded and sent to the devices by a
   background thread up to `size` steps ahead, so that the host's data work and the transfer
   overlap the device's steps. Exceptions reach the consumer; the thread stops when the
-  generator is closed or collected."""
+  generator is closed (use it in `contextlib.closing`, so that errors close it too)."""
   ready, stop = queue.Queue(size), threading.Event()
 
   def offer(item) -> bool:
@@ -201,7 +202,8 @@ def prefetch(make_batch, start: int, size: int = 2):
     except Exception as error:  # pylint: disable=broad-except
       offer(error)
 
-  threading.Thread(target=produce, daemon=True).start()
+  producer = threading.Thread(target=produce, daemon=True)
+  producer.start()
   try:
     while True:
       item = ready.get()
@@ -210,6 +212,9 @@ def prefetch(make_batch, start: int, size: int = 2):
       yield item
   finally:
     stop.set()
+    # joined, not abandoned: a daemon thread still inside the runtime's C++ code when the
+    # interpreter exits aborts the process ("FATAL: exception not rethrown")
+    producer.join()
 
 
 def critic_steps_at(config, step: int) -> int:
@@ -602,85 +607,83 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
     return devices.shard_batch(stack([stack([next(s) for _ in range(updates)]) for s in streams]),
                                leading_axes=2)
 
-  batches = prefetch(batch_for, start_step)
-  batch = next(batches)
-  train_step, optimizer = make_step(model, config, game)
-  state = init_replicas(model, optimizer, jax.tree.map(lambda x: x[:, 0], batch) if game
-                        else batch, init_rngs)
-  state = devices.replicate(state)
-  if start_step:
-    state = _resume(saved, start_step, state)
-  best_variables, best_value, best_step = _best_so_far(best, devices, len(seeds))
-  log = outputs.MetricLog(workdir, is_writer, resume_step=start_step)
+  with contextlib.closing(prefetch(batch_for, start_step)) as batches:
+    batch = next(batches)
+    train_step, optimizer = make_step(model, config, game)
+    state = init_replicas(model, optimizer, jax.tree.map(lambda x: x[:, 0], batch) if game
+                          else batch, init_rngs)
+    state = devices.replicate(state)
+    if start_step:
+      state = _resume(saved, start_step, state)
+    best_variables, best_value, best_step = _best_so_far(best, devices, len(seeds))
+    log = outputs.MetricLog(workdir, is_writer, resume_step=start_step)
 
-  def stopped_early(step) -> np.ndarray:
-    """Which replicas early stopping has ended by `step`."""
-    patience = config.early_stopping_patience
-    return (patience > 0) & (best_step >= 0) & (
-        (step - best_step) // config.eval_every >= patience)
+    def stopped_early(step) -> np.ndarray:
+      """Which replicas early stopping has ended by `step`."""
+      patience = config.early_stopping_patience
+      return (patience > 0) & (best_step >= 0) & (
+          (step - best_step) // config.eval_every >= patience)
 
-  train_step = jax.jit(make_replicated_step(train_step, len(seeds)), donate_argnums=0)
-  gradient_statistics = None
-  if config.gradient_statistics_draws:
-    gradient_statistics = jax.jit(map_replicas(
-        make_gradient_statistics(model, config.gradient_statistics_draws), len(seeds)))
-  evaluator = Evaluator(model, dataset, preprocessing, config, devices, seeds)
-  monitor = "validation" if "validation" in dataset.builder.info.splits else None
-  progress = outputs.Progress(config.num_steps, is_writer)
-  progress.start(start_step)
-  pending, step = [], start_step
-  started = time.time() - _seconds_trained(workdir, start_step)
-  while step < config.num_steps and not stopped_early(step).all():
-    if step > start_step:
-      batch = next(batches)
-    active = ~stopped_early(step)  # the same over a logging window: stops are at its ends
-    state, metrics = train_step(state, batch, rngs, active)
-    pending.append(metrics)
-    step += 1
-    if step % config.log_every and step != config.num_steps:
-      continue
-    rows = jax.device_get(pending)
-    pending = []
-    bad = _first_non_finite(np.stack([r["loss"] for r in rows]), active, step)
-    if bad is not None:
-      batches.close()
-      kept = (f"the last good checkpoint, step {saved.latest_step()}, is kept in "
-              f"{saved.directory}" if saved.latest_step() else "no checkpoint was written yet")
-      raise NonFiniteLossError(f"the loss became non-finite at step {bad[0]}"
-                               f"{f' (seed {seeds[bad[1]]})' if len(seeds) > 1 else ''}; {kept}")
-    means = {k: np.mean([r[k] for r in rows], axis=0) for k in rows[0]}
-    if gradient_statistics is not None:
-      statistics = gradient_statistics(state, batch, _fold_in_replicas(init_rngs, step))
-      means.update(jax.device_get(statistics))
-    log.write(step, {k: _logged(v, active) for k, v in means.items()})
-    progress.update(step, {"loss": float(np.mean(means["loss"][active]))})
-    if monitor and (step % config.eval_every == 0 or step == config.num_steps):
-      replicas = evaluator(_variables(state), monitor)
-      log.write(step, {f"{monitor}/{k}": _logged(v, active)
-                       for k, v in _per_metric(replicas).items()})
-      # float32, as saved, so that a resumed run ranks evaluations as the first would have
-      values = np.array([m.get("log_prob", -m.get("loss", np.nan)) for m in replicas],
-                        np.float32)
-      improved = active & (values > best_value)  # False for NaN: models that report neither
-      if improved.any():
-        best_value, best_step = np.where(improved, values, best_value), np.where(
-            improved, step, best_step)
-        current = _variables(state)  # a copy is kept: the next step donates the state
-        best_variables = jax.jit(select_replicas)(
-            improved, current, current if best_variables is None else best_variables)
-        best.save(step, args=ocp.args.StandardSave(
-            {"variables": best_variables, "value": devices.replicate(best_value),
-             "step": devices.replicate(best_step)}))
-      for r in np.flatnonzero(active & stopped_early(step)):
-        progress.note(f"early stopping{f' seed {seeds[r]}' if len(seeds) > 1 else ''} at step "
-                      f"{step}: no improvement on {monitor} since step {best_step[r]}")
-    if (step % config.checkpoint_every == 0 or step == config.num_steps
-        or stopped_early(step).all()):
-      saved.save(step, args=ocp.args.StandardSave(state), force=True)
-      if is_writer:
-        outputs.write_json(os.path.join(workdir, PROGRESS),
-                           {"step": step, "train_seconds": time.time() - started})
-  batches.close()
+    train_step = jax.jit(make_replicated_step(train_step, len(seeds)), donate_argnums=0)
+    gradient_statistics = None
+    if config.gradient_statistics_draws:
+      gradient_statistics = jax.jit(map_replicas(
+          make_gradient_statistics(model, config.gradient_statistics_draws), len(seeds)))
+    evaluator = Evaluator(model, dataset, preprocessing, config, devices, seeds)
+    monitor = "validation" if "validation" in dataset.builder.info.splits else None
+    progress = outputs.Progress(config.num_steps, is_writer)
+    progress.start(start_step)
+    pending, step = [], start_step
+    started = time.time() - _seconds_trained(workdir, start_step)
+    while step < config.num_steps and not stopped_early(step).all():
+      if step > start_step:
+        batch = next(batches)
+      active = ~stopped_early(step)  # the same over a logging window: stops are at its ends
+      state, metrics = train_step(state, batch, rngs, active)
+      pending.append(metrics)
+      step += 1
+      if step % config.log_every and step != config.num_steps:
+        continue
+      rows = jax.device_get(pending)
+      pending = []
+      bad = _first_non_finite(np.stack([r["loss"] for r in rows]), active, step)
+      if bad is not None:
+        kept = (f"the last good checkpoint, step {saved.latest_step()}, is kept in "
+                f"{saved.directory}" if saved.latest_step() else "no checkpoint was written yet")
+        raise NonFiniteLossError(f"the loss became non-finite at step {bad[0]}"
+                                 f"{f' (seed {seeds[bad[1]]})' if len(seeds) > 1 else ''}; {kept}")
+      means = {k: np.mean([r[k] for r in rows], axis=0) for k in rows[0]}
+      if gradient_statistics is not None:
+        statistics = gradient_statistics(state, batch, _fold_in_replicas(init_rngs, step))
+        means.update(jax.device_get(statistics))
+      log.write(step, {k: _logged(v, active) for k, v in means.items()})
+      progress.update(step, {"loss": float(np.mean(means["loss"][active]))})
+      if monitor and (step % config.eval_every == 0 or step == config.num_steps):
+        replicas = evaluator(_variables(state), monitor)
+        log.write(step, {f"{monitor}/{k}": _logged(v, active)
+                         for k, v in _per_metric(replicas).items()})
+        # float32, as saved, so that a resumed run ranks evaluations as the first would have
+        values = np.array([m.get("log_prob", -m.get("loss", np.nan)) for m in replicas],
+                          np.float32)
+        improved = active & (values > best_value)  # False for NaN: models that report neither
+        if improved.any():
+          best_value, best_step = np.where(improved, values, best_value), np.where(
+              improved, step, best_step)
+          current = _variables(state)  # a copy is kept: the next step donates the state
+          best_variables = jax.jit(select_replicas)(
+              improved, current, current if best_variables is None else best_variables)
+          best.save(step, args=ocp.args.StandardSave(
+              {"variables": best_variables, "value": devices.replicate(best_value),
+               "step": devices.replicate(best_step)}))
+        for r in np.flatnonzero(active & stopped_early(step)):
+          progress.note(f"early stopping{f' seed {seeds[r]}' if len(seeds) > 1 else ''} at step "
+                        f"{step}: no improvement on {monitor} since step {best_step[r]}")
+      if (step % config.checkpoint_every == 0 or step == config.num_steps
+          or stopped_early(step).all()):
+        saved.save(step, args=ocp.args.StandardSave(state), force=True)
+        if is_writer:
+          outputs.write_json(os.path.join(workdir, PROGRESS),
+                             {"step": step, "train_seconds": time.time() - started})
   saved.wait_until_finished()
   best.wait_until_finished()
   progress.close()

@@ -3,6 +3,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import sys
 import time
 import types
@@ -75,7 +76,7 @@ def test_bfloat16_keeps_float32_state_and_follows_the_float32_gradient():
   assert not np.array_equal(updates[True], updates[False])  # it did compute in bfloat16
 
 
-def test_prefetch_keeps_the_order_passes_errors_on_and_stops_when_closed():
+def test_prefetch_keeps_the_order_passes_errors_on_and_its_thread_ends_when_closed():
   def make(step):
     if step == 5:
       raise ValueError("no batch 5")
@@ -85,14 +86,16 @@ def test_prefetch_keeps_the_order_passes_errors_on_and_stops_when_closed():
   assert [next(batches) for _ in range(3)] == [2, 3, 4]
   with pytest.raises(ValueError, match="no batch 5"):
     next(batches)
-  made = []
-  batches = train.prefetch(lambda step: made.append(step) or step, 0)
+
+  def make_slowly(step):
+    time.sleep(0.2)
+    return step
+
+  before = threading.active_count()
+  batches = train.prefetch(make_slowly, 0)
   assert next(batches) == 0
-  batches.close()
-  time.sleep(0.5)
-  stopped_at = len(made)
-  time.sleep(0.5)
-  assert len(made) == stopped_at <= 4  # the one taken, two queued, one waiting to be
+  batches.close()  # while the thread is inside make_slowly: close waits for it to end
+  assert threading.active_count() == before
 
 
 def test_one_and_four_devices_train_the_same(tmp_path, data_dir):
