@@ -40,7 +40,7 @@ def test_each_phase_updates_only_its_own_submodules(prior):
 @pytest.mark.parametrize("prior", ["gaussian", "categorical"])
 def test_codes_samples_and_evaluation_under_jit(prior):
   model, _, state = game(prior)
-  variables = {"params": state.params}
+  variables = {"params": state.params, **state.model_state}
   rngs = {"sample": jax.random.key(3)}
   code = jax.jit(lambda v: model.apply(v, X, method="encode", rngs=rngs))(variables)
   assert code.shape == (6, 5)
@@ -59,7 +59,7 @@ def test_codes_samples_and_evaluation_under_jit(prior):
 def test_colour_images_with_many_levels_under_jit():
   x = jax.random.randint(jax.random.key(5), (6, 4, 4, 3), 0, 4) / 3
   model, _, state = game("categorical", x, num_levels=4, features=6)
-  variables = {"params": state.params}
+  variables = {"params": state.params, **state.model_state}
   rngs = {"sample": jax.random.key(3)}
   samples = jax.jit(lambda v: model.apply(v, 2, method="sample", rngs=rngs))(variables)
   assert samples.shape == (2, 4, 4, 3)
@@ -165,3 +165,28 @@ def test_semi_supervised_needs_one_category_per_class(tmp_path, data_dir):
   with pytest.raises(zoo.errors.UserError, match="latent_dim=10, not 30"):
     train.train_and_evaluate(config, str(tmp_path / "run"))
   assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_the_adversarial_phases_alone_spread_the_code_over_every_cluster(data_dir):
+  """The regularisation matches q(z) to the uniform categorical prior: trained against the
+  discriminator alone, the encoder's argmax reaches every cluster. (An encoder whose softmax is
+  not batch-normalised collapses here onto one cluster and stays: its softmax saturates.)"""
+  dataset = zoo.data.load("digits", data_dir)
+  preprocessing = zoo.data.preprocessing(dataset, "binarize")
+  x = next(zoo.data.eval_batches(dataset, preprocessing, "train", batch_size=1000))["x"]
+  model = zoo.build("pixelgan_ae", prior="categorical", latent_dim=10, encoder_dims=(64,),
+                    discriminator_dims=(64,), features=8, num_blocks=1)
+  optimizers = {phase: optax.adam(1e-3) for phase in model.phases}
+  state = train._init_state(model, optimizers, {"x": x[:100]}, jax.random.key(0))
+  update = train.make_phase_update(model, optimizers)
+
+  @jax.jit
+  def adversarial_step(state, batch, rng):
+    state, _ = update("discriminator", state, batch, jax.random.fold_in(rng, 0))
+    return update("regularization", state, batch, jax.random.fold_in(rng, 1))[0]
+
+  rng = np.random.default_rng(0)
+  for i in range(300):
+    state = adversarial_step(state, {"x": x[rng.integers(0, len(x), 100)]}, jax.random.key(i))
+  codes = model.apply({"params": state.params, **state.model_state}, x, method="encode")
+  assert len(np.unique(np.argmax(codes, -1))) == 10

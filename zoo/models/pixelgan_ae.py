@@ -28,20 +28,28 @@ PRIORS = ("gaussian", "categorical")
 
 class Encoder(nn.Module):
   """x (and, for the noisy encoder, n ~ N(0, I)) -> z by a ReLU MLP: the Gaussian code, or the
-  logits of the categorical one."""
+  logits of the categorical one. The categorical logits are batch-normalised (a learnt scale,
+  no shift), so that every cluster's logit has mean zero over the batch: no cluster can win
+  for every x. Without it the deterministic encoder's softmax collapses onto a few clusters,
+  where it saturates and the discriminator's gradient through it vanishes (an MLP encoder
+  against the discriminator alone on the digits ended in 1 of 30 clusters)."""
   hidden_dims: Sequence[int]
   latent_dim: int
   noise_dim: int
+  normalize_logits: bool
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, train: bool):
     h = x.reshape(len(x), -1)
     if self.noise_dim:
       noise = jax.random.normal(self.make_rng("sample"), (len(x), self.noise_dim))
       h = jnp.concatenate([h, noise], -1)
     for features in self.hidden_dims:
       h = nn.relu(nn.Dense(features)(h))
-    return nn.Dense(self.latent_dim)(h)
+    output = nn.Dense(self.latent_dim)(h)
+    if self.normalize_logits:
+      output = nn.BatchNorm(use_running_average=not train, use_bias=False)(output)
+    return output
 
 
 class Decoder(nn.Module):
@@ -110,13 +118,14 @@ class PixelGANAutoencoder(games.Game):
           f"pixelgan_ae: prior must be one of {', '.join(PRIORS)}, not {self.prior!r}")
     if self.semi_supervised and self.prior != "categorical":
       raise errors.HyperparameterError("pixelgan_ae: semi_supervised needs prior=categorical")
-    self.encoder = Encoder(tuple(self.encoder_dims), self.latent_dim, self.noise_dim)
+    self.encoder = Encoder(tuple(self.encoder_dims), self.latent_dim, self.noise_dim,
+                           normalize_logits=self.prior == "categorical")
     self.decoder = Decoder(self.prior, self.features, self.num_blocks, self.num_levels)
     self.discriminator = dcgan.Critic(tuple(self.discriminator_dims), width=0)
 
-  def encode(self, x):
+  def encode(self, x, train: bool = False):
     """The code of x: z for the Gaussian prior, the cluster probabilities for the categorical."""
-    output = self.encoder(x)
+    output = self.encoder(x, train)
     return jax.nn.softmax(output) if self.prior == "categorical" else output
 
   @property
@@ -126,7 +135,7 @@ class PixelGANAutoencoder(games.Game):
 
   def cluster(self, x):
     """The most probable of the K clusters for each x (categorical prior)."""
-    return jnp.argmax(self.encoder(x), -1)
+    return jnp.argmax(self.encoder(x, train=False), -1)
 
   def _prior_sample(self, n):
     rng = self.make_rng("sample")
@@ -134,39 +143,35 @@ class PixelGANAutoencoder(games.Game):
       return jax.nn.one_hot(jax.random.randint(rng, (n,), 0, self.latent_dim), self.latent_dim)
     return jax.random.normal(rng, (n, self.latent_dim))
 
-  def _negative_log_likelihood(self, x):
-    return -pixelcnn.log_likelihood(self.decoder(x, self.encode(x)), x)
+  def _negative_log_likelihood(self, x, train: bool):
+    return -pixelcnn.log_likelihood(self.decoder(x, self.encode(x, train)), x)
 
   def reconstruction_loss(self, batch, train=True):
     """-log p(x | z), z = f(x): the reconstruction phase, in nats per image."""
-    del train
-    nll = self._negative_log_likelihood(batch["x"]).mean()
+    nll = self._negative_log_likelihood(batch["x"], train).mean()
     return nll, {"reconstruction": nll}
 
   def discriminator_loss(self, batch, train=True):
     """The discriminator's cross entropy: prior samples are real, codes fake."""
-    del train
     x = batch["x"]
     real = self.discriminator(self._prior_sample(len(x)))
-    fake = self.discriminator(self.encode(x))
+    fake = self.discriminator(self.encode(x, train))
     return jnp.mean(jax.nn.softplus(-real) + jax.nn.softplus(fake)), {}
 
   def regularization_loss(self, batch, train=True):
     """The encoder's adversarial loss, -log D(f(x)) (non-saturating)."""
-    del train
-    return jax.nn.softplus(-self.discriminator(self.encode(batch["x"]))).mean(), {}
+    return jax.nn.softplus(-self.discriminator(self.encode(batch["x"], train))).mean(), {}
 
   def semi_supervised_loss(self, batch, train=True):
     """The cross entropy of the categorical code on the labelled examples."""
-    del train
-    logits = self.encoder(batch["labeled_x"])
+    logits = self.encoder(batch["labeled_x"], train)
     labels = jax.nn.one_hot(batch["labeled_label"], self.latent_dim)
     loss = -jnp.mean(jnp.sum(labels * jax.nn.log_softmax(logits), -1))
     return loss, {"accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["labeled_label"])}
 
   def evaluate(self, batch):
     """Per example: -log p(x | f(x)) in nats."""
-    return {"reconstruction": self._negative_log_likelihood(batch["x"])}
+    return {"reconstruction": self._negative_log_likelihood(batch["x"], train=False)}
 
   def _sample_given(self, code):
     shape = (len(code), *self.decoder.image_shape())
