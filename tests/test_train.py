@@ -3,8 +3,8 @@ import json
 import os
 import signal
 import subprocess
-import threading
 import sys
+import threading
 import time
 import types
 
@@ -91,11 +91,13 @@ def test_prefetch_keeps_the_order_passes_errors_on_and_its_thread_ends_when_clos
     time.sleep(0.2)
     return step
 
-  before = threading.active_count()
+  before = set(threading.enumerate())
   batches = train.prefetch(make_slowly, 0)
   assert next(batches) == 0
+  producers = set(threading.enumerate()) - before
+  assert producers
   batches.close()  # while the thread is inside make_slowly: close waits for it to end
-  assert threading.active_count() == before
+  assert not any(thread.is_alive() for thread in producers)
 
 
 def test_one_and_four_devices_train_the_same(tmp_path, data_dir):
