@@ -687,6 +687,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
   saved.wait_until_finished()
   best.wait_until_finished()
   progress.close()
+  train_seconds = time.time() - started  # the final evaluation and metrics are not training
 
   final = _variables(state) if best_variables is None else best_variables
   tests = evaluator(final, "test")
@@ -704,7 +705,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
   steps = np.where(stopped_early(step),
                    best_step + config.early_stopping_patience * config.eval_every, step)
   results = {"model": config.model_name, "paper": spec.paper, "dataset": config.dataset,
-             "seeds": seeds, "steps": int(step), "train_seconds": time.time() - started,
+             "seeds": seeds, "steps": int(step), "train_seconds": train_seconds,
              "devices": devices.size, "processes": jax.process_count(),
              "num_params": int(sum(x[0].size for x in jax.tree.leaves(state.params))),
              **_summary("test", tests)}

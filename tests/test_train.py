@@ -116,9 +116,21 @@ def test_one_and_four_devices_train_the_same(tmp_path, data_dir):
       np.testing.assert_allclose(one[key], four[key], rtol=1e-3, err_msg=key)
 
 
-def test_a_finished_run_writes_every_output(tmp_path, data_dir):
+def test_a_finished_run_writes_every_output(tmp_path, data_dir, monkeypatch):
   workdir = str(tmp_path / "run")
+  evaluate, final_evaluation = train.Evaluator.__call__, 3.0
+
+  def slow_test_evaluation(self, variables, split):
+    if split == "test":
+      time.sleep(final_evaluation)
+    return evaluate(self, variables, split)
+
+  monkeypatch.setattr(train.Evaluator, "__call__", slow_test_evaluation)
   results = train.train_and_evaluate(smoke_config(data_dir), workdir)
+  with open(os.path.join(workdir, train.PROGRESS)) as f:
+    at_last_checkpoint = json.load(f)["train_seconds"]
+  # the training time leaves out the final evaluation
+  assert at_last_checkpoint <= results["train_seconds"] < at_last_checkpoint + final_evaluation
   for name in ("config.json", "metrics.jsonl", "results.json", "samples.png", "tensorboard"):
     assert os.path.exists(os.path.join(workdir, name)), name
   assert np.isfinite(results["test"]["log_prob"])
