@@ -80,12 +80,30 @@ def test_vimco_is_unbiased(k):
   assert_unbiased(per_draw_gradients(estimators.vimco, k), exact_bound_gradient(k))
 
 
-@pytest.mark.parametrize("k", [1, 3])
-def test_nvil_baselines_do_not_bias_it(k):
-  def surrogate(log_w, log_q):
-    return estimators.nvil(log_w, log_q, baseline=0.7, centre=-0.3, scale=1.0).surrogate
+def expected_estimator_gradient(surrogate_fn, k):
+  """E over K independent draws from q of the gradient of surrogate_fn(log_w, log_q), exactly:
+  the sum over all 4^K tuples of q(tuple) times the surrogate's gradient at that tuple."""
+  p = params()
+  h = CONFIGS[jnp.array(list(itertools.product(range(4), repeat=k)))]  # (4^K, K, 2)
+  probability = jnp.exp(log_q(p, h).sum(-1))
+  grads = jax.vmap(jax.grad(lambda p, h: surrogate_fn(*weights(p, h))), (None, 0))(p, h)
+  return jax.tree.map(lambda g: jnp.tensordot(probability, g, 1), grads)
 
-  assert_unbiased(per_draw_gradients(surrogate, k), exact_bound_gradient(k))
+
+@pytest.mark.parametrize("k", [1, 2, 3, 5])
+@pytest.mark.parametrize("scale", [0.5, 4.0])
+def test_nvil_keeps_the_expected_gradient_along_the_true_one(k, scale):
+  """With the baselines and the running-std normalisation active, NVIL's expected model gradient
+  is the bound's, and its expected encoder gradient the bound's divided by max(1, std): exactly,
+  by enumerating every K-tuple (at K > 1 normalising only the score part breaks this)."""
+  def surrogate(log_w, log_q):
+    return estimators.nvil(log_w, log_q, baseline=0.7, centre=-0.3, scale=scale).surrogate
+
+  expected, exact = expected_estimator_gradient(surrogate, k), exact_bound_gradient(k)
+  for part, factor in (("model", 1.0), ("q", 1.0 / max(1.0, scale))):
+    for name in exact[part]:
+      np.testing.assert_allclose(expected[part][name], factor * exact[part][name], rtol=1e-4,
+                                 atol=1e-6, err_msg=f"{part}/{name}")
 
 
 def test_rws_model_gradient_is_that_of_the_bound_and_its_q_update_the_wake_phase():

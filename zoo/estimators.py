@@ -62,18 +62,36 @@ def vimco(log_w, log_q):
 
 
 class NVIL(NamedTuple):
-  surrogate: jax.Array  # L_K, gradient with the normalised, baseline-corrected learning signal
+  surrogate: jax.Array  # L_K; the encoder's part of its gradient normalised (see `nvil`)
   baseline_loss: jax.Array  # (L_K - baseline - centre)^2, to train the baseline network
   signal: jax.Array  # L_K - baseline, whose running mean and variance the model keeps
 
 
+def scale_gradient(x, factor):
+  """`x` in value, with its gradient multiplied by `factor`."""
+  return sg(x) + factor * (x - sg(x))
+
+
 def nvil(log_w, log_q, baseline, centre, scale):
-  """L_K with the NVIL estimator (Mnih & Gregor 2014): the learning signal L_K - b(x) - c of an
-  input-dependent baseline b(x) and a running mean c, divided by max(1, running std `scale`)."""
-  value = bound(log_w)
+  """L_K with the NVIL estimator (Mnih & Gregor 2014) as VIMCO's multi-sample baseline: the
+  score-function part's learning signal is L_K - b(x) - c, of an input-dependent baseline b(x)
+  and a running mean c, and the whole encoder gradient (that part and, for K > 1, the pathwise
+  part sum_k w~_k d log w_k) is divided by max(1, running std `scale`).
+
+  Mnih & Gregor divide the K = 1 encoder gradient, which is its score-function part alone (the
+  pathwise term -d log q has mean zero), by max(1, std); for K > 1 the pathwise part has a
+  non-zero mean, and dividing the score part alone turns the expected encoder gradient away from
+  the true one (exact enumeration of a small SBN, running std 4, K = 5: cosine about -1). So the
+  normalisation is read as what it is at K = 1, a positive rescaling of the encoder's whole
+  gradient, which keeps its expectation along the true gradient for every K. The model's
+  gradient is not rescaled. The encoder must enter `log_w` only through `log_q` (discrete
+  latents, as NVIL's), since that is where the rescaling is applied.
+  """
+  encoder_scaled = scale_gradient(log_q, 1.0 / jnp.maximum(1.0, scale))
+  value = bound(log_w + log_q - encoder_scaled)  # log p - log q, log q's gradient rescaled
   signal = value - baseline
-  normalised = (signal - centre) / jnp.maximum(1.0, scale)
-  surrogate = value + _score(jnp.broadcast_to(normalised[..., None], log_q.shape), log_q)
+  surrogate = value + _score(jnp.broadcast_to((signal - centre)[..., None], log_q.shape),
+                             encoder_scaled)
   baseline_loss = jnp.square(sg(value) - baseline - sg(centre))
   return NVIL(surrogate, baseline_loss, sg(signal))
 
