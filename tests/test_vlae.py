@@ -27,14 +27,17 @@ def model_and_variables(hierarchy, **hyperparameters):
 
 
 @pytest.mark.parametrize("hierarchy", ["ladder", "markov"])
-def test_elbo_is_reconstruction_minus_the_per_layer_kls(hierarchy):
+def test_the_reported_elbo_is_the_expected_log_weight(hierarchy):
+  """The ELBO the loss reports (reconstruction minus the KL terms) estimates E_q[log p(x, z) -
+  log q(z | x)], the mean log weight of draws from q computed from log densities alone."""
   model, variables = model_and_variables(hierarchy)
-  loss, metrics = jax.jit(lambda v: model.apply(v, {"x": X}, train=False, method="loss",
-                                                rngs={"sample": jax.random.key(4)}))(variables)
-  kls = [metrics[f"kl_{l}"] for l in (1, 2, 3)]
-  assert all(kl > 0 for kl in kls)
-  np.testing.assert_allclose(metrics["elbo"], metrics["reconstruction"] - sum(kls), rtol=1e-6)
-  np.testing.assert_allclose(loss, -metrics["elbo"])
+  draws = 4000
+  elbo = jax.jit(jax.vmap(lambda key: model.apply(
+      variables, {"x": X}, train=False, method="loss", rngs={"sample": key})[1]["elbo"]))(
+          jax.random.split(jax.random.key(4), draws))
+  log_w = model.apply(variables, X, jax.random.key(8), draws, method="log_weights").mean(0)
+  error = 4 * np.sqrt(elbo.var() / draws + log_w.var() / draws)
+  assert abs(float(elbo.mean() - log_w.mean())) < error, (elbo.mean(), log_w.mean(), error)
 
 
 def test_training_warms_the_kl_terms_up():
@@ -52,32 +55,29 @@ def test_training_warms_the_kl_terms_up():
                              rtol=1e-5)
 
 
-def test_each_ladder_kl_matches_monte_carlo():
-  model, variables = model_and_variables("ladder")
-  _, kls, posteriors = model.apply(variables, X, jax.random.key(5), method="encode")
+@pytest.mark.parametrize("hierarchy", ["ladder", "markov"])
+def test_each_layer_kl_term_is_unbiased_paired_with_the_joint(hierarchy):
+  """Each layer's KL term has the expectation, under the joint q(z | x), of that layer's log
+  ratio log q(z_l | .) - log p(z_l | z_{l+1}) (N(0, I) for the ladder and the chain's top),
+  checked paired on the same draws so that biases of hundredths of a nat show."""
+  model, variables = model_and_variables(hierarchy)
   standard = distrax.Normal(0.0, 1.0)
-  for kl, q in zip(kls, posteriors):
-    z = q.sample(seed=jax.random.key(6), sample_shape=20_000)
-    log_ratio = (q.log_prob(z) - standard.log_prob(z)).sum(-1)  # (S, B)
-    error = 4 * log_ratio.std(0) / np.sqrt(len(z)) + 1e-4
-    assert np.all(np.abs(log_ratio.mean(0) - kl) < error)
 
+  def terms_and_log_ratios(key):
+    codes, kls, posteriors = model.apply(variables, X, key, method="encode")
+    priors = [standard] * len(codes)
+    if hierarchy == "markov":
+      priors[:-1] = model.apply(variables, codes, method=lambda m, codes: [
+          prior(above) for prior, above in zip(m.priors, codes[1:])])
+    ratios = [(q.log_prob(z) - p.log_prob(z)).sum(-1)
+              for q, p, z in zip(posteriors, priors, codes)]
+    return jnp.stack(kls), jnp.stack(ratios)  # (L, B) each
 
-def test_markov_kls_estimate_the_joint_kl():
-  """The chain's per-layer KLs, exact given the drawn neighbours, sum to an unbiased estimate of
-  KL(q(z | x) || p(z)) = E_q[log q(z | x) - log p(z)]."""
-  model, variables = model_and_variables("markov")
-  draws = 2000
-  keys = jax.random.split(jax.random.key(7), draws)
-  kl_sum = jax.vmap(lambda k: sum(model.apply(variables, X, k, method="encode")[1]))(keys)
-  log_w = model.apply(variables, X, jax.random.key(8), draws, method="log_weights")
-  reconstruction = jax.vmap(lambda k: model.apply(
-      variables, X, k, method="_elbo_terms")[0])(jax.random.split(jax.random.key(9), draws))
-  # log w = log p(x | z) - (log q - log p(z)): E log w = E reconstruction - KL.
-  kl_from_weights = reconstruction.mean(0) - log_w.mean(1)
-  error = 4 * np.sqrt(kl_sum.var(0) / draws + log_w.var(1) / draws
-                      + reconstruction.var(0) / draws)
-  assert np.all(np.abs(kl_sum.mean(0) - kl_from_weights) < error)
+  kls, ratios = jax.jit(jax.vmap(terms_and_log_ratios))(jax.random.split(jax.random.key(7),
+                                                                          20_000))
+  difference = np.asarray(kls - ratios, np.float64)  # (S, L, B)
+  error = 4 * difference.std(0) / np.sqrt(len(difference)) + 1e-4
+  assert np.all(np.abs(difference.mean(0)) < error), difference.mean(0) / (error / 4)
 
 
 def test_changing_a_code_changes_the_image_and_fixing_all_does_not():
@@ -99,15 +99,6 @@ def test_the_chain_decodes_from_its_lowest_code_only():
   np.testing.assert_array_equal(decode(higher_changed), decode(codes))
 
 
-@pytest.mark.parametrize("hierarchy", ["ladder", "markov"])
-def test_importance_sampled_log_likelihood_is_above_the_elbo(hierarchy):
-  model, variables = model_and_variables(hierarchy)
-  out = jax.jit(lambda v: model.apply(v, {"x": X}, method="evaluate",
-                                      rngs={"sample": jax.random.key(4)}))(variables)
-  assert out["log_prob"].shape == (len(X),)
-  assert out["log_prob"].mean() > out["elbo"].mean()
-
-
 def test_layer_grid_varies_one_code_along_rows():
   model, variables = model_and_variables("ladder")
   for layer in range(3):
@@ -124,6 +115,3 @@ def test_a_run_writes_one_grid_per_layer(tmp_path, data_dir):
   results = train.train_and_evaluate(config, str(tmp_path))
   for name in ("layer_1.png", "layer_2.png", "layer_3.png", "samples.png"):
     assert os.path.exists(tmp_path / name), name
-  test = results["test"]
-  np.testing.assert_allclose(test["elbo"], test["reconstruction"] - sum(
-      test[f"kl_{l}"] for l in (1, 2, 3)), rtol=1e-5)

@@ -90,8 +90,11 @@ class VLAE(nn.Module):
 
   def encode(self, x, rng):
     """Codes z_1..z_L drawn from q(z | x) and each layer's KL term, (B,) each: KL(q(z_l | x) ||
-    N(0, I)) for the ladder; for the chain KL(q(z_l | z_{l-1}) || p(z_l | z_{l+1})) at the drawn
-    neighbours (exact given them, so the sum is an unbiased estimate of KL(q(z | x) || p(z)))."""
+    N(0, I)) for the ladder. For the chain, whose z_{l+1} is drawn given z_l, the coupled
+    single-sample term log q(z_l | z_{l-1}) - log p(z_l | z_{l+1}) on the drawn codes, and the
+    top layer's KL(q(z_L | z_{L-1}) || N(0, I)); each has the expectation of that layer's part of
+    KL(q(z | x) || p(z)) under the joint q. (A KL over z_l taken analytically at a z_{l+1} drawn
+    from the sampled z_l decouples the two and is biased: -0.12, +0.09 nats on a test chain.)"""
     keys = jax.random.split(rng, len(self.latent_dims))
     h, posteriors, codes = self.features(x), [], []
     for l, (head, key) in enumerate(zip(self.posteriors, keys)):
@@ -100,11 +103,10 @@ class VLAE(nn.Module):
       posteriors.append(head(h))
       codes.append(posteriors[-1].sample(seed=key))
     standard = distrax.Normal(0.0, 1.0)
-    if self.hierarchy == "ladder":
-      priors = [standard] * len(codes)
-    else:
-      priors = [prior(z) for prior, z in zip(self.priors, codes[1:])] + [standard]
-    kls = [q.kl_divergence(p).sum(-1) for q, p in zip(posteriors, priors)]
+    kls = [q.kl_divergence(standard).sum(-1) for q in posteriors]
+    if self.hierarchy == "markov":
+      kls[:-1] = [(q.log_prob(z) - prior(above).log_prob(z)).sum(-1) for q, z, prior, above
+                  in zip(posteriors, codes, self.priors, codes[1:])]
     return codes, kls, posteriors
 
   def decode(self, codes, shape=None):
