@@ -164,9 +164,8 @@ def write_inpainting(path: str, model, variables, dataset, preprocessing, config
   rows = np.arange(x.shape[1])[None, :, None, None]
   masks = [np.broadcast_to(rows < x.shape[1] // 2, x.shape),
            np.random.default_rng(config.seed).random(x.shape) < 0.5]
-  bounds = (0.0, 1.0) if preprocessing.kind == "dequantize" else (-np.inf, np.inf)
   inpaint = jax.jit(lambda v, x, observed: model.apply(
-      v, x, observed, config.inpaint_steps, *bounds, method="inpaint",
+      v, x, observed, config.inpaint_steps, *preprocessing.value_range, method="inpaint",
       rngs={"sample": jax.random.key(config.seed + 3)}))
   shown = []
   for observed in masks:

@@ -8,6 +8,7 @@ import pytest
 from jax.scipy import stats
 
 import zoo
+from experiments import outputs
 from zoo.nn import flows
 from conftest import assert_integrates_to_one, assert_samples_follow, perturbed
 
@@ -97,3 +98,24 @@ def test_inpainting_keeps_observed_pixels_and_raises_log_prob():
 def test_bad_prior_is_a_user_error():
   with pytest.raises(zoo.errors.HyperparameterError, match="prior must be one of"):
     zoo.build("nice", prior="cauchy").init(jax.random.key(0), jnp.zeros((2, 4)))
+
+
+@pytest.mark.parametrize("preprocess", ["dequantize", "logit", "binarize", "scale"])
+def test_inpainting_is_finite_and_in_the_pixel_range_for_every_preprocessing(
+    preprocess, data_dir, monkeypatch):
+  """The inpainting figure's images, through the runner's own writer: each hidden pixel filled
+  with a finite value inside the preprocessing's range (a start drawn from an unbounded range
+  was NaN for all but `dequantize`)."""
+  dataset = zoo.data.load("digits", data_dir)
+  preprocessing = zoo.data.preprocessing(dataset, preprocess)
+  config = zoo.get("nice").default_config("smoke")
+  model = zoo.build("nice", num_couplings=2, hidden_dims=(16,))
+  x = next(zoo.data.eval_batches(dataset, preprocessing, "test", batch_size=8))["x"]
+  variables = model.init(jax.random.key(0), {"x": x}, method="loss")
+  shown = []
+  monkeypatch.setattr(outputs, "image_grid", lambda images, **_: shown.append(images) or
+                      type("Image", (), {"save": lambda self, path: None})())
+  outputs.write_inpainting("unused.png", model, variables, dataset, preprocessing, config)
+  filled = shown[0].reshape(6, 8, *x.shape[1:])[[2, 5]]  # the two inpainted rows
+  assert np.all(np.isfinite(filled)), preprocess
+  assert filled.min() >= -1e-6 and filled.max() <= 1 + 1e-6, (filled.min(), filled.max())

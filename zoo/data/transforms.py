@@ -85,6 +85,19 @@ class Preprocessing:
     """Whether entry i of x depends on pixel i alone (so pixels can be masked in x)."""
     return self.kind != "zca"
 
+  @property
+  def value_range(self) -> tuple[float, float]:
+    """(low, high) of a pixel in model space, for the elementwise kinds: the image of [0, 1]
+    (of 0..L-1 for `none`), a finite range a search over pixel values can be kept in."""
+    if self.kind == "zca":
+      raise ValueError("zca mixes pixels: it has no per-pixel range")
+    if self.kind == "logit":
+      high = float(logit(np.float32(1.0), self.alpha))
+      return -high, high
+    if self.kind == "none":
+      return 0.0, float(self.num_levels - 1)
+    return 0.0, 1.0
+
   def __call__(self, raw: np.ndarray, noise: np.ndarray | None) -> np.ndarray:
     if self.kind == "none":
       return raw.astype(np.float32)

@@ -199,7 +199,7 @@ class Flow(nn.Module):
   def inpaint(self, x, observed, num_steps=1000, low=0.0, high=1.0, context=None):
     """Fill the entries where `observed` is False by projected stochastic gradient ascent on
     log p (NICE section 5.2): x_H <- clip(x_H + a_i (d log p / d x_H + eps)), a_i = 10/(100+i),
-    eps ~ N(0, I), starting from uniform noise on [low, high]; observed entries never change.
+    eps ~ N(0, I), starting from uniform noise on [low, high] (both finite); observed entries never change.
     Noise is drawn from the `sample` RNG stream."""
     shape, x, observed = x.shape, flatten(x), flatten(observed)
     start_rng, noise_rng = jax.random.split(self.make_rng("sample"))
