@@ -38,6 +38,7 @@ from zoo.metrics import clustering
 from zoo.metrics import disentanglement
 from zoo.metrics import likelihood
 from zoo.metrics import modes
+from zoo.nn import flows
 from experiments import configs
 from experiments import outputs
 
@@ -464,6 +465,52 @@ class Evaluator:
     return replicas
 
 
+class BatchNormFit:
+  """`fit(variables) -> variables` with every batch-norm layer's statistics set to the mean and
+  (biased) variance of its inputs over the whole training split, as the MAF paper's code does
+  before each validation and after training (gpapamak/maf, ml/trainers.py:
+  `set_batch_norm_stats`, a pass of the whole training set in which each layer normalises by
+  the set's own statistics). A layer's inputs depend on the statistics below it, so there is one
+  pass per layer, pass l leaving the first l layers exact; sums are taken about the stored means
+  for accuracy."""
+
+  def __init__(self, model, dataset, preprocessing, config, devices: Devices, num_replicas):
+    self.dataset, self.preprocessing, self.devices = dataset, preprocessing, devices
+    self.batch_size = _round_up(config.eval_batch_size, devices.size)
+
+    def sums(variables, batch):
+      _, recorded = model.apply(variables, batch, method="batch_norm_inputs",
+                                mutable=[flows.BATCH_NORM_INPUTS])
+      stats = flax.traverse_util.flatten_dict(variables["batch_stats"])
+      mask = batch["mask"].astype(jnp.float32)[:, None]
+      out = {}
+      for path, (inputs,) in flax.traverse_util.flatten_dict(
+          recorded[flows.BATCH_NORM_INPUTS]).items():
+        centred = (inputs - stats[(*path[:-1], "mean")]) * mask
+        out["/".join(path[:-1])] = (centred.sum(0), (centred * centred).sum(0))
+      return out
+
+    self._sums = jax.jit(map_replicas(sums, num_replicas, in_axes=(0, None)))
+
+  def __call__(self, variables: dict) -> dict:
+    count = self.dataset.num_examples("train")
+    for _ in range(len(jax.tree.leaves(variables["batch_stats"])) // 2):
+      totals = None
+      for batch in zoo.data.eval_batches(
+          self.dataset, self.preprocessing, "train", batch_size=self.batch_size,
+          process_index=jax.process_index(), process_count=jax.process_count()):
+        batch_sums = self._sums(variables, self.devices.shard_batch(batch))
+        totals = batch_sums if totals is None else jax.tree.map(jnp.add, totals, batch_sums)
+      stats = flax.traverse_util.flatten_dict(variables["batch_stats"])
+      for name, (first, second) in totals.items():
+        path = tuple(name.split("/"))
+        shift = first / count
+        stats[(*path, "mean")] = stats[(*path, "mean")] + shift
+        stats[(*path, "var")] = second / count - shift * shift
+      variables = {**variables, "batch_stats": flax.traverse_util.unflatten_dict(stats)}
+    return variables
+
+
 ENCODE_BATCH = 500
 
 
@@ -630,6 +677,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
       gradient_statistics = jax.jit(map_replicas(
           make_gradient_statistics(model, config.gradient_statistics_draws), len(seeds)))
     evaluator = Evaluator(model, dataset, preprocessing, config, devices, seeds)
+    fit_batch_norm = (BatchNormFit(model, dataset, preprocessing, config, devices, len(seeds))
+                      if spec.family == "flow" and "batch_stats" in state.model_state else None)
     monitor = "validation" if "validation" in dataset.builder.info.splits else None
     progress = outputs.Progress(config.num_steps, is_writer)
     progress.start(start_step)
@@ -659,6 +708,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
       log.write(step, {k: _logged(v, active) for k, v in means.items()})
       progress.update(step, {"loss": float(np.mean(means["loss"][active]))})
       if monitor and (step % config.eval_every == 0 or step == config.num_steps):
+        if fit_batch_norm:
+          fitted = fit_batch_norm(_variables(state))
+          state = state.replace(model_state={k: fitted[k] for k in state.model_state})
         replicas = evaluator(_variables(state), monitor)
         log.write(step, {f"{monitor}/{k}": _logged(v, active)
                          for k, v in _per_metric(replicas).items()})
@@ -689,7 +741,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
   progress.close()
   train_seconds = time.time() - started  # the final evaluation and metrics are not training
 
-  final = _variables(state) if best_variables is None else best_variables
+  final = best_variables
+  if final is None:
+    final = fit_batch_norm(_variables(state)) if fit_batch_norm else _variables(state)
   tests = evaluator(final, "test")
   validations = evaluator(final, monitor) if monitor else None
   # this process's copy, on its first device: what follows runs on each process alone

@@ -7,6 +7,7 @@ import pytest
 from jax.scipy import stats
 
 import zoo
+from experiments import train
 from zoo.nn import made
 from conftest import assert_integrates_to_one, assert_samples_follow, perturbed
 
@@ -122,25 +123,50 @@ def test_log_prob_is_the_same_under_jit_and_vmap():
   np.testing.assert_allclose(mapped, eager, rtol=1e-5)
 
 
-def test_batch_norm_log_det_and_running_statistics():
-  model = zoo.build("maf", num_layers=1, hidden_dims=(8,))
+def whole_set_statistics(model, variables, x):
+  """Each batch-norm layer's (mean, var) as the MAF paper's code defines them: a training-mode
+  pass of the whole set `x` as one batch, every layer normalising by its own inputs' statistics,
+  read back from the running-average update of stored statistics (0, 1) with momentum 0.9."""
+  start = jax.tree.map(jnp.zeros_like, variables["batch_stats"])
+  start = {name: {"mean": s["mean"], "var": s["var"] + 1} for name, s in start.items()}
+  _, updated = model.apply({**variables, "batch_stats": start}, {"x": x}, method="loss",
+                           mutable=["batch_stats"])
+  return {name: (s["mean"] / 0.1, (s["var"] - 0.9) / 0.1)
+          for name, s in updated["batch_stats"].items()}
+
+
+def test_a_run_evaluates_with_the_whole_training_sets_batch_statistics(tmp_path, data_dir):
+  """The runner sets batch norm's statistics to the training split's before each validation
+  and after training (the MAF authors' code), so the best checkpoint's are those of one
+  training-mode pass over the whole split; running averages of recent batches are not."""
+  config = zoo.get("maf").default_config("smoke")
+  config.data_dir = data_dir
+  train.train_and_evaluate(config, str(tmp_path))
+  model, variables, _ = zoo.load(str(tmp_path))
+  dataset = zoo.data.load(config.dataset, data_dir)
+  preprocessing = zoo.data.preprocessing(dataset, config.preprocess)
+  batches = list(zoo.data.eval_batches(dataset, preprocessing, "train", batch_size=500))
+  x = np.concatenate([b["x"][b["mask"]] for b in batches])
+  assert len(x) == dataset.num_examples("train")
+  expected = whole_set_statistics(model, variables, jnp.asarray(x))
+  assert len(expected) == config.model.num_layers
+  for name, (mean, var) in expected.items():
+    np.testing.assert_allclose(variables["batch_stats"][name]["mean"], mean, rtol=1e-3,
+                               atol=1e-4, err_msg=name)
+    np.testing.assert_allclose(variables["batch_stats"][name]["var"], var, rtol=1e-3,
+                               atol=1e-4, err_msg=name)
+
+
+def test_batch_norm_with_a_sets_statistics_is_training_mode_on_that_set():
+  """Evaluation with the stored statistics set to a batch's own equals training mode on that
+  batch (which normalises by the batch), layer for layer, log-determinant included."""
+  model, variables = trained_looking("maf", 3)
   x = jax.random.normal(jax.random.key(0), (64, 3)) * jnp.array([1.0, 2.0, 3.0]) + 5.0
-  variables = model.init(jax.random.key(1), {"x": x}, method="loss")
-  variables = perturbed(variables, jax.random.key(2))
-  (_, _), updates = model.apply(variables, {"x": x}, method="loss", mutable=["batch_stats"])
-  stats_before = variables["batch_stats"]["layers_1"]
-  # Running averages move towards the batch statistics of the MADE's output with momentum 0.9.
-  made_out, _ = model.apply(
-      variables, x, method=lambda m, x: m.layers[0].bijector(x).inverse_and_log_det(x))
-  np.testing.assert_allclose(updates["batch_stats"]["layers_1"]["mean"],
-                             0.9 * stats_before["mean"] + 0.1 * made_out.mean(0), rtol=1e-4)
-  # In evaluation the layer's log-determinant is sum(log_gamma - log(var + eps) / 2).
-  params = variables["params"]["layers_1"]
-  expected = (params["log_gamma"] - 0.5 * jnp.log(stats_before["var"] + 1e-5)).sum()
-  _, log_det = model.apply(
-      variables, made_out,
-      method=lambda m, x: m.layers[1].bijector(x).inverse_and_log_det(x))
-  np.testing.assert_allclose(log_det, expected * jnp.ones(64), rtol=1e-5)
+  stats = whole_set_statistics(model, variables, x)
+  fitted = {**variables, "batch_stats": {n: {"mean": m, "var": v} for n, (m, v) in stats.items()}}
+  in_training, _ = model.apply(variables, x, train=True, method="log_prob",
+                               mutable=["batch_stats"])
+  np.testing.assert_allclose(model.apply(fitted, x, method="log_prob"), in_training, rtol=1e-4)
 
 
 def test_conditional_evaluate_marginalises_the_label():

@@ -65,12 +65,17 @@ class MADELayer(nn.Module):
     return self.made.event_size
 
 
+BATCH_NORM_INPUTS = "batch_norm_inputs"  # the collection BatchNorm sows its inputs into
+
+
 class BatchNorm(nn.Module):
   """Batch normalisation as a bijector (Real NVP section 3.7; MAF section 3.4 and appendix B).
 
   Density direction: u = (x - m) / sqrt(v + eps) * exp(log_gamma) + beta, with log|det| =
   sum(log_gamma - log(v + eps) / 2). In training (m, v) are the batch's statistics and running
-  averages are updated; otherwise the running averages are used.
+  averages are updated; otherwise the stored statistics are used, which the runner sets to the
+  whole training set's before each evaluation, as the MAF paper's code does (`Flow.
+  batch_norm_inputs`). Outside training the layer's input is sown into BATCH_NORM_INPUTS.
   """
   momentum: float = 0.9
   epsilon: float = 1e-5
@@ -91,6 +96,7 @@ class BatchNorm(nn.Module):
         running_var.value = self.momentum * running_var.value + (1 - self.momentum) * var
     else:
       mean, var = running_mean.value, running_var.value
+      self.sow(BATCH_NORM_INPUTS, "inputs", inputs)
     std = jnp.sqrt(var + self.epsilon)
     scale = std * jnp.exp(-log_gamma)
     return distrax.Block(distrax.ScalarAffine(shift=mean - beta * scale, scale=scale), 1)
@@ -191,6 +197,12 @@ class Flow(nn.Module):
     """Maximum likelihood: the mean negative log density of the batch, and its metrics."""
     log_prob = self.log_prob(flatten(batch["x"]), self.context(batch), train)
     return -log_prob.mean(), {"log_prob": log_prob.mean()}
+
+  def batch_norm_inputs(self, batch):
+    """log p(x) of `batch` outside training, applied with BATCH_NORM_INPUTS mutable: it records
+    the input of every batch-norm layer under that layer's path, so that a caller can average
+    them over a data set and store the averages as the layers' statistics."""
+    return self.log_prob(flatten(batch["x"]), self.context(batch))
 
   def evaluate(self, batch):
     """Per-example log p(x) in nats."""
