@@ -1,6 +1,9 @@
-"""The gated PixelCNN: causality of its masks over pixels and channels against `jax.jacfwd`, both
+"""The gated PixelCNN: every earlier pixel and channel seen and nothing later, by `jax.jacfwd`;
+its likelihood normalised over every image; both
 kinds of conditioning, the likelihood against a direct sum, and the jitted sampler against a slow
 reference loop."""
+import itertools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,43 +23,62 @@ def model_and_variables(channels=1, levels=2, condition=None):
   return model, perturbed(variables, jax.random.key(1)), condition
 
 
-def test_masks_by_hand():
-  a = pixelcnn.causal_mask(3, 1, 1, "A")[..., 0, 0]
-  b = pixelcnn.causal_mask(3, 1, 1, "B")[..., 0, 0]
-  np.testing.assert_array_equal(a, [[1, 1, 1], [1, 0, 0], [0, 0, 0]])
-  np.testing.assert_array_equal(b, [[1, 1, 1], [1, 1, 0], [0, 0, 0]])
-  # at the centre, from the R, G, B groups of the input to those of the output (features 0..5
-  # belong to R, G, B, R, G, B)
-  a = pixelcnn.causal_mask(1, 3, 6, "A", channels=3)[0, 0]
-  b = pixelcnn.causal_mask(1, 3, 6, "B", channels=3)[0, 0]
+def test_channel_masks_by_hand():
+  # from the R, G, B groups of the input to those of the output (features 0..5 belong to R, G,
+  # B, R, G, B)
+  a = pixelcnn.channel_mask(3, 6, "A", channels=3)
+  b = pixelcnn.channel_mask(3, 6, "B", channels=3)
   np.testing.assert_array_equal(a[:, :3], [[0, 1, 1], [0, 0, 1], [0, 0, 0]])
   np.testing.assert_array_equal(b[:, :3], [[1, 1, 1], [0, 1, 1], [0, 0, 1]])
   np.testing.assert_array_equal(a[:, 3:], a[:, :3])
 
 
-@pytest.mark.parametrize("channels", [1, 3])
-def test_output_for_a_channel_depends_only_on_earlier_pixels_and_channels(channels):
-  model, variables, condition = model_and_variables(channels, levels=4)
-  x = jax.random.bernoulli(jax.random.key(2), 0.5, (4, HEIGHT, WIDTH, channels)).astype(
-      jnp.float32)
-
+def dependence_matrix(model, variables, condition, x):
+  """|d output / d input| summed over images and levels, (outputs, inputs), both in the order
+  pixel by pixel, channel by channel, from `jax.jacfwd`."""
   def jacobian(image):
     return jax.jacfwd(lambda image: model.apply(variables, image[None], condition)[0])(image)
 
-  jacobians = jax.vmap(jacobian)(x)  # over 4 images, so that no ReLU is off at all of them
-  assert jacobians.shape == (4, HEIGHT, WIDTH, channels, 4, HEIGHT, WIDTH, channels)
-  size = HEIGHT * WIDTH * channels
-  # (output, input) magnitudes, both in the order pixel by pixel, channel by channel
-  dependence = np.abs(np.asarray(jacobians)).sum((0, 4)).reshape(size, size)
-  assert np.all(dependence[np.triu(np.ones((size, size), bool))] == 0)
-  # and it does see the pixel to its left, the one above, and the previous channel
-  for i in range(WIDTH + 1, HEIGHT * WIDTH):
-    if i % WIDTH:
-      for c in range(channels):
-        out = i * channels + c
-        assert dependence[out, out - channels] > 0
-        assert dependence[out, out - WIDTH * channels] > 0
-        assert c == 0 or dependence[out, out - 1] > 0
+  jacobians = jax.vmap(jacobian)(x)  # over several images, so that no ReLU is off at all
+  size = int(np.prod(x.shape[1:]))
+  return np.abs(np.asarray(jacobians)).sum((0, 4)).reshape(size, size)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_each_channel_sees_every_earlier_pixel_and_channel_and_nothing_later(channels):
+  """No blind spot: the Jacobian of each output is non-zero on every earlier pixel and channel
+  (the strict lower triangle in the raster and channel order) and zero on the rest."""
+  model, variables, condition = model_and_variables(channels, levels=4)
+  x = jax.random.bernoulli(jax.random.key(2), 0.5, (4, HEIGHT, WIDTH, channels)).astype(
+      jnp.float32)
+  dependence = dependence_matrix(model, variables, condition, x)
+  earlier = np.tril(np.ones(dependence.shape, bool), -1)
+  assert np.all(dependence[~earlier] == 0)
+  assert np.all(dependence[earlier] > 0), np.argwhere(~(dependence > 0) & earlier)[:5]
+
+
+def test_the_decoders_default_depth_covers_an_8x8_image():
+  """The PixelGAN decoder's depth (a 7x7 first layer, 6 blocks of 3x3) on the digits' 8x8:
+  pixel (1, 0) sees (0, 4) to (0, 7), which a single masked stack never reaches."""
+  model = pixelcnn.PixelCNN(features=4, num_blocks=6)
+  x = jax.random.bernoulli(jax.random.key(2), 0.5, (4, 8, 8, 1)).astype(jnp.float32)
+  condition = jnp.ones((1, 3))
+  variables = perturbed(model.init(jax.random.key(0), x[:1], condition), jax.random.key(1))
+  dependence = dependence_matrix(model, variables, condition, x)
+  earlier = np.tril(np.ones(dependence.shape, bool), -1)
+  assert np.all(dependence[~earlier] == 0) and np.all(dependence[earlier] > 0)
+
+
+def test_the_likelihood_is_normalised_over_every_image():
+  """sum over all 2^(H W C) binary images of p(x | h) = 1: the conditionals chain into one
+  distribution only if each reads earlier entries alone."""
+  model = pixelcnn.PixelCNN(features=4, num_blocks=2)
+  images = jnp.array(list(itertools.product([0.0, 1.0], repeat=8))).reshape(-1, 2, 2, 2)
+  condition = jnp.ones((len(images), 3))
+  variables = perturbed(model.init(jax.random.key(0), images[:1], condition[:1]),
+                        jax.random.key(1))
+  log_p = pixelcnn.log_likelihood(model.apply(variables, images, condition), images)
+  np.testing.assert_allclose(jnp.exp(jax.nn.logsumexp(log_p)), 1.0, rtol=1e-5)
 
 
 def test_vector_condition_is_a_location_independent_bias_and_a_map_a_local_one():
