@@ -538,26 +538,34 @@ def disentanglement_metrics(model, variables, ground_truth, counts, seed: int) -
           **{f"dci_{k}": v for k, v in dci.items()}}
 
 
-def clustering_metrics(model, variables, dataset, preprocessing, config, seed: int) -> dict:
-  """The clustering error of a model with K categorical codes (`model.cluster`): each cluster
-  takes the majority class of its training examples, then labels the test split; and how many
-  of the K clusters the test split occupies (a code that collapses onto a few shows here)."""
-  cluster = jax.jit(lambda v, x: model.apply(v, x, method="cluster",
-                                             rngs={"sample": jax.random.key(seed + 8)}))
+def clustering_metrics(model, variables, dataset, preprocessing, config) -> dict:
+  """The clustering error of a model with K categorical codes (`model.encode` gives q(y | x)) by
+  the papers' protocol (`zoo.metrics.clustering`: each cluster labelled by its most confident
+  validation example, the training split's where there is none), the error of the training
+  split's majority labelling beside it, and how many of the K clusters the test split occupies
+  (a code that collapses onto a few shows here)."""
+  encode = jax.jit(lambda v, x: model.apply(v, x, method="encode"))
 
-  def assignments(split):
-    clusters, labels = [], []
+  def codes(split):
+    probabilities, labels = [], []
     for batch in zoo.data.eval_batches(dataset, preprocessing, split,
                                        batch_size=config.eval_batch_size):
-      clusters.append(np.asarray(cluster(variables, batch["x"]))[batch["mask"]])
+      probabilities.append(np.asarray(encode(variables, batch["x"]))[batch["mask"]])
       labels.append(batch["label"][batch["mask"]])
-    return np.concatenate(clusters), np.concatenate(labels)
+    return np.concatenate(probabilities), np.concatenate(labels)
 
-  train_clusters, train_labels = assignments("train")
-  test_clusters, test_labels = assignments("test")
-  metrics = {"clustering_error": clustering.clustering_error(
-      train_clusters, train_labels, test_clusters, test_labels, model.num_clusters),
-             "clusters_used": len(np.unique(test_clusters))}
+  train_probabilities, train_labels = codes("train")
+  test_probabilities, test_labels = codes("test")
+  labelling = ((train_probabilities, train_labels) if "validation" not in
+               dataset.builder.info.splits else codes("validation"))
+  test_clusters = test_probabilities.argmax(-1)
+  metrics = {
+      "clustering_error": clustering.error(clustering.most_confident_labels(*labelling),
+                                           test_clusters, test_labels),
+      "clustering_error_majority": clustering.clustering_error(
+          train_probabilities.argmax(-1), train_labels, test_clusters, test_labels,
+          model.num_clusters),
+      "clusters_used": len(np.unique(test_clusters))}
   if getattr(model, "semi_supervised", False):  # the code is the class
     metrics["classification_error"] = float(np.mean(test_clusters != test_labels))
   return metrics
@@ -754,8 +762,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
       tests[r].update(disentanglement_metrics(
           model, variables, dataset.ground_truth, config.disentanglement, seed + 7))
     if getattr(model, "num_clusters", 0) and dataset.num_classes:
-      tests[r].update(clustering_metrics(model, variables, dataset, preprocessing, config,
-                                         seed))
+      tests[r].update(clustering_metrics(model, variables, dataset, preprocessing, config))
   steps = np.where(stopped_early(step),
                    best_step + config.early_stopping_patience * config.eval_every, step)
   results = {"model": config.model_name, "paper": spec.paper, "dataset": config.dataset,

@@ -133,10 +133,6 @@ class PixelGANAutoencoder(games.Game):
     """K for the categorical prior, 0 for the Gaussian one (its codes are not clusters)."""
     return self.latent_dim if self.prior == "categorical" else 0
 
-  def cluster(self, x):
-    """The most probable of the K clusters for each x (categorical prior)."""
-    return jnp.argmax(self.encoder(x, train=False), -1)
-
   def _prior_sample(self, n):
     rng = self.make_rng("sample")
     if self.prior == "categorical":
