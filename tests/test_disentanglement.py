@@ -145,3 +145,15 @@ def test_factor_vae_score_ignores_collapsed_dimensions():
                                          batch_size=16, num_train=200, num_eval=100,
                                          num_variance_estimate=500)
   assert out["num_active_dims"] == 3 and out["eval_accuracy"] > 0.99
+
+
+def test_factor_vae_score_prunes_nearly_collapsed_dimensions_as_disentanglement_lib():
+  """A collapsed latent's mean keeps a little noise: dimensions of std 0.01 (under the 0.05 of
+  disentanglement_lib's study configs) are pruned, one of std 0.1 is kept."""
+  def code(x):
+    extra = np.random.default_rng(len(x)).normal(size=(len(x), 3)) * [0.01, 0.01, 0.1]
+    return np.concatenate([perfect(x), extra], 1)
+
+  out = disentanglement.factor_vae_score(Grid(), code, np.random.default_rng(3), batch_size=16,
+                                         num_train=200, num_eval=100, num_variance_estimate=500)
+  assert out["num_active_dims"] == 4

@@ -127,17 +127,24 @@ def beta_vae_score(data, encode_fn, rng: np.random.Generator, batch_size: int = 
           "eval_accuracy": float(classifier.score(eval_x, eval_y))}
 
 
+# disentanglement_lib's FactorVAE score prunes the dimensions of std < 0.05 (its study configs,
+# config/unsupervised_study_v1/metric_configs/factor_vae_metric.gin: prune_dims.threshold =
+# 0.05; evaluation/metrics/factor_vae.py takes the std with ddof=1): a collapsed latent's
+# posterior mean is not exactly constant, and its noise would otherwise vote.
+COLLAPSED_STD = 0.05
+
+
 def factor_vae_score(data, encode_fn, rng: np.random.Generator, batch_size: int = 64,
                      num_train: int = 10_000, num_eval: int = 5_000,
                      num_variance_estimate: int = 10_000) -> dict[str, float]:
   """Kim & Mnih 2018, section 4: codes are divided by their standard deviation over the data;
   a vote is (the dimension of least normalised variance over `batch_size` examples sharing a
   fixed value of factor k, k); the majority-vote classifier from dimension to factor, fitted on
-  `num_train` votes, scores its accuracy on `num_eval` fresh votes. Collapsed dimensions (zero
-  variance over the data) never vote."""
+  `num_train` votes, scores its accuracy on `num_eval` fresh votes. Collapsed dimensions, of
+  standard deviation over the data under COLLAPSED_STD, never vote."""
   scale = np.std(_encode(data, encode_fn, data.sample_factors(num_variance_estimate, rng), rng),
-                 axis=0)
-  active = scale > 0
+                 axis=0, ddof=1)
+  active = scale >= COLLAPSED_STD
   if not active.any():
     return {"train_accuracy": 0.0, "eval_accuracy": 0.0, "num_active_dims": 0.0}
 
