@@ -74,8 +74,8 @@ class BatchNorm(nn.Module):
   Density direction: u = (x - m) / sqrt(v + eps) * exp(log_gamma) + beta, with log|det| =
   sum(log_gamma - log(v + eps) / 2). In training (m, v) are the batch's statistics and running
   averages are updated; otherwise the stored statistics are used, which the runner sets to the
-  whole training set's before each evaluation, as the MAF paper's code does (`Flow.
-  batch_norm_inputs`). Outside training the layer's input is sown into BATCH_NORM_INPUTS.
+  whole training set's before each evaluation, as the MAF paper's code does (through
+  `Flow.batch_norm_inputs`: outside training the layer sows its input into BATCH_NORM_INPUTS).
   """
   momentum: float = 0.9
   epsilon: float = 1e-5
