@@ -90,8 +90,7 @@ def expected_estimator_gradient(surrogate_fn, k):
   return jax.tree.map(lambda g: jnp.tensordot(probability, g, 1), grads)
 
 
-@pytest.mark.parametrize("k", [1, 2, 3, 5])
-@pytest.mark.parametrize("scale", [0.5, 4.0])
+@pytest.mark.parametrize("scale, k", [(4.0, 1), (4.0, 2), (4.0, 3), (4.0, 5), (0.5, 3)])
 def test_nvil_keeps_the_expected_gradient_along_the_true_one(k, scale):
   """With the baselines and the running-std normalisation active, NVIL's expected model gradient
   is the bound's, and its expected encoder gradient the bound's divided by max(1, std): exactly,

@@ -74,7 +74,7 @@ def test_each_layer_kl_term_is_unbiased_paired_with_the_joint(hierarchy):
     return jnp.stack(kls), jnp.stack(ratios)  # (L, B) each
 
   kls, ratios = jax.jit(jax.vmap(terms_and_log_ratios))(jax.random.split(jax.random.key(7),
-                                                                          20_000))
+                                                                          10_000))
   difference = np.asarray(kls - ratios, np.float64)  # (S, L, B)
   error = 4 * difference.std(0) / np.sqrt(len(difference)) + 1e-4
   assert np.all(np.abs(difference.mean(0)) < error), difference.mean(0) / (error / 4)
