@@ -111,12 +111,12 @@ def test_sbn_loss_gradients_are_unbiased_for_the_k_sample_bound(estimator, k):
   expected = expected_runner_gradient(model, state, k)
   exact = jax.grad(lambda p: exact_objective(model, p, k, lambda w, q: bound(w)))(state.params)
   for name in ("prior_logits", "data_layer"):
-    chex_close(expected[name], jax.tree.map(jnp.negative, exact[name]), name)
+    assert_trees_close(expected[name], jax.tree.map(jnp.negative, exact[name]), name)
   recognition = jax.tree.map(lambda g: -g / std, exact["recognition_0"])
   if estimator == "rws":  # the wake phase: sum_k w~_k d log q(h_k), weights and q held fixed
     recognition = jax.grad(lambda p: -_wake_objective(model, state.params, p, k))(
         state.params["recognition_0"])
-  chex_close(expected["recognition_0"], recognition, "recognition_0")
+  assert_trees_close(expected["recognition_0"], recognition, "recognition_0")
   if estimator == "nvil":  # the baseline network fits E (L_K - b(x) - c)^2
     centre = state.model_state["estimator_state"]["mean"]
     baseline = jax.grad(lambda p: exact_objective(
@@ -124,7 +124,7 @@ def test_sbn_loss_gradients_are_unbiased_for_the_k_sample_bound(estimator, k):
         lambda w, q: jnp.square(sg(bound(w)) - model.apply(
             sbn_variables(model, {**state.params, "baseline": p}), X,
             method=lambda m, x: m.baseline(x))[:, 0] - centre)))(state.params["baseline"])
-    chex_close(expected["baseline"], baseline, "baseline")
+    assert_trees_close(expected["baseline"], baseline, "baseline")
 
 
 def _wake_objective(model, params, recognition, k):
@@ -140,7 +140,7 @@ def _wake_objective(model, params, recognition, k):
   return (jnp.exp(fixed_log_q.sum(-1)) * (weights * log_q).sum(-1)).sum()
 
 
-def chex_close(actual, expected, name, rtol=1e-4, atol=1e-6):
+def assert_trees_close(actual, expected, name, rtol=1e-4, atol=1e-6):
   for a, e in zip(jax.tree.leaves(actual), jax.tree.leaves(expected)):
     np.testing.assert_allclose(a, e, rtol=rtol, atol=atol, err_msg=name)
 
@@ -196,7 +196,7 @@ def test_flow_loss_gradients_are_those_of_the_exact_negative_log_likelihood(name
     log_det = jax.vmap(lambda v: jnp.linalg.slogdet(jax.jacfwd(to_base)(v))[1])(x)
     return -(base_log_prob(jax.vmap(to_base)(x)) + log_det).mean()
 
-  chex_close(runner_gradient(model, state, {"x": x}, jax.random.key(0)),
+  assert_trees_close(runner_gradient(model, state, {"x": x}, jax.random.key(0)),
              jax.grad(objective)(state.params), name, rtol=1e-3, atol=1e-5)
 
 
