@@ -495,18 +495,23 @@ class BatchNormFit:
   def __call__(self, variables: dict) -> dict:
     count = self.dataset.num_examples("train")
     for _ in range(len(jax.tree.leaves(variables["batch_stats"])) // 2):
-      totals = None
+      totals = {}  # on the host, in float64: no eager op on the sharded device arrays
       for batch in zoo.data.eval_batches(
           self.dataset, self.preprocessing, "train", batch_size=self.batch_size,
           process_index=jax.process_index(), process_count=jax.process_count()):
-        batch_sums = self._sums(variables, self.devices.shard_batch(batch))
-        totals = batch_sums if totals is None else jax.tree.map(jnp.add, totals, batch_sums)
-      stats = flax.traverse_util.flatten_dict(variables["batch_stats"])
+        batch_sums = jax.device_get(self._sums(variables, self.devices.shard_batch(batch)))
+        for name, (first, second) in batch_sums.items():
+          total = totals.setdefault(name, [0.0, 0.0])
+          total[0] = total[0] + np.asarray(first, np.float64)
+          total[1] = total[1] + np.asarray(second, np.float64)
+      stats = jax.device_get(flax.traverse_util.flatten_dict(variables["batch_stats"]))
       for name, (first, second) in totals.items():
         path = tuple(name.split("/"))
         shift = first / count
-        stats[(*path, "mean")] = stats[(*path, "mean")] + shift
-        stats[(*path, "var")] = second / count - shift * shift
+        mean = stats[(*path, "mean")]
+        stats[(*path, "mean")] = (mean + shift).astype(mean.dtype)
+        stats[(*path, "var")] = (second / count - shift * shift).astype(mean.dtype)
+      stats = self.devices.replicate(stats)
       variables = {**variables, "batch_stats": flax.traverse_util.unflatten_dict(stats)}
     return variables
 
