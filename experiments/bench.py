@@ -5,11 +5,11 @@
   python -m experiments.bench --render   # the table again, from the stored results
 
 A case is a model's preset (the paper's setting, unless it says otherwise) on random data of the
-paper's shapes. The step timed is the runner's (`experiments.train.make_step` over `--num_seeds`
+paper's shapes. The step timed is the runner's (`zoo.training.make_step` over `--num_seeds`
 replicas, `make_replicated_step`), compiled ahead of time with the state donated, on a batch
 already on the device: this measures the step, not the input pipeline. A game's step is a
-generator step with its `critic_steps` critic updates, and its examples are those of all the
-critic batches. The last line printed is one JSON object: case, steps_per_sec,
+generator step with its `first_phase_updates` critic updates, and its examples are those of
+all the critic batches. The last line printed is one JSON object: case, steps_per_sec,
 examples_per_sec, compile_sec, device, num_seeds, memory_mb (the compiled step's arguments,
 outputs and temporaries less what donation reuses, by XLA's memory analysis), matmul_gflop
 (the step's matrix-product FLOPs, counted from its jaxpr), and for the MLP models
@@ -19,25 +19,26 @@ device, measured in the same process.
 `--all` stores its results in benchmarks/results/<platform>.json and renders every stored
 platform into the table between the markers of BENCHMARKS.md.
 """
+
 import dataclasses
 import datetime
 import glob
 import json
 import os
 import platform
-import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app
 from absl import flags
 
 import zoo
-from experiments import configs
+from experiments import cli
+from experiments import logs
 from experiments import timing
-from experiments import train
+from zoo import configs
+from zoo import training
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("case", "maf_tabular", "Benchmark case.")
@@ -59,6 +60,7 @@ BEGIN, END = "<!-- bench --all: begin -->", "<!-- bench --all: end -->"
 class Case:
   """A model's `preset` with `overrides` (config keys, `model.` for the model's), on random
   examples of `example_shape`: binary pixels where `binary`, else uniform in [0, 1)."""
+
   model: str
   preset: str
   example_shape: tuple[int, ...]
@@ -70,43 +72,110 @@ class Case:
   def config(self, bfloat16: bool = False):
     config = zoo.get(self.model).default_config(self.preset)
     for key, value in self.overrides + (("bfloat16", bfloat16),):
-      *parents, name = key.split(".")
-      node = config
-      for parent in parents:
-        node = node[parent]
-      node[name] = value
+      node, leaf = configs.lookup(config, key)
+      node[leaf] = value
     return configs.finalize(config)
 
 
-CASES = {case_name: case for case_name, case in [
-    ("maf_tabular", Case(
-        "maf", "paper", (6,), "MAF (5) of 2x100 units, D = 6 (POWER), batch 512, no batch norm: "
-        "the setting the peers are measured on", mlp=True,
-        overrides=(("batch_size", 512), ("model.batch_norm", False)))),
-    ("nice_mnist", Case(
-        "nice", "paper", (784,), "NICE's MNIST model: 4 couplings of 5x1000, batch 256",
-        mlp=True, overrides=(("batch_size", 256),))),
-    ("vimco_sbn", Case(
-        "vimco", "paper", (784,), "VIMCO, K = 5, the 200-200-200 sigmoid belief net, batch 24",
-        binary=True, mlp=True)),
-    ("vlae_mnist", Case(
-        "vlae", "paper", (28, 28, 1), "VLAE's MNIST ladder: three 2-D codes, conv 64-128, "
-        "1024 units, batch 100", binary=True)),
-    ("beta_vae_dsprites", Case(
-        "beta_vae", "paper", (64, 64, 1), "beta-VAE's dSprites network: conv 32-32-64-64, 256 "
-        "units, 10 latents, batch 64", binary=True)),
-    ("dip_vae_dsprites", Case(
-        "dip_vae", "paper", (64, 64, 1), "DIP-VAE-I, the same network and batch", binary=True)),
-    ("wgan_mlp", Case(
-        "wgan", "default", (2,), "WGAN on 2-D data: 3x512 MLPs, 5 critic updates of batch 64 a "
-        "step", mlp=True)),
-    ("wgan_dcgan", Case(
-        "wgan", "paper", (32, 32, 3), "WGAN's DCGAN on 32x32x3 (CIFAR-10): 5 critic updates of "
-        "batch 64 a step")),
-    ("pixelgan_ae_mnist", Case(
-        "pixelgan_ae", "paper", (28, 28, 1), "PixelGAN AE on 28x28 binary images: 30-way "
-        "categorical code, 6 gated blocks of 64 features, batch 100; its 2 phases", binary=True)),
-]}
+CASES = {
+    case_name: case
+    for case_name, case in [
+        (
+            "maf_tabular",
+            Case(
+                "maf",
+                "paper",
+                (6,),
+                "MAF (5) of 2x100 units, D = 6 (POWER), batch 512, no batch norm: "
+                "the setting the peers are measured on",
+                mlp=True,
+                overrides=(("batch_size", 512), ("model.batch_norm", False)),
+            ),
+        ),
+        (
+            "nice_mnist",
+            Case(
+                "nice",
+                "paper",
+                (784,),
+                "NICE's MNIST model: 4 couplings of 5x1000, batch 256",
+                mlp=True,
+                overrides=(("batch_size", 256),),
+            ),
+        ),
+        (
+            "vimco_sbn",
+            Case(
+                "vimco",
+                "paper",
+                (784,),
+                "VIMCO, K = 5, the 200-200-200 sigmoid belief net, batch 24",
+                binary=True,
+                mlp=True,
+            ),
+        ),
+        (
+            "vlae_mnist",
+            Case(
+                "vlae",
+                "paper",
+                (28, 28, 1),
+                "VLAE's MNIST ladder: three 2-D codes, conv 64-128, " "1024 units, batch 100",
+                binary=True,
+            ),
+        ),
+        (
+            "beta_vae_dsprites",
+            Case(
+                "beta_vae",
+                "paper",
+                (64, 64, 1),
+                "beta-VAE's dSprites network: conv 32-32-64-64, 256 " "units, 10 latents, batch 64",
+                binary=True,
+            ),
+        ),
+        (
+            "dip_vae_dsprites",
+            Case(
+                "dip_vae",
+                "paper",
+                (64, 64, 1),
+                "DIP-VAE-I, the same network and batch",
+                binary=True,
+            ),
+        ),
+        (
+            "wgan_mlp",
+            Case(
+                "wgan",
+                "default",
+                (2,),
+                "WGAN on 2-D data: 3x512 MLPs, 5 critic updates of batch 64 a " "step",
+                mlp=True,
+            ),
+        ),
+        (
+            "wgan_dcgan",
+            Case(
+                "wgan",
+                "paper",
+                (32, 32, 3),
+                "WGAN's DCGAN on 32x32x3 (CIFAR-10): 5 critic updates of " "batch 64 a step",
+            ),
+        ),
+        (
+            "pixelgan_ae_mnist",
+            Case(
+                "pixelgan_ae",
+                "paper",
+                (28, 28, 1),
+                "PixelGAN AE on 28x28 binary images: 30-way "
+                "categorical code, 6 gated blocks of 64 features, batch 100; its 2 phases",
+                binary=True,
+            ),
+        ),
+    ]
+}
 
 
 def _random_batch(case: Case, config, leading: tuple[int, ...]) -> dict:
@@ -123,9 +192,12 @@ def matmul_flops(jaxpr) -> int:
     if equation.primitive.name == "dot_general":
       (contracting, _), _ = equation.params["dimension_numbers"]
       lhs = equation.invars[0].aval.shape
-      total += 2 * int(np.prod(equation.outvars[0].aval.shape)) * int(
-          np.prod([lhs[d] for d in contracting]))
-    inner = [matmul_flops(j) for j in train.inner_jaxprs(equation)]
+      total += (
+          2
+          * int(np.prod(equation.outvars[0].aval.shape))
+          * int(np.prod([lhs[d] for d in contracting]))
+      )
+    inner = [matmul_flops(j) for j in training.inner_jaxprs(equation)]
     if equation.primitive.name == "cond":
       total += max(inner)
     else:
@@ -135,7 +207,7 @@ def matmul_flops(jaxpr) -> int:
 
 def matmul_gflops_per_sec(seconds: float, repeats: int) -> float:
   """The rate of a large float32 matrix product on the default device: the roofline of an MLP.
-  2048 x 2048 on a CPU (DESIGN.md's figure), 8192 x 8192 on an accelerator."""
+  2048 x 2048 on a CPU, 8192 x 8192 on an accelerator."""
   n = 2048 if jax.default_backend() == "cpu" else 8192
   a, b = (jax.random.normal(jax.random.key(i), (n, n)) for i in range(2))
   product = jax.jit(jnp.matmul)
@@ -144,26 +216,29 @@ def matmul_gflops_per_sec(seconds: float, repeats: int) -> float:
   def step():
     out[0] = product(a, b)
 
-  rates = timing.steps_per_second(step, lambda: jax.block_until_ready(out[0]),
-                                  seconds=seconds, repeats=repeats, warmup=3)
-  return float(np.median(rates)) * 2 * n ** 3 / 1e9
+  rates = timing.steps_per_second(
+      step, lambda: jax.block_until_ready(out[0]), seconds=seconds, repeats=repeats, warmup=3
+  )
+  return float(np.median(rates)) * 2 * n**3 / 1e9
 
 
-def measure(case: Case, *, seconds: float, repeats: int, num_seeds: int = 1,
-            bfloat16: bool = False) -> dict:
+def measure(
+    case: Case, *, seconds: float, repeats: int, num_seeds: int = 1, bfloat16: bool = False
+) -> dict:
   """The JSON result of one case, but its name and the roofline fraction."""
   config = case.config(bfloat16)
   spec = zoo.get(case.model)
   model = spec.build(**config.model)
   game = spec.family == "game"
-  train_step, optimizer = train.make_step(model, config, game)
-  updates = config.critic_steps if game else 1
+  train_step, optimizer = training.make_step(model, config, game)
+  updates = config.first_phase_updates if game else 1
   batch = _random_batch(case, config, (num_seeds,) + ((updates,) if game else ()))
-  init_rngs, rngs = train.replica_keys(range(num_seeds))
-  state = train.init_replicas(model, optimizer, jax.tree.map(lambda x: x[:, 0], batch)
-                              if game else batch, init_rngs)
+  init_rngs, rngs = training.replica_keys(range(num_seeds))
+  state = training.init_replicas(
+      model, optimizer, jax.tree.map(lambda x: x[:, 0], batch) if game else batch, init_rngs
+  )
   active = np.ones(num_seeds, bool)
-  replicated_step = train.make_replicated_step(train_step, num_seeds)
+  replicated_step = training.make_replicated_step(train_step, num_seeds)
   started = time.perf_counter()
   compiled = jax.jit(replicated_step, donate_argnums=0).lower(state, batch, rngs, active).compile()
   compile_sec = time.perf_counter() - started
@@ -174,8 +249,9 @@ def measure(case: Case, *, seconds: float, repeats: int, num_seeds: int = 1,
   def step():
     box[0], _ = compiled(box[0], batch, rngs, active)
 
-  rates = timing.steps_per_second(step, lambda: jax.block_until_ready(box[0]), seconds=seconds,
-                                  repeats=repeats)
+  rates = timing.steps_per_second(
+      step, lambda: jax.block_until_ready(box[0]), seconds=seconds, repeats=repeats
+  )
   steps_per_sec = float(np.median(rates))
   device = jax.devices()[0]
   return {
@@ -185,8 +261,16 @@ def measure(case: Case, *, seconds: float, repeats: int, num_seeds: int = 1,
       "device": f"{device.platform}:{device.device_kind} x{jax.device_count()}",
       "num_seeds": num_seeds,
       "bfloat16": bfloat16,
-      "memory_mb": round((memory.argument_size_in_bytes + memory.output_size_in_bytes
-                          - memory.alias_size_in_bytes + memory.temp_size_in_bytes) / 2**20, 1),
+      "memory_mb": round(
+          (
+              memory.argument_size_in_bytes
+              + memory.output_size_in_bytes
+              - memory.alias_size_in_bytes
+              + memory.temp_size_in_bytes
+          )
+          / 2**20,
+          1,
+      ),
       "matmul_gflop": round(flops / 1e9, 4),
       "steps_per_sec_min_max": [round(min(rates), 2), round(max(rates), 2)],
   }
@@ -212,80 +296,96 @@ def run_all(seconds: float, repeats: int) -> dict:
     result = {"case": case_name, **measure(case, seconds=seconds, repeats=repeats)}
     if case.mlp:
       result["roofline_fraction"] = round(
-          result["matmul_gflop"] * result["steps_per_sec"] / rate, 3)
+          result["matmul_gflop"] * result["steps_per_sec"] / rate, 3
+      )
     print(json.dumps(result), flush=True)
     results.append(result)
-  return {"machine": machine(), "date": datetime.date.today().isoformat(),
-          "jax": jax.__version__, "matmul_gflops_per_sec": round(rate, 1),
-          "command": f"python -m experiments.bench --all --seconds={seconds:g} "
-                     f"--repeats={repeats}", "cases": results}
+  return {
+      "machine": machine(),
+      "date": datetime.date.today().isoformat(),
+      "jax": jax.__version__,
+      "matmul_gflops_per_sec": round(rate, 1),
+      "command": f"python -m experiments.bench --all --seconds={seconds:g} " f"--repeats={repeats}",
+      "cases": results,
+  }
 
 
 def render(stored: list[dict]) -> str:
   """BENCHMARKS.md's table: one block per stored platform."""
   blocks = []
   for run in stored:
-    lines = [f"**{run['machine']}**, jax {run['jax']}, {run['date']}: `{run['command']}`; "
-             f"large matmul {run['matmul_gflops_per_sec']:,.0f} GFLOP/s.", "",
-             "| case | steps/s (window min-max) | examples/s | compile s | memory MB | "
-             "matmul GFLOP/step | of matmul roofline |", "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"**{run['machine']}**, jax {run['jax']}, {run['date']}: `{run['command']}`; "
+        f"large matmul {run['matmul_gflops_per_sec']:,.0f} GFLOP/s.",
+        "",
+        "| case | steps/s (window min-max) | examples/s | compile s | memory MB | "
+        "matmul GFLOP/step | of matmul roofline |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in run["cases"]:
       low, high = r["steps_per_sec_min_max"]
       roofline = f"{r['roofline_fraction']:.1%}" if "roofline_fraction" in r else ""
-      lines.append(f"| {r['case']} | {r['steps_per_sec']:,.2f} ({low:,.2f}-{high:,.2f}) | "
-                   f"{r['examples_per_sec']:,.0f} | {r['compile_sec']:.2f} | "
-                   f"{r['memory_mb']:,.1f} | {r['matmul_gflop']:.3f} | {roofline} |")
+      lines.append(
+          f"| {r['case']} | {r['steps_per_sec']:,.2f} ({low:,.2f}-{high:,.2f}) | "
+          f"{r['examples_per_sec']:,.0f} | {r['compile_sec']:.2f} | "
+          f"{r['memory_mb']:,.1f} | {r['matmul_gflop']:.3f} | {roofline} |"
+      )
     blocks.append("\n".join(lines))
   return "\n\n".join(blocks)
 
 
 def write_table() -> None:
   stored = []
-  for path in sorted(glob.glob(os.path.join(RESULTS, "*.json")),
-                     key=lambda p: (not p.endswith("cpu.json"), p)):
+  for path in sorted(
+      glob.glob(os.path.join(RESULTS, "*.json")), key=lambda p: (not p.endswith("cpu.json"), p)
+  ):
     with open(path) as f:
       stored.append(json.load(f))
   with open(TABLE) as f:
     text = f.read()
   if BEGIN not in text or END not in text:
-    raise SystemExit(f"error: {TABLE} has no {BEGIN} ... {END} markers to write between")
+    raise zoo.errors.UserError(f"{TABLE} has no {BEGIN} ... {END} markers to write between")
   head, rest = text.split(BEGIN, 1)
   _, tail = rest.split(END, 1)
-  with open(TABLE + ".tmp", "w") as f:
-    f.write(f"{head}{BEGIN}\n{render(stored)}\n{END}{tail}")
-  os.replace(TABLE + ".tmp", TABLE)
+  logs.write_text(TABLE, f"{head}{BEGIN}\n{render(stored)}\n{END}{tail}")
 
 
-def main(argv):
-  del argv
+def main(argv) -> int:
+  FLAGS(argv)
   if FLAGS.render:
     write_table()
     return 0
   if FLAGS.all:
     run = run_all(FLAGS.seconds, FLAGS.repeats)
     os.makedirs(RESULTS, exist_ok=True)
-    path = os.path.join(RESULTS, f"{jax.default_backend()}.json")
-    with open(path + ".tmp", "w") as f:
-      json.dump(run, f, indent=1)
-    os.replace(path + ".tmp", path)
+    logs.write_text(
+        os.path.join(RESULTS, f"{jax.default_backend()}.json"), json.dumps(run, indent=1)
+    )
     write_table()
     return 0
   if FLAGS.case not in CASES:
-    print(f"error: unknown case {FLAGS.case!r}; cases: {', '.join(CASES)}", file=sys.stderr)
-    return 2
+    raise zoo.errors.UserError(f"unknown case {FLAGS.case!r}; cases: {', '.join(CASES)}")
   if FLAGS.num_seeds < 1:
-    print(f"error: --num_seeds must be positive, not {FLAGS.num_seeds}", file=sys.stderr)
-    return 2
-  result = {"case": FLAGS.case, **measure(
-      CASES[FLAGS.case], seconds=FLAGS.seconds, repeats=FLAGS.repeats, num_seeds=FLAGS.num_seeds,
-      bfloat16=FLAGS.bfloat16)}
+    raise zoo.errors.UserError(f"--num_seeds must be positive, not {FLAGS.num_seeds}")
+  result = {
+      "case": FLAGS.case,
+      **measure(
+          CASES[FLAGS.case],
+          seconds=FLAGS.seconds,
+          repeats=FLAGS.repeats,
+          num_seeds=FLAGS.num_seeds,
+          bfloat16=FLAGS.bfloat16,
+      ),
+  }
   if not FLAGS.json:
     low, high = result["steps_per_sec_min_max"]
-    print(f"{FLAGS.case}: {result['steps_per_sec']:.1f} steps/s (windows {low:.1f}-{high:.1f}), "
-          f"compile {result['compile_sec']:.2f} s, on {result['device']}")
+    print(
+        f"{FLAGS.case}: {result['steps_per_sec']:.1f} steps/s (windows {low:.1f}-{high:.1f}), "
+        f"compile {result['compile_sec']:.2f} s, on {result['device']}"
+    )
   print(json.dumps(result))
   return 0
 
 
 if __name__ == "__main__":
-  app.run(lambda argv: sys.exit(main(argv)))
+  cli.run(main)

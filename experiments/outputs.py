@@ -1,119 +1,14 @@
-"""What a run writes: JSON files, the metrics log, TensorBoard events, progress, sample images."""
-import json
+"""The figures a run writes, each named in `config.figures` (`zoo.contract.FIGURES`), and the
+plots of the sweep."""
+
 import os
-import sys
-import time
 
 import jax
 import numpy as np
-import tqdm
 from PIL import Image
 from PIL import ImageDraw
-from tensorboardX import SummaryWriter
 
 import zoo
-
-
-def write_json(path: str, value) -> None:
-  """Write atomically: a reader never sees half a file, a crash never leaves one."""
-  tmp = f"{path}.tmp"
-  with open(tmp, "w") as f:
-    json.dump(value, f, indent=2, sort_keys=True)
-    f.write("\n")
-  os.replace(tmp, path)
-
-
-class MetricLog:
-  """`metrics.jsonl` (one JSON object a line: `step` and named scalars, or of a run of several
-  seeds a list per name, one value per seed) and TensorBoard events.
-
-  Resuming at step s first drops the lines after s (a killed run may have logged past its last
-  checkpoint, or died mid-line), so the file reads as if the run had never stopped.
-  """
-
-  def __init__(self, workdir: str, is_writer: bool, resume_step: int = 0):
-    self.is_writer = is_writer
-    if not is_writer:
-      return
-    self.path = os.path.join(workdir, "metrics.jsonl")
-    kept = []
-    if os.path.exists(self.path):
-      with open(self.path) as f:
-        for line in f:
-          try:
-            row = json.loads(line)
-          except json.JSONDecodeError:
-            break
-          if row["step"] > resume_step:
-            break
-          kept.append(line if line.endswith("\n") else line + "\n")
-    tmp = f"{self.path}.tmp"
-    with open(tmp, "w") as f:
-      f.writelines(kept)
-    os.replace(tmp, self.path)
-    self.file = open(self.path, "a")
-    self.tensorboard = SummaryWriter(os.path.join(workdir, "tensorboard"))
-
-  def write(self, step: int, scalars: dict) -> None:
-    if not self.is_writer:
-      return
-    self.file.write(json.dumps({"step": int(step), **scalars}) + "\n")
-    self.file.flush()
-    for name, value in scalars.items():
-      if isinstance(value, list):  # one per seed, None where a seed has stopped
-        for replica, v in enumerate(value):
-          if v is not None:
-            self.tensorboard.add_scalar(f"{name}/replica_{replica}", v, step)
-      else:
-        self.tensorboard.add_scalar(name, value, step)
-
-  def close(self) -> None:
-    if self.is_writer:
-      self.file.close()
-      self.tensorboard.close()
-
-
-class Progress:
-  """A progress bar with steps/s, loss and ETA on a terminal; plain log lines otherwise."""
-
-  def __init__(self, num_steps: int, enabled: bool, stream=None):
-    self.num_steps, self.enabled = num_steps, enabled
-    self.stream = stream or sys.stderr
-    self.bar = None
-
-  def start(self, step: int) -> None:
-    self.last_step, self.last_time = step, time.time()
-    if self.enabled and self.stream.isatty():
-      self.bar = tqdm.tqdm(total=self.num_steps, initial=step, file=self.stream, unit="step",
-                           dynamic_ncols=True)
-    elif self.enabled and step:
-      self.note(f"resuming at step {step}")
-
-  def update(self, step: int, row: dict) -> None:
-    if not self.enabled:
-      return
-    now = time.time()
-    rate = (step - self.last_step) / max(now - self.last_time, 1e-9)
-    self.last_step, self.last_time = step, now
-    if self.bar is not None:
-      self.bar.update(step - self.bar.n)
-      self.bar.set_postfix(loss=f"{row['loss']:.4g}", refresh=False)
-      return
-    eta = (self.num_steps - step) / rate if rate > 0 else float("inf")
-    self.note(f"step {step}/{self.num_steps}  loss {row['loss']:.4f}  {rate:.1f} steps/s  "
-              f"eta {time.strftime('%H:%M:%S', time.gmtime(min(eta, 86399)))}")
-
-  def note(self, message: str) -> None:
-    if not self.enabled:
-      return
-    if self.bar is not None:
-      self.bar.write(message, file=self.stream)
-    else:
-      print(message, file=self.stream, flush=True)
-
-  def close(self) -> None:
-    if self.bar is not None:
-      self.bar.close()
 
 
 def image_grid(images: np.ndarray, scale: int = 1, columns: int | None = None) -> Image.Image:
@@ -125,7 +20,7 @@ def image_grid(images: np.ndarray, scale: int = 1, columns: int | None = None) -
   grid = np.ones((rows * (h + 1) + 1, columns * (w + 1) + 1, c), np.float32)
   for i, image in enumerate(images):
     r, k = divmod(i, columns)
-    grid[1 + r * (h + 1):1 + r * (h + 1) + h, 1 + k * (w + 1):1 + k * (w + 1) + w] = image
+    grid[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + k * (w + 1) : 1 + k * (w + 1) + w] = image
   pixels = (np.clip(grid, 0, 1) * 255).round().astype(np.uint8)
   image = Image.fromarray(pixels[..., 0] if c == 1 else pixels)
   return image.resize((image.width * scale, image.height * scale), Image.NEAREST)
@@ -154,35 +49,52 @@ def _display_scale(dataset):
   return max(1, 128 // dataset.example_shape[0])
 
 
-def write_inpainting(path: str, model, variables, dataset, preprocessing, config,
-                     count: int = 8) -> None:
+def write_inpainting(
+    workdir: str, model, variables, dataset, preprocessing, config, count: int = 8
+) -> None:
   """inpainting.png (NICE section 5.2): for each mask (bottom half hidden; half the pixels
   hidden at random) three rows of `count` test images: the original, the observed part (hidden
   pixels grey) and the model's inpainting."""
   batch = next(zoo.data.eval_batches(dataset, preprocessing, "test", batch_size=count))
   x = batch["x"]
   rows = np.arange(x.shape[1])[None, :, None, None]
-  masks = [np.broadcast_to(rows < x.shape[1] // 2, x.shape),
-           np.random.default_rng(config.seed).random(x.shape) < 0.5]
-  inpaint = jax.jit(lambda v, x, observed: model.apply(
-      v, x, observed, config.inpaint_steps, *preprocessing.value_range, method="inpaint",
-      rngs={"sample": jax.random.key(config.seed + 3)}))
+  masks = [
+      np.broadcast_to(rows < x.shape[1] // 2, x.shape),
+      np.random.default_rng(config.seed).random(x.shape) < 0.5,
+  ]
+  inpaint = jax.jit(
+      lambda v, x, observed: model.apply(
+          v,
+          x,
+          observed,
+          config.inpaint_steps,
+          *preprocessing.value_range,
+          method="inpaint",
+          rngs={"sample": jax.random.key(config.seed + 3)},
+      )
+  )
   shown = []
   for observed in masks:
     filled = np.asarray(inpaint(variables, x, observed))
     original = preprocessing.inverse(x)
     shown += [original, np.where(observed, original, 0.5), preprocessing.inverse(filled)]
-  image_grid(np.concatenate(shown), scale=_display_scale(dataset), columns=count).save(path)
+  image_grid(np.concatenate(shown), scale=_display_scale(dataset), columns=count).save(
+      os.path.join(workdir, "inpainting.png")
+  )
 
 
-def write_samples(path: str, model, variables, dataset, preprocessing, config) -> None:
-  """samples.png: a grid of `num_samples` images for images; for vectors, the data's density
+def write_samples(workdir: str, model, variables, dataset, preprocessing, config) -> None:
+  """samples.png: a grid of `num_images` images for images; for vectors, the data's density
   beside that of at least DENSITY_SAMPLES samples (fewer points would not show a density)."""
   rng = jax.random.key(config.seed + 2)
-  n = config.num_samples if dataset.is_image else max(config.num_samples, DENSITY_SAMPLES)
-  samples = np.asarray(jax.device_get(jax.jit(
-      lambda v: model.apply(v, n, method="sample", rngs={"sample": rng}))(variables)))
+  n = config.num_images if dataset.is_image else max(config.num_images, DENSITY_SAMPLES)
+  samples = np.asarray(
+      jax.device_get(
+          jax.jit(lambda v: model.apply(v, n, method="sample", rngs={"sample": rng}))(variables)
+      )
+  )
   samples = preprocessing.inverse(samples)
+  path = os.path.join(workdir, "samples.png")
   if dataset.is_image:
     images = samples.reshape(-1, *dataset.example_shape)
     image_grid(images, scale=_display_scale(dataset)).save(path)
@@ -194,43 +106,106 @@ def write_samples(path: str, model, variables, dataset, preprocessing, config) -
 def write_rows(path: str, rows, dataset) -> None:
   """A PNG of images laid out as `rows` holds them, (rows, columns, *example_shape)."""
   rows = np.asarray(jax.device_get(rows))
-  image_grid(rows.reshape(-1, *dataset.example_shape), scale=_display_scale(dataset),
-             columns=rows.shape[1]).save(path)
+  image_grid(
+      rows.reshape(-1, *dataset.example_shape), scale=_display_scale(dataset), columns=rows.shape[1]
+  ).save(path)
 
 
 TRAVERSAL_VALUES = np.linspace(-2.0, 2.0, 9)  # in prior standard deviations
 
 
-def write_traversals(path: str, model, variables, dataset, preprocessing, config) -> None:
+def write_traversals(workdir: str, model, variables, dataset, preprocessing, config) -> None:
   """traversals.png: for the first test image, row d sweeps latent d over TRAVERSAL_VALUES
   while the others keep the image's posterior mean (`model.traverse`)."""
   batch = next(zoo.data.eval_batches(dataset, preprocessing, "test", batch_size=1))
-  write_rows(path, jax.jit(lambda v, x: model.apply(v, x, TRAVERSAL_VALUES, method="traverse"))(
-      variables, batch["x"]), dataset)
+  write_rows(
+      os.path.join(workdir, "traversals.png"),
+      jax.jit(lambda v, x: model.apply(v, x, TRAVERSAL_VALUES, method="traverse"))(
+          variables, batch["x"]
+      ),
+      dataset,
+  )
 
 
-def write_decomposition(path: str, model, variables, dataset, config, per_code: int = 10) -> None:
+def write_decomposition(
+    workdir: str, model, variables, dataset, preprocessing, config, per_code: int = 10
+) -> None:
   """decomposition.png: one row per code (`model.decompose`), PixelCNN samples along it; as
   many rows as the model has clusters (at most 30) or 10 for a continuous code."""
-  num_codes = min(getattr(model, "num_clusters", 0) or 10, 30)
-  write_rows(path, jax.jit(lambda v: model.apply(
-      v, num_codes, per_code, method="decompose",
-      rngs={"sample": jax.random.key(config.seed + 9)}))(variables), dataset)
+  num_codes = min(model.num_clusters or 10, 30)
+  del preprocessing  # the PixelCNN's samples are pixels already
+  write_rows(
+      os.path.join(workdir, "decomposition.png"),
+      jax.jit(
+          lambda v: model.apply(
+              v,
+              num_codes,
+              per_code,
+              method="decompose",
+              rngs={"sample": jax.random.key(config.seed + 9)},
+          )
+      )(variables),
+      dataset,
+  )
 
 
-def write_layer_grids(workdir: str, model, variables, dataset, config, size: int = 8) -> None:
+def write_layer_grids(
+    workdir: str, model, variables, dataset, preprocessing, config, size: int = 8
+) -> None:
   """layer_<l>.png for each code z_l of a model with codes at several depths (VLAE): a
   `size` x `size` grid of p(x | z) means in which z_l alone changes along each row."""
+  del preprocessing  # the means are pixel probabilities already
   for layer in range(len(model.latent_dims)):
-    grid = jax.jit(lambda v, layer=layer: model.apply(
-        v, layer, size, size, method="layer_grid",
-        rngs={"sample": jax.random.key(config.seed + 6)}))(variables)
+    grid = jax.jit(
+        lambda v, layer=layer: model.apply(
+            v,
+            layer,
+            size,
+            size,
+            method="layer_grid",
+            rngs={"sample": jax.random.key(config.seed + 6)},
+        )
+    )(variables)
     write_rows(os.path.join(workdir, f"layer_{layer + 1}.png"), grid, dataset)
 
 
-COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
-           "#7f7f7f", "#bcbd22", "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896",
-           "#c5b0d5", "#c49c94", "#f7b6d2", "#000000", "#dbdb8d", "#9edae5"]  # tab20's order
+WRITERS = {
+    "samples": write_samples,
+    "layer_grids": write_layer_grids,
+    "decomposition": write_decomposition,
+    "traversals": write_traversals,
+    "inpainting": write_inpainting,
+}  # the keys of zoo.contract.FIGURES
+
+
+def write_figures(workdir: str, model, variables, dataset, preprocessing, config) -> None:
+  """Every figure `config.figures` names, into `workdir`."""
+  for name in config.figures:
+    WRITERS[name](workdir, model, variables, dataset, preprocessing, config)
+
+
+COLOURS = [
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+    "#aec7e8",
+    "#ffbb78",
+    "#98df8a",
+    "#ff9896",
+    "#c5b0d5",
+    "#c49c94",
+    "#f7b6d2",
+    "#000000",
+    "#dbdb8d",
+    "#9edae5",
+]  # tab20's order
 
 
 def line_plot(series: dict, path: str, y_label: str, size=(900, 520)) -> None:
@@ -249,8 +224,10 @@ def line_plot(series: dict, path: str, y_label: str, size=(900, 520)) -> None:
 
   def at(x, y):
     y = min(max(y, y_low), y_high)
-    return (left + (x - x_low) / x_span * (width - left - right),
-            height - bottom - (y - y_low) / y_span * (height - top - bottom))
+    return (
+        left + (x - x_low) / x_span * (width - left - right),
+        height - bottom - (y - y_low) / y_span * (height - top - bottom),
+    )
 
   draw.rectangle([left, top, width - right, height - bottom], outline="black")
   for fraction in (0, 0.5, 1):
@@ -265,7 +242,10 @@ def line_plot(series: dict, path: str, y_label: str, size=(900, 520)) -> None:
     line = [at(x, y) for x, y in zip(xs, ys) if np.isfinite(y)]
     if len(line) > 1:
       draw.line(line, fill=colour, width=2)
-    draw.line([(width - right + 10, top + 10 + 16 * i), (width - right + 30, top + 10 + 16 * i)],
-              fill=colour, width=3)
+    draw.line(
+        [(width - right + 10, top + 10 + 16 * i), (width - right + 30, top + 10 + 16 * i)],
+        fill=colour,
+        width=3,
+    )
     draw.text((width - right + 36, top + 4 + 16 * i), label, fill="black")
   image.save(path)

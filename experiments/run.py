@@ -7,72 +7,71 @@
 Started again on the same workdir, it resumes from the last checkpoint. A mistake in what was
 asked for ends with one line on stderr and exit status 2; a diverged loss with exit status 3.
 """
-import os
-import sys
-import warnings
 
-import tensorflow_datasets as tfds
+import os
+
 from absl import flags
 from absl import logging
 
 import zoo
-from experiments import configs
-from experiments import train
+from experiments import cli
+from experiments import loop
+from zoo import configs
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "Registry name of the model: " + ", ".join(zoo.list_models()))
 flags.DEFINE_enum("preset", "default", configs.PRESETS, "Configuration preset.")
 flags.DEFINE_string("workdir", None, "Where to write; default workdirs/MODEL-PRESET.")
-flags.DEFINE_string("coordinator_address", None,
-                    "host:port of process 0, for multi-process runs where JAX cannot find it "
-                    "(see --distributed).")
+flags.DEFINE_string(
+    "coordinator_address",
+    None,
+    "host:port of process 0, for multi-process runs where JAX cannot find it "
+    "(see --distributed).",
+)
 flags.DEFINE_integer("num_processes", None, "Number of processes of a multi-process run.")
 flags.DEFINE_integer("process_id", None, "This process's index in a multi-process run.")
-flags.DEFINE_bool("distributed", None,
-                  "Start JAX's distributed runtime and let it find the coordinator, process count "
-                  "and id (Cloud TPU pod slices, SLURM, GKE). Default: on when "
-                  "--coordinator_address is given or a SLURM step of several tasks or a GKE TPU "
-                  "slice of several workers is detected.")
+flags.DEFINE_bool(
+    "distributed",
+    None,
+    "Start JAX's distributed runtime and let it find the coordinator, process count "
+    "and id (Cloud TPU pod slices, SLURM, GKE). Default: on when "
+    "--coordinator_address is given or a SLURM step of several tasks or a GKE TPU "
+    "slice of several workers is detected.",
+)
 
 
-def _parse(argv):
-  """Parse in two passes: --model and --preset pick the config that --config.* overrides."""
+def parse(argv):
+  """The config: in two passes, --model and --preset pick the config that --config.* overrides
+  (an unknown key is an error naming the keys its level has)."""
   from ml_collections import config_flags  # pylint: disable=import-outside-toplevel
+
   FLAGS(argv, known_only=True)
   if not FLAGS.model:
     raise zoo.errors.UserError(f"--model is required: one of {', '.join(zoo.list_models())}")
   config = zoo.get(FLAGS.model).default_config(FLAGS.preset)
   for arg in argv[1:]:
     if arg.startswith("--config."):
-      _check_key(config, arg[len("--config."):].split("=", 1)[0])
+      configs.lookup(config, arg[len("--config.") :].split("=", 1)[0])
   config_flags.DEFINE_config_dict("config", config)
   FLAGS.unparse_flags()
   FLAGS(argv)
   return FLAGS.config
 
 
-def _check_key(config, path):
-  node = config
-  for i, key in enumerate(path.split(".")):
-    if not hasattr(node, "keys") or key not in node:
-      known = ", ".join(sorted(node.keys())) if hasattr(node, "keys") else "none"
-      where = ".".join(["config", *path.split(".")[:i]])
-      raise zoo.errors.UserError(f"unknown config key --config.{path}; {where} has: {known}")
-    node = node[key]
-
-
 def _several_processes_detected() -> bool:
   """Whether this is one of several processes that `jax.distributed.initialize()` can find on
   its own, as their environment says: a SLURM job step of several tasks, or a GKE TPU slice of
   several workers. (A Cloud TPU VM says so only through its metadata server: --distributed.)"""
-  return (int(os.environ.get("SLURM_NTASKS", "1")) > 1
-          or "," in os.environ.get("TPU_WORKER_HOSTNAMES", ""))
+  return int(os.environ.get("SLURM_NTASKS", "1")) > 1 or "," in os.environ.get(
+      "TPU_WORKER_HOSTNAMES", ""
+  )
 
 
 def _start_processes():
   """JAX's distributed runtime, from the flags where given, else detected; CPU processes
   exchange their collectives with gloo."""
   import jax  # pylint: disable=import-outside-toplevel
+
   distributed = FLAGS.distributed
   if distributed is None:
     distributed = bool(FLAGS.coordinator_address) or _several_processes_detected()
@@ -81,42 +80,16 @@ def _start_processes():
     jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
 
 
-def quiet(entry):
-  """`entry(argv)` with library warnings and TFDS progress bars off, so errors stay one line."""
-
-  def wrapped(argv):
-    warnings.filterwarnings("ignore")
-    tfds.disable_progress_bar()
-    logging.set_verbosity(logging.ERROR)
-    return entry(argv)
-
-  return wrapped
-
-
 def main(argv) -> int:
-  try:
-    config = _parse(argv)
-    logging.set_verbosity(logging.ERROR)  # after parsing, which applies --verbosity
-    _start_processes()
-    workdir = FLAGS.workdir or os.path.join("workdirs", f"{FLAGS.model}-{FLAGS.preset}")
-    results = train.train_and_evaluate(config, workdir)
-  except flags.Error as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  except train.NonFiniteLossError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 3
-  except zoo.errors.UserError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  except KeyboardInterrupt:
-    print("interrupted; run the same command again to resume from the last checkpoint",
-          file=sys.stderr)
-    return 130
+  config = parse(argv)
+  logging.set_verbosity(logging.ERROR)  # after parsing, which applies --verbosity
+  _start_processes()
+  workdir = FLAGS.workdir or os.path.join("workdirs", f"{FLAGS.model}-{FLAGS.preset}")
+  results = loop.train_and_evaluate(config, workdir)
   test = ", ".join(f"{k} {v:.4f}" for k, v in results["test"].items())
   print(f"{FLAGS.model} on {config.dataset}: test {test}  ({workdir})")
   return 0
 
 
 if __name__ == "__main__":
-  sys.exit(quiet(main)(sys.argv))
+  cli.run(main, "interrupted; run the same command again to resume from the last checkpoint")

@@ -9,19 +9,22 @@ each run's final test metrics, DIR/sweep.png the training curve `--curve` (a met
 key) against steps, one line per run: for VIMCO, the paper's main figure. Combinations the
 model rejects (the vimco estimator with K = 1) are skipped and listed.
 """
+
 import itertools
 import json
 import os
-import sys
 
 import numpy as np
 from absl import flags
 
 import zoo
+from experiments import cli
+from experiments import logs
+from experiments import loop
 from experiments import outputs
 from experiments import report
 from experiments import run
-from experiments import train
+from zoo import configs
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("sweep", [], "KEY=V1,V2,...: a config key and the values to sweep.")
@@ -44,21 +47,9 @@ def _grid(config, sweeps):
   axes = []
   for sweep in sweeps:
     key, _, values = sweep.partition("=")
-    run._check_key(config, key)  # pylint: disable=protected-access
-    *parents, leaf = key.split(".")
-    node = config
-    for part in parents:
-      node = node[part]
+    node, leaf = configs.lookup(config, key)
     axes.append([(key, _parse(v, node.get_type(leaf))) for v in values.split(",")])
   return [dict(point) for point in itertools.product(*axes)]
-
-
-def _set(config, key, value):
-  node = config
-  *parents, leaf = key.split(".")
-  for part in parents:
-    node = node[part]
-  node[leaf] = value
 
 
 def _name(point):
@@ -78,44 +69,45 @@ def sweep(config, points, workdir, curve):
   for point in points:
     run_config = config.copy_and_resolve_references()
     for key, value in point.items():
-      _set(run_config, key, value)
+      node, leaf = configs.lookup(run_config, key)
+      node[leaf] = value
     run_dir = os.path.join(workdir, _name(point))
     try:
-      results = train.train_and_evaluate(run_config, run_dir)
+      results = loop.train_and_evaluate(run_config, run_dir)
     except zoo.errors.HyperparameterError as e:
       skipped.append(f"{_name(point)}: {e}")
       continue
     rows.append((_name(point), results))
     with open(os.path.join(run_dir, "metrics.jsonl")) as f:
       curve_rows = [r for r in map(json.loads, f) if curve in r]
-    series[_name(point)] = ([r["step"] for r in curve_rows],
-                            [_seed_mean(r[curve]) for r in curve_rows])
+    series[_name(point)] = (
+        [r["step"] for r in curve_rows],
+        [_seed_mean(r[curve]) for r in curve_rows],
+    )
   metrics = sorted({k for _, r in rows for k in r["test"]})
-  lines = ["| run | " + " | ".join(f"test {m}" for m in metrics) + " | steps | train s |",
-           "|---|" + "---:|" * (len(metrics) + 2)]
+  lines = [
+      "| run | " + " | ".join(f"test {m}" for m in metrics) + " | steps | train s |",
+      "|---|" + "---:|" * (len(metrics) + 2),
+  ]
   for name, r in rows:
-    cells = " | ".join(report.cell(r["test"].get(m), 2, r.get("test_stderr", {}).get(m))
-                       for m in metrics)
+    cells = " | ".join(
+        report.cell(r["test"].get(m), 2, r.get("test_stderr", {}).get(m)) for m in metrics
+    )
     lines.append(f"| {name} | {cells} | {r['steps']} | {r['train_seconds']:.0f} |")
   lines += [f"\nskipped: {s}" for s in skipped]
   table = "\n".join(lines) + "\n"
-  with open(os.path.join(workdir, "sweep.md"), "w") as f:
-    f.write(table)
+  logs.write_text(os.path.join(workdir, "sweep.md"), table)
   outputs.line_plot(series, os.path.join(workdir, "sweep.png"), y_label=curve)
   return table
 
 
 def main(argv) -> int:
-  try:
-    config = run._parse(argv)  # pylint: disable=protected-access
-    workdir = FLAGS.workdir or os.path.join("workdirs", f"sweep-{FLAGS.model}-{FLAGS.preset}")
-    os.makedirs(workdir, exist_ok=True)
-    print(sweep(config, _grid(config, FLAGS.sweep), workdir, FLAGS.curve))
-  except (flags.Error, zoo.errors.UserError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+  config = run.parse(argv)
+  workdir = FLAGS.workdir or os.path.join("workdirs", f"sweep-{FLAGS.model}-{FLAGS.preset}")
+  os.makedirs(workdir, exist_ok=True)
+  print(sweep(config, _grid(config, FLAGS.sweep), workdir, FLAGS.curve))
   return 0
 
 
 if __name__ == "__main__":
-  sys.exit(run.quiet(main)(sys.argv))
+  cli.run(main, "interrupted; run the same command again to resume the unfinished runs")

@@ -1,5 +1,6 @@
 """The timing loop of every speed figure: ours (experiments.bench) and the peers'
 (benchmarks/peers), so that both sides of a ratio are measured the same way."""
+
 import time
 
 

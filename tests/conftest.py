@@ -1,8 +1,10 @@
 """Every test sees 4 emulated CPU devices, so sharded code paths run everywhere."""
+
 import os
 
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                           " --xla_force_host_platform_device_count=4").strip()
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+).strip()
 
 import subprocess  # pylint: disable=wrong-import-position
 import sys  # pylint: disable=wrong-import-position
@@ -27,9 +29,13 @@ def perturbed(variables, rng, scale=0.3):
   identity, which would let wrong log-determinants pass unnoticed."""
   leaves, treedef = jax.tree.flatten(variables)
   keys = jax.random.split(rng, len(leaves))
-  return jax.tree.unflatten(treedef, [
-      leaf + scale * jax.random.normal(k, leaf.shape) if leaf.dtype.kind == "f" else leaf
-      for leaf, k in zip(leaves, keys)])
+  return jax.tree.unflatten(
+      treedef,
+      [
+          leaf + scale * jax.random.normal(k, leaf.shape) if leaf.dtype.kind == "f" else leaf
+          for leaf, k in zip(leaves, keys)
+      ],
+  )
 
 
 def density_on_grid(log_prob_fn, half_width, points):
@@ -61,9 +67,14 @@ def assert_samples_follow(log_prob_fn, samples, half_width=20.0):
 
 def run_cli(*args, timeout=300):
   """`python -m experiments.run ARGS` in a subprocess: (return code, stdout, stderr)."""
-  result = subprocess.run([sys.executable, "-m", "experiments.run", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "XLA_FLAGS": ""})
+  result = subprocess.run(
+      [sys.executable, "-m", "experiments.run", *args],
+      cwd=ROOT,
+      capture_output=True,
+      text=True,
+      timeout=timeout,
+      env={**os.environ, "XLA_FLAGS": ""},
+  )
   return result.returncode, result.stdout, result.stderr
 
 

@@ -1,44 +1,64 @@
 """The command line: a run in seconds, and each user error as one line and a non-zero exit."""
-import pytest
 
 import json
 import os
 
 import numpy as np
-
-from conftest import run_cli, write_maf_archive
+import pytest
+from conftest import run_cli
+from conftest import write_maf_archive
 
 
 def test_smoke_preset_trains(tmp_path, data_dir):
-  code, stdout, stderr = run_cli("--model=maf", "--preset=smoke", f"--workdir={tmp_path}",
-                                 f"--config.data_dir={data_dir}")
+  code, stdout, stderr = run_cli(
+      "--model=maf", "--preset=smoke", f"--workdir={tmp_path}", f"--config.data_dir={data_dir}"
+  )
   assert code == 0, stderr
   assert "test log_prob" in stdout
   assert "Traceback" not in stderr
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--model=no_such_model"], "unknown model 'no_such_model'"),
-    ([], "--model is required"),
-    (["--model=maf", "--preset=huge"], "--preset=huge"),
-    (["--model=maf", "--preset=smoke", "--config.no_such_key=1"], "unknown config key"),
-    (["--model=maf", "--preset=smoke", "--config.model.no_such_key=1"], "config.model has"),
-    (["--model=maf", "--preset=smoke", "--config.batch_size=many"], "batch_size"),
-    (["--model=maf", "--preset=smoke", "--config.model.hidden_dims=wide"], "hidden_dims"),
-    (["--model=maf", "--preset=smoke", "--config.model.layer=dense"], "layer must be"),
-    (["--model=maf", "--preset=smoke", "--config.dataset=no_such_data"], "unknown data set"),
-    (["--model=maf", "--preset=smoke", "--config.dataset=maf_tabular/power"],
-     "power/data.npy in the manual directory"),
-    (["--model=maf", "--preset=smoke", "--config.learning_rate=1e12"], "non-finite at step"),
-    (["--model=maf", "--preset=smoke", "--config.preprocess=logit"], "is real-valued"),
-    (["--model=maf", "--preset=smoke", "--config.preprocess=bogus"], "preprocessing must be one of"),
-    (["--model=vlae", "--preset=smoke", "--config.model.conv_features=8,8,8,8"],
-     "sides must be multiples of 16"),
-    (["--model=vlae", "--preset=smoke", "--config.dataset=toy2d/two_moons",
-      "--config.preprocess=none"], "the conv layers need images"),
-    (["--model=dip_vae", "--preset=smoke", "--config.model.variant=iii"],
-     "variant must be one of i, ii"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model=no_such_model"], "unknown model 'no_such_model'"),
+        ([], "--model is required"),
+        (["--model=maf", "--preset=huge"], "--preset=huge"),
+        (["--model=maf", "--preset=smoke", "--config.no_such_key=1"], "unknown config key"),
+        (["--model=maf", "--preset=smoke", "--config.model.no_such_key=1"], "config.model has"),
+        (["--model=maf", "--preset=smoke", "--config.batch_size=many"], "batch_size"),
+        (["--model=maf", "--preset=smoke", "--config.model.hidden_dims=wide"], "hidden_dims"),
+        (["--model=maf", "--preset=smoke", "--config.model.layer=dense"], "layer must be"),
+        (["--model=maf", "--preset=smoke", "--config.dataset=no_such_data"], "unknown data set"),
+        (
+            ["--model=maf", "--preset=smoke", "--config.dataset=maf_tabular/power"],
+            "power/data.npy in the manual directory",
+        ),
+        (["--model=maf", "--preset=smoke", "--config.learning_rate=1e12"], "non-finite at step"),
+        (["--model=maf", "--preset=smoke", "--config.preprocess=logit"], "is real-valued"),
+        (
+            ["--model=maf", "--preset=smoke", "--config.preprocess=bogus"],
+            "preprocessing must be one of",
+        ),
+        (
+            ["--model=vlae", "--preset=smoke", "--config.model.conv_features=8,8,8,8"],
+            "sides must be multiples of 16",
+        ),
+        (
+            [
+                "--model=vlae",
+                "--preset=smoke",
+                "--config.dataset=toy2d/two_moons",
+                "--config.preprocess=none",
+            ],
+            "the conv layers need images",
+        ),
+        (
+            ["--model=dip_vae", "--preset=smoke", "--config.model.variant=iii"],
+            "variant must be one of i, ii",
+        ),
+    ],
+)
 def test_user_errors_are_one_line(tmp_path, data_dir, args, message):
   code, _, stderr = run_cli(*args, f"--workdir={tmp_path}", f"--config.data_dir={data_dir}")
   assert code != 0
@@ -48,8 +68,13 @@ def test_user_errors_are_one_line(tmp_path, data_dir, args, message):
 
 
 def test_a_tfds_set_that_cannot_be_downloaded_is_one_line(tmp_path, data_dir):
-  code, _, stderr = run_cli("--model=maf", "--preset=smoke", "--config.dataset=mnist",
-                            f"--workdir={tmp_path}", f"--config.data_dir={data_dir}")
+  code, _, stderr = run_cli(
+      "--model=maf",
+      "--preset=smoke",
+      "--config.dataset=mnist",
+      f"--workdir={tmp_path}",
+      f"--config.data_dir={data_dir}",
+  )
   assert code == 2
   assert stderr.strip().splitlines() == [stderr.strip()]
   assert "cannot be downloaded here" in stderr and "tfds build mnist" in stderr
@@ -62,28 +87,43 @@ def test_paper_preset_runs_on_the_papers_files_in_the_manual_directory(tmp_path)
   write_maf_archive(data_dir / "downloads" / "manual", np.random.default_rng(0))
   workdir = tmp_path / "run"
   code, stdout, stderr = run_cli(
-      "--model=maf", "--preset=paper", f"--workdir={workdir}", f"--config.data_dir={data_dir}",
-      "--config.num_steps=20", "--config.log_every=10", "--config.eval_every=10",
-      "--config.checkpoint_every=10")
+      "--model=maf",
+      "--preset=paper",
+      f"--workdir={workdir}",
+      f"--config.data_dir={data_dir}",
+      "--config.num_steps=20",
+      "--config.log_every=10",
+      "--config.eval_every=10",
+      "--config.checkpoint_every=10",
+  )
   assert code == 0, stderr
   assert "maf_tabular/power" in stdout
   with open(os.path.join(workdir, "config.json")) as f:
     config = json.load(f)
   assert (config["model"]["num_layers"], config["batch_size"], config["learning_rate"]) == (
-      5, 100, 1e-4)
+      5,
+      100,
+      1e-4,
+  )
 
 
 def test_nice_smoke_writes_inpainting(tmp_path, data_dir):
-  code, stdout, stderr = run_cli("--model=nice", "--preset=smoke", f"--workdir={tmp_path}",
-                                 f"--config.data_dir={data_dir}")
+  code, stdout, stderr = run_cli(
+      "--model=nice", "--preset=smoke", f"--workdir={tmp_path}", f"--config.data_dir={data_dir}"
+  )
   assert code == 0, stderr
   assert "bits_per_dim" in stdout
   assert os.path.exists(tmp_path / "inpainting.png")
 
 
 def test_nice_on_mnist_offline_is_one_line(tmp_path, data_dir):
-  code, _, stderr = run_cli("--model=nice", "--preset=smoke", "--config.dataset=mnist",
-                            f"--workdir={tmp_path}", f"--config.data_dir={data_dir}")
+  code, _, stderr = run_cli(
+      "--model=nice",
+      "--preset=smoke",
+      "--config.dataset=mnist",
+      f"--workdir={tmp_path}",
+      f"--config.data_dir={data_dir}",
+  )
   assert code == 2
   assert len(stderr.strip().splitlines()) == 1 and "cannot be downloaded here" in stderr
 
@@ -91,13 +131,27 @@ def test_nice_on_mnist_offline_is_one_line(tmp_path, data_dir):
 def test_sweep_trains_each_combination_and_writes_table_and_plot(tmp_path, data_dir):
   import subprocess  # pylint: disable=import-outside-toplevel
   import sys  # pylint: disable=import-outside-toplevel
+
   from conftest import ROOT  # pylint: disable=import-outside-toplevel
+
   result = subprocess.run(
-      [sys.executable, "-m", "experiments.sweep", "--model=vimco", "--preset=smoke",
-       f"--workdir={tmp_path}", f"--config.data_dir={data_dir}",
-       "--sweep=model.estimator=vimco,reinforce", "--sweep=model.num_samples=1,2"],
-      cwd=ROOT, capture_output=True, text=True, timeout=600,
-      env={**os.environ, "XLA_FLAGS": ""})
+      [
+          sys.executable,
+          "-m",
+          "experiments.sweep",
+          "--model=vimco",
+          "--preset=smoke",
+          f"--workdir={tmp_path}",
+          f"--config.data_dir={data_dir}",
+          "--sweep=model.estimator=vimco,reinforce",
+          "--sweep=model.num_samples=1,2",
+      ],
+      cwd=ROOT,
+      capture_output=True,
+      text=True,
+      timeout=600,
+      env={**os.environ, "XLA_FLAGS": ""},
+  )
   assert result.returncode == 0, result.stderr
   table = (tmp_path / "sweep.md").read_text()
   assert table.count("| estimator=") == 3

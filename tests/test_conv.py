@@ -1,5 +1,6 @@
 """The fast forms of the 4x4 stride-2 convolution and its transpose (zoo.nn.conv) are the same
 functions as XLA's own, in value and in both gradients, on even and odd sides."""
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -11,15 +12,17 @@ from zoo.nn import conv
 
 def strided(x, kernel):
   """`nn.Conv(features, (4, 4), strides=2, padding=1)`'s convolution."""
-  return jax.lax.conv_general_dilated(x, kernel, (2, 2), ((1, 1), (1, 1)),
-                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  return jax.lax.conv_general_dilated(
+      x, kernel, (2, 2), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC")
+  )
 
 
 def transposed(x, kernel):
   """The transposed convolution, as JAX's own transpose of `strided` (kernel channels swapped)."""
   b, h, w, _ = x.shape
-  _, adjoint = jax.vjp(lambda y: strided(y, kernel.swapaxes(-1, -2)),
-                       jnp.zeros((b, 2 * h, 2 * w, kernel.shape[-1])))
+  _, adjoint = jax.vjp(
+      lambda y: strided(y, kernel.swapaxes(-1, -2)), jnp.zeros((b, 2 * h, 2 * w, kernel.shape[-1]))
+  )
   return adjoint(x)[0]
 
 
@@ -27,8 +30,9 @@ def assert_same_function(fast, reference, x, kernel):
   np.testing.assert_allclose(fast(x, kernel), reference(x, kernel), atol=1e-5)
   out = reference(x, kernel)
   cotangent = jax.random.normal(jax.random.key(9), out.shape)
-  for got, expected in zip(jax.vjp(fast, x, kernel)[1](cotangent),
-                           jax.vjp(reference, x, kernel)[1](cotangent)):
+  for got, expected in zip(
+      jax.vjp(fast, x, kernel)[1](cotangent), jax.vjp(reference, x, kernel)[1](cotangent)
+  ):
     np.testing.assert_allclose(got, expected, atol=1e-4)
 
 
@@ -51,11 +55,13 @@ def test_downsample_layer_is_flax_conv(height):
   x = jax.random.normal(jax.random.key(0), (2, height, height, 3))
   layer, reference = conv.Downsample(5), nn.Conv(5, (4, 4), strides=2, padding=1)
   variables = layer.init(jax.random.key(1), x)
-  reference_variables = {"params": {"kernel": variables["params"]["kernel"],
-                                    "bias": variables["params"]["bias"] + 0.5}}
+  reference_variables = {
+      "params": {"kernel": variables["params"]["kernel"], "bias": variables["params"]["bias"] + 0.5}
+  }
   variables["params"]["bias"] += 0.5
-  np.testing.assert_allclose(layer.apply(variables, x), reference.apply(reference_variables, x),
-                             atol=1e-5)
+  np.testing.assert_allclose(
+      layer.apply(variables, x), reference.apply(reference_variables, x), atol=1e-5
+  )
 
 
 def test_upsample_layer_is_flax_conv_transpose():
@@ -63,10 +69,10 @@ def test_upsample_layer_is_flax_conv_transpose():
   padding 2 on each side (kernel - 1 - 1) for an exact doubling."""
   x = jax.random.normal(jax.random.key(0), (2, 4, 3, 5))
   layer = conv.Upsample(6)
-  reference = nn.ConvTranspose(6, (4, 4), strides=(2, 2), padding=((2, 2), (2, 2)),
-                               transpose_kernel=True)
+  reference = nn.ConvTranspose(
+      6, (4, 4), strides=(2, 2), padding=((2, 2), (2, 2)), transpose_kernel=True
+  )
   variables = layer.init(jax.random.key(1), x)
   kernel = variables["params"]["kernel"].swapaxes(-1, -2)
-  expected = reference.apply({"params": {"kernel": kernel, "bias": variables["params"]["bias"]}},
-                             x)
+  expected = reference.apply({"params": {"kernel": kernel, "bias": variables["params"]["bias"]}}, x)
   np.testing.assert_allclose(layer.apply(variables, x), expected, atol=1e-5)

@@ -1,5 +1,6 @@
 """The data layer: embedded builders, the MAF paper's tabular builders on files the tests write,
 the offline errors, the deterministic sharded stream, and the preprocessing's Jacobians."""
+
 import socket
 
 import jax
@@ -7,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+from conftest import write_maf_archive
 
 from zoo import data
 from zoo import errors
@@ -14,7 +16,6 @@ from zoo.data import pipeline
 from zoo.data import toy2d
 from zoo.data import transforms
 from zoo.metrics import likelihood
-from conftest import write_maf_archive
 
 
 def test_digits_builder(data_dir):
@@ -48,8 +49,9 @@ def test_toy2d_builder(data_dir):
   assert moons.num_examples("train") == toy2d.SPLIT_SIZES["train"]
 
 
-@pytest.mark.parametrize("name, dims", [("power", 6), ("gas", 8), ("hepmass", 21),
-                                        ("miniboone", 43), ("bsds300", 63)])
+@pytest.mark.parametrize(
+    "name, dims", [("power", 6), ("gas", 8), ("hepmass", 21), ("miniboone", 43), ("bsds300", 63)]
+)
 def test_maf_tabular_builders_apply_the_papers_preprocessing(tmp_path, name, dims):
   write_maf_archive(tmp_path / "downloads" / "manual", np.random.default_rng(0))
   dataset = data.load(f"maf_tabular/{name}", str(tmp_path))
@@ -81,9 +83,15 @@ def test_small_norb_by_its_tfds_name_labels_its_examples_by_category(tmp_path):
   # TFDS's own builder (its features, no download); the records are made here
   norb = data.Dataset("smallnorb", tfds.builder("smallnorb", data_dir=str(tmp_path)))
   assert norb.num_classes == 5 and norb.example_shape == (96, 96, 1) and norb.num_levels == 256
-  record = {"image": np.zeros((96, 96, 1), np.uint8), "image2": np.ones((96, 96, 1), np.uint8),
-            "instance": 7, "label_azimuth": 3, "label_category": 2, "label_elevation": 1,
-            "label_lighting": 0}
+  record = {
+      "image": np.zeros((96, 96, 1), np.uint8),
+      "image2": np.ones((96, 96, 1), np.uint8),
+      "instance": 7,
+      "label_azimuth": 3,
+      "label_category": 2,
+      "label_elevation": 1,
+      "label_lighting": 0,
+  }
   batch = norb._stack([record, {**record, "label_category": 4}])
   assert batch["x"].shape == (2, 96, 96, 1) and batch["label"].tolist() == [2, 4]
 
@@ -101,11 +109,12 @@ def test_stream_resumes_exactly_and_splits_over_processes(data_dir):
   first_ten = [next(stream) for _ in range(10)]
   resumed = next(data.train_batches(digits, logit, start_step=7, **kwargs))
   np.testing.assert_array_equal(resumed["x"], first_ten[7]["x"])
-  halves = [next(data.train_batches(digits, logit, process_index=i, process_count=2, **kwargs))
-            for i in range(2)]
+  halves = [
+      next(data.train_batches(digits, logit, process_index=i, process_count=2, **kwargs))
+      for i in range(2)
+  ]
   np.testing.assert_array_equal(np.concatenate([h["x"] for h in halves]), first_ten[0]["x"])
-  np.testing.assert_array_equal(np.concatenate([h["label"] for h in halves]),
-                                first_ten[0]["label"])
+  np.testing.assert_array_equal(np.concatenate([h["label"] for h in halves]), first_ten[0]["label"])
 
 
 def test_each_epoch_is_a_fresh_permutation():
@@ -119,8 +128,9 @@ def test_each_epoch_is_a_fresh_permutation():
 
 def test_eval_batches_cover_the_split_once_with_a_mask(data_dir):
   digits = data.load("digits", data_dir)
-  batches = list(data.eval_batches(digits, data.preprocessing(digits, "none"), "test",
-                                   batch_size=100, seed=0))
+  batches = list(
+      data.eval_batches(digits, data.preprocessing(digits, "none"), "test", batch_size=100, seed=0)
+  )
   assert [len(b["x"]) for b in batches] == [100] * 4
   assert sum(int(b["mask"].sum()) for b in batches) == 360
   labels = np.concatenate([b["label"][b["mask"]] for b in batches])
@@ -138,8 +148,9 @@ def test_logit_log_det_is_the_jacobian_of_the_transform():
 
   for i in range(3):
     expected = jnp.linalg.slogdet(jax.jacfwd(forward)(jnp.asarray(x[i])))[1]
-    np.testing.assert_allclose(transforms.logit_log_det(y[i:i + 1], alpha)[0], expected,
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        transforms.logit_log_det(y[i : i + 1], alpha)[0], expected, rtol=1e-5
+    )
 
 
 def test_dequantize_binarize_and_scale():
@@ -148,8 +159,9 @@ def test_dequantize_binarize_and_scale():
   scale = transforms.Preprocessing("scale", 17)
   np.testing.assert_array_equal(scale(pixels, None), [[0, 0.5, 1]])
   assert scale.levels == 17 and transforms.Preprocessing("binarize", 17).levels == 2
-  np.testing.assert_allclose(transforms.dequantize(pixels, noise, 17),
-                             [[0.0, 8.5 / 17, 16.999 / 17]], rtol=1e-6)
+  np.testing.assert_allclose(
+      transforms.dequantize(pixels, noise, 17), [[0.0, 8.5 / 17, 16.999 / 17]], rtol=1e-6
+  )
   np.testing.assert_array_equal(transforms.binarize(pixels, noise, 17), [[0, 0, 1]])
 
 
@@ -175,8 +187,11 @@ def test_preprocessing_inverts_and_its_log_det_is_the_jacobian(data_dir, kind):
     forward = lambda v: v
   for i in range(3):
     jacobian = jax.jacfwd(forward)(jnp.asarray(pixels[i].reshape(-1)))
-    np.testing.assert_allclose(preprocessing.log_det(x[i:i + 1])[0],
-                               np.linalg.slogdet(np.asarray(jacobian, np.float64))[1], rtol=1e-3)
+    np.testing.assert_allclose(
+        preprocessing.log_det(x[i : i + 1])[0],
+        np.linalg.slogdet(np.asarray(jacobian, np.float64))[1],
+        rtol=1e-3,
+    )
 
 
 def test_zca_whitens_the_training_split(data_dir):

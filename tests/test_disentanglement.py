@@ -1,5 +1,6 @@
 """Procedural dSprites against hand-computed facts, and the five metrics on codes whose answer is
 known: a perfect code (the factors, permuted and rescaled), noise, and small hand cases."""
+
 import numpy as np
 import pytest
 
@@ -12,6 +13,7 @@ RNG = np.random.default_rng(0)
 
 class Grid:
   """A ground-truth data set whose observations are its factors (as floats)."""
+
   factor_names = ("a", "b", "c")
   factor_sizes = (4, 5, 3)
 
@@ -39,12 +41,18 @@ def test_dsprites_has_the_published_factor_grid():
   data = dsprites.DSprites()
   assert data.num_combinations == 737_280
   assert dict(zip(data.factor_names, data.factor_sizes)) == {
-      "shape": 3, "scale": 6, "orientation": 40, "position_x": 32, "position_y": 32}
+      "shape": 3,
+      "scale": 6,
+      "orientation": 40,
+      "position_x": 32,
+      "position_y": 32,
+  }
   np.testing.assert_allclose(dsprites.SCALES[[0, -1]], [0.5, 1.0])
   assert dsprites.ORIENTATIONS.max() < 2 * np.pi
   index = np.arange(0, 737_280, 9973)
   np.testing.assert_array_equal(
-      np.ravel_multi_index(dsprites.factors_of(index).T, dsprites.FACTOR_SIZES), index)
+      np.ravel_multi_index(dsprites.factors_of(index).T, dsprites.FACTOR_SIZES), index
+  )
   images = data.sample_observations_from_factors(data.sample_factors(5, RNG), RNG)
   assert images.shape == (5, 64, 64, 1) and set(np.unique(images)) <= {0.0, 1.0}
 
@@ -56,7 +64,9 @@ def test_pixel_area_grows_with_scale(shape):
   if shape == 0:  # a square of side 15 * scale pixels
     np.testing.assert_allclose(
         dsprites.render([[0, s, 0, 16, 16] for s in range(6)]).sum((1, 2, 3)),
-        (15 * dsprites.SCALES) ** 2, rtol=0.2)
+        (15 * dsprites.SCALES) ** 2,
+        rtol=0.2,
+    )
 
 
 def test_the_centroid_moves_with_position():
@@ -127,8 +137,9 @@ def test_dci_perfect_and_noise():
   assert bad["disentanglement"] < 0.3 and bad["completeness"] < 0.3
 
 
-@pytest.mark.parametrize("score", [disentanglement.beta_vae_score,
-                                   disentanglement.factor_vae_score])
+@pytest.mark.parametrize(
+    "score", [disentanglement.beta_vae_score, disentanglement.factor_vae_score]
+)
 def test_scores_on_perfect_and_noise_codes(score):
   kwargs = dict(batch_size=16, num_train=300, num_eval=200)
   if score is disentanglement.factor_vae_score:
@@ -141,19 +152,33 @@ def test_scores_on_perfect_and_noise_codes(score):
 
 def test_factor_vae_score_ignores_collapsed_dimensions():
   collapsed = lambda x: np.concatenate([perfect(x), np.zeros((len(x), 2))], 1)
-  out = disentanglement.factor_vae_score(Grid(), collapsed, np.random.default_rng(3),
-                                         batch_size=16, num_train=200, num_eval=100,
-                                         num_variance_estimate=500)
+  out = disentanglement.factor_vae_score(
+      Grid(),
+      collapsed,
+      np.random.default_rng(3),
+      batch_size=16,
+      num_train=200,
+      num_eval=100,
+      num_variance_estimate=500,
+  )
   assert out["num_active_dims"] == 3 and out["eval_accuracy"] > 0.99
 
 
 def test_factor_vae_score_prunes_nearly_collapsed_dimensions_as_disentanglement_lib():
   """A collapsed latent's mean keeps a little noise: dimensions of std 0.01 (under the 0.05 of
   disentanglement_lib's study configs) are pruned, one of std 0.1 is kept."""
+
   def code(x):
     extra = np.random.default_rng(len(x)).normal(size=(len(x), 3)) * [0.01, 0.01, 0.1]
     return np.concatenate([perfect(x), extra], 1)
 
-  out = disentanglement.factor_vae_score(Grid(), code, np.random.default_rng(3), batch_size=16,
-                                         num_train=200, num_eval=100, num_variance_estimate=500)
+  out = disentanglement.factor_vae_score(
+      Grid(),
+      code,
+      np.random.default_rng(3),
+      batch_size=16,
+      num_train=200,
+      num_eval=100,
+      num_variance_estimate=500,
+  )
   assert out["num_active_dims"] == 4

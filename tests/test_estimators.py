@@ -1,5 +1,6 @@
 """The estimators against exact gradients, computed by enumerating every latent configuration of
 a sigmoid belief net small enough to enumerate (2 latent units, 3 visible)."""
+
 import itertools
 
 import jax
@@ -15,11 +16,14 @@ CONFIGS = jnp.array(list(itertools.product([0.0, 1.0], repeat=2)))  # every h
 
 def params():
   keys = jax.random.split(jax.random.key(0), 5)
-  return {"model": {"b": jax.random.normal(keys[0], (2,)),
-                    "W": jax.random.normal(keys[1], (3, 2)),
-                    "c": jax.random.normal(keys[2], (3,))},
-          "q": {"V": jax.random.normal(keys[3], (2, 3)),
-                "d": jax.random.normal(keys[4], (2,))}}
+  return {
+      "model": {
+          "b": jax.random.normal(keys[0], (2,)),
+          "W": jax.random.normal(keys[1], (3, 2)),
+          "c": jax.random.normal(keys[2], (3,)),
+      },
+      "q": {"V": jax.random.normal(keys[3], (2, 3)), "d": jax.random.normal(keys[4], (2,))},
+  }
 
 
 def bernoulli_log_prob(value, logits):
@@ -49,8 +53,9 @@ def expectation_over_q(p, fn, k):
 
 
 def exact_bound_gradient(k):
-  return jax.grad(lambda p: expectation_over_q(p, lambda h: estimators.bound(weights(p, h)[0]),
-                                               k))(params())
+  return jax.grad(lambda p: expectation_over_q(p, lambda h: estimators.bound(weights(p, h)[0]), k))(
+      params()
+  )
 
 
 def per_draw_gradients(surrogate_fn, k, draws=20_000, seed=1):
@@ -95,14 +100,20 @@ def test_nvil_keeps_the_expected_gradient_along_the_true_one(k, scale):
   """With the baselines and the running-std normalisation active, NVIL's expected model gradient
   is the bound's, and its expected encoder gradient the bound's divided by max(1, std): exactly,
   by enumerating every K-tuple (at K > 1 normalising only the score part breaks this)."""
+
   def surrogate(log_w, log_q):
     return estimators.nvil(log_w, log_q, baseline=0.7, centre=-0.3, scale=scale).surrogate
 
   expected, exact = expected_estimator_gradient(surrogate, k), exact_bound_gradient(k)
   for part, factor in (("model", 1.0), ("q", 1.0 / max(1.0, scale))):
     for name in exact[part]:
-      np.testing.assert_allclose(expected[part][name], factor * exact[part][name], rtol=1e-4,
-                                 atol=1e-6, err_msg=f"{part}/{name}")
+      np.testing.assert_allclose(
+          expected[part][name],
+          factor * exact[part][name],
+          rtol=1e-4,
+          atol=1e-6,
+          err_msg=f"{part}/{name}",
+      )
 
 
 def test_rws_model_gradient_is_that_of_the_bound_and_its_q_update_the_wake_phase():
@@ -139,8 +150,9 @@ def test_vimco_has_lower_variance_than_reinforce_on_the_same_draws():
     return sum(float(np.var(np.asarray(g), 0).sum()) for g in jax.tree.leaves(grads["q"]))
 
   k = 5
-  assert (q_variance(per_draw_gradients(estimators.vimco, k, draws=5000))
-          < q_variance(per_draw_gradients(estimators.reinforce, k, draws=5000)))
+  assert q_variance(per_draw_gradients(estimators.vimco, k, draws=5000)) < q_variance(
+      per_draw_gradients(estimators.reinforce, k, draws=5000)
+  )
 
 
 def test_reparameterised_estimators_on_a_gaussian_model():
@@ -155,17 +167,28 @@ def test_reparameterised_estimators_on_a_gaussian_model():
 
   def elbo(mu, log_sigma):
     s2 = jnp.exp(2 * log_sigma)
-    return (-0.5 * (mu ** 2 + s2) - 0.5 * ((x - mu) ** 2 + s2) - jnp.log(2 * jnp.pi)
-            + 0.5 * jnp.log(2 * jnp.pi * jnp.e * s2))
+    return (
+        -0.5 * (mu**2 + s2)
+        - 0.5 * ((x - mu) ** 2 + s2)
+        - jnp.log(2 * jnp.pi)
+        + 0.5 * jnp.log(2 * jnp.pi * jnp.e * s2)
+    )
 
   mu, log_sigma = 0.2, -0.3
   eps = jax.random.normal(jax.random.key(0), (20_000, 1))
-  grads = jax.vmap(jax.grad(lambda m, s, e: estimators.reparam(log_w(m, s, e)), (0, 1)),
-                   (None, None, 0))(mu, log_sigma, eps)
+  grads = jax.vmap(
+      jax.grad(lambda m, s, e: estimators.reparam(log_w(m, s, e)), (0, 1)), (None, None, 0)
+  )(mu, log_sigma, eps)
   exact = jax.grad(elbo, (0, 1))(mu, log_sigma)
   for g, e in zip(grads, exact):
     assert abs(float(g.mean()) - float(e)) <= 4 * float(g.std()) / np.sqrt(len(g)) + 1e-4
-  log_px = -0.25 * x ** 2 - 0.5 * jnp.log(4 * jnp.pi)
-  means = [float(estimators.iwae(log_w(mu, log_sigma, jax.random.normal(
-      jax.random.key(k), (20_000, k)))).mean()) for k in (1, 5, 50)]
+  log_px = -0.25 * x**2 - 0.5 * jnp.log(4 * jnp.pi)
+  means = [
+      float(
+          estimators.iwae(
+              log_w(mu, log_sigma, jax.random.normal(jax.random.key(k), (20_000, k)))
+          ).mean()
+      )
+      for k in (1, 5, 50)
+  ]
   assert means[0] < means[1] < means[2] < float(log_px)

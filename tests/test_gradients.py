@@ -1,9 +1,10 @@
-"""The gradient of the loss the runner differentiates (`train._apply_loss`, with the model's real
+"""The gradient of the loss the runner differentiates (`training.apply_loss`, with the model's real
 state: NVIL's baseline network and running statistics, VLAE's warm-up step) against the gradient
 of the objective each model claims, computed independently of the model's estimator: exactly by
 enumerating every sample of a sigmoid belief net; exactly by `jax.jacfwd`'s change of variables
 for flows; by Gauss-Hermite quadrature of the expectations against the mean of many draws of
 the estimator for Gaussian latents."""
+
 import itertools
 
 import flax.linen as nn
@@ -12,22 +13,23 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from conftest import perturbed
 
 import zoo
-from experiments import train
-from conftest import perturbed
+from zoo import training
 
 sg = jax.lax.stop_gradient
 
 
 def runner_gradient(model, state, batch, rng):
   """The gradient the runner's step takes of the model's loss, in training mode."""
-  return jax.grad(lambda p: train._apply_loss(model, "loss", False, p, state, batch, rng)[0])(
-      state.params)
+  return jax.grad(lambda p: training.apply_loss(model, "loss", False, p, state, batch, rng)[0])(
+      state.params
+  )
 
 
 def initial_state(model, batch, seed=0, scale=0.3):
-  state = train._init_state(model, optax.adam(1e-3), batch, jax.random.key(seed))
+  state = training.init_state(model, optax.adam(1e-3), batch, jax.random.key(seed))
   return state.replace(params=perturbed(state.params, jax.random.key(seed + 1), scale))
 
 
@@ -47,8 +49,11 @@ def every_tuple(k):
 
 
 def recognition_logits(model, params, k):
-  return model.apply(sbn_variables(model, params), jnp.broadcast_to(X[:, None], (1, k, 3)),
-                     method=lambda m, h: m.recognition[0](h))
+  return model.apply(
+      sbn_variables(model, params),
+      jnp.broadcast_to(X[:, None], (1, k, 3)),
+      method=lambda m, h: m.recognition[0](h),
+  )
 
 
 def sbn_variables(model, params):
@@ -59,27 +64,31 @@ def sbn_variables(model, params):
 
 
 def with_draws(model, h):
-  """`model.encode` returning the codes `h` (1, K, 2) with their log q under the model's own
-  recognition layer, in place of a random draw: the loss at a given sample."""
+  """`model.sample_posterior` returning the codes `h` (1, K, 2) with their log q under the
+  model's own recognition layer, in place of a random draw: the loss at a given sample."""
+
   def interceptor(next_fun, args, kwargs, context):
-    if context.method_name != "encode":
+    if context.method_name != "sample_posterior":
       return next_fun(*args, **kwargs)
     logits = context.module.recognition[0](jnp.broadcast_to(args[0][:, None], h.shape[:2] + (3,)))
     return [h], bernoulli_log_prob(h, logits)
+
   return interceptor
 
 
 def expected_runner_gradient(model, state, k):
   """E over K draws from q of the runner's loss gradient: the sum over every tuple of q(tuple)
   (held constant) times the gradient at that tuple."""
+
   def at(h):
     with nn.intercept_methods(with_draws(model, h)):
       return runner_gradient(model, state, {"x": X}, jax.random.key(0))
 
   tuples = every_tuple(k)
   grads = jax.jit(jax.vmap(at))(tuples)
-  probability = jnp.exp(bernoulli_log_prob(tuples, recognition_logits(model, state.params, k))
-                        .sum(-1))[:, 0]
+  probability = jnp.exp(
+      bernoulli_log_prob(tuples, recognition_logits(model, state.params, k)).sum(-1)
+  )[:, 0]
   return jax.tree.map(lambda g: jnp.tensordot(probability, g, 1), grads)
 
 
@@ -87,8 +96,9 @@ def exact_objective(model, params, k, objective):
   """sum over every tuple of q(tuple) objective(log w, log q), differentiable in q too."""
   tuples = every_tuple(k)
   log_q = bernoulli_log_prob(tuples, recognition_logits(model, params, k))  # (4^K, 1, K)
-  log_joint = jax.vmap(lambda h: model.apply(sbn_variables(model, params), X, [h],
-                                              method="log_joint"))(tuples)
+  log_joint = jax.vmap(
+      lambda h: model.apply(sbn_variables(model, params), X, [h], method="log_joint")
+  )(tuples)
   return (jnp.exp(log_q.sum(-1)) * objective(log_joint - log_q, log_q)).sum()
 
 
@@ -96,18 +106,29 @@ def bound(log_w):
   return jax.nn.logsumexp(log_w, -1) - jnp.log(log_w.shape[-1])
 
 
-@pytest.mark.parametrize("estimator, k", [("vimco", 2), ("vimco", 4), ("reinforce", 1),
-                                          ("reinforce", 3), ("nvil", 1), ("nvil", 3),
-                                          ("rws", 3)])
+@pytest.mark.parametrize(
+    "estimator, k",
+    [
+        ("vimco", 2),
+        ("vimco", 4),
+        ("reinforce", 1),
+        ("reinforce", 3),
+        ("nvil", 1),
+        ("nvil", 3),
+        ("rws", 3),
+    ],
+)
 def test_sbn_loss_gradients_are_unbiased_for_the_k_sample_bound(estimator, k):
-  model = zoo.build("vimco", layer_sizes=(2,), estimator=estimator, num_samples=k,
-                    num_eval_samples=100)
+  model = zoo.build(
+      "vimco", layer_sizes=(2,), estimator=estimator, num_samples=k, num_eval_samples=100
+  )
   state = initial_state(model, {"x": X})
   std = 1.0
   if estimator == "nvil":  # running statistics as training leaves them, normalisation active
     std = 3.0
-    state = state.replace(model_state={"estimator_state": {"mean": jnp.asarray(-0.4),
-                                                           "var": jnp.asarray(std ** 2)}})
+    state = state.replace(
+        model_state={"estimator_state": {"mean": jnp.asarray(-0.4), "var": jnp.asarray(std**2)}}
+    )
   expected = expected_runner_gradient(model, state, k)
   exact = jax.grad(lambda p: exact_objective(model, p, k, lambda w, q: bound(w)))(state.params)
   for name in ("prior_logits", "data_layer"):
@@ -115,15 +136,27 @@ def test_sbn_loss_gradients_are_unbiased_for_the_k_sample_bound(estimator, k):
   recognition = jax.tree.map(lambda g: -g / std, exact["recognition_0"])
   if estimator == "rws":  # the wake phase: sum_k w~_k d log q(h_k), weights and q held fixed
     recognition = jax.grad(lambda p: -_wake_objective(model, state.params, p, k))(
-        state.params["recognition_0"])
+        state.params["recognition_0"]
+    )
   assert_trees_close(expected["recognition_0"], recognition, "recognition_0")
   if estimator == "nvil":  # the baseline network fits E (L_K - b(x) - c)^2
     centre = state.model_state["estimator_state"]["mean"]
-    baseline = jax.grad(lambda p: exact_objective(
-        model, {**state.params, "baseline": p}, k,
-        lambda w, q: jnp.square(sg(bound(w)) - model.apply(
-            sbn_variables(model, {**state.params, "baseline": p}), X,
-            method=lambda m, x: m.baseline(x))[:, 0] - centre)))(state.params["baseline"])
+    baseline = jax.grad(
+        lambda p: exact_objective(
+            model,
+            {**state.params, "baseline": p},
+            k,
+            lambda w, q: jnp.square(
+                sg(bound(w))
+                - model.apply(
+                    sbn_variables(model, {**state.params, "baseline": p}),
+                    X,
+                    method=lambda m, x: m.baseline(x),
+                )[:, 0]
+                - centre
+            ),
+        )
+    )(state.params["baseline"])
     assert_trees_close(expected["baseline"], baseline, "baseline")
 
 
@@ -132,11 +165,15 @@ def _wake_objective(model, params, recognition, k):
   `params` held constant and q' the recognition layer `recognition`."""
   tuples = every_tuple(k)
   fixed_log_q = sg(bernoulli_log_prob(tuples, recognition_logits(model, params, k)))
-  log_joint = sg(jax.vmap(lambda h: model.apply(sbn_variables(model, params), X, [h],
-                                                method="log_joint"))(tuples))
+  log_joint = sg(
+      jax.vmap(lambda h: model.apply(sbn_variables(model, params), X, [h], method="log_joint"))(
+          tuples
+      )
+  )
   weights = jax.nn.softmax(log_joint - fixed_log_q, -1)
-  log_q = bernoulli_log_prob(tuples, recognition_logits(
-      model, {**params, "recognition_0": recognition}, k))
+  log_q = bernoulli_log_prob(
+      tuples, recognition_logits(model, {**params, "recognition_0": recognition}, k)
+  )
   return (jnp.exp(fixed_log_q.sum(-1)) * (weights * log_q).sum(-1)).sum()
 
 
@@ -147,8 +184,9 @@ def assert_trees_close(actual, expected, name, rtol=1e-4, atol=1e-6):
 
 # ---------------------------------------------------------------- flows: change of variables
 
+
 def standard_normal_log_prob(u):
-  return (-0.5 * u ** 2 - 0.5 * np.log(2 * np.pi)).sum(-1)
+  return (-0.5 * u**2 - 0.5 * np.log(2 * np.pi)).sum(-1)
 
 
 def logistic_log_prob(u):
@@ -158,8 +196,10 @@ def logistic_log_prob(u):
 FLOWS = {
     "nice": (dict(num_couplings=3, hidden_dims=(8,)), logistic_log_prob),
     "maf": (dict(num_layers=2, hidden_dims=(8,), batch_norm=False), standard_normal_log_prob),
-    "realnvp": (dict(num_layers=2, hidden_dims=(8,), layer="coupling", batch_norm=False),
-                standard_normal_log_prob),
+    "realnvp": (
+        dict(num_layers=2, hidden_dims=(8,), layer="coupling", batch_norm=False),
+        standard_normal_log_prob,
+    ),
     "maf_batch_norm": (dict(num_layers=2, hidden_dims=(8,)), standard_normal_log_prob),
 }
 
@@ -167,12 +207,17 @@ FLOWS = {
 def batch_statistics(model, variables, x):
   """Each batch-norm layer's (mean, var) of the batch `x` in a training-mode pass, as functions
   of the parameters: read back from the running-average update of stored (0, 1) statistics."""
-  start = {name: {"mean": jnp.zeros_like(s["mean"]), "var": jnp.ones_like(s["var"])}
-           for name, s in variables["batch_stats"].items()}
-  _, updated = model.apply({**variables, "batch_stats": start}, {"x": x}, method="loss",
-                           mutable=["batch_stats"])
-  return {name: {"mean": s["mean"] / 0.1, "var": (s["var"] - 0.9) / 0.1}
-          for name, s in updated["batch_stats"].items()}
+  start = {
+      name: {"mean": jnp.zeros_like(s["mean"]), "var": jnp.ones_like(s["var"])}
+      for name, s in variables["batch_stats"].items()
+  }
+  _, updated = model.apply(
+      {**variables, "batch_stats": start}, {"x": x}, method="loss", mutable=["batch_stats"]
+  )
+  return {
+      name: {"mean": s["mean"] / 0.1, "var": (s["var"] - 0.9) / 0.1}
+      for name, s in updated["batch_stats"].items()
+  }
 
 
 @pytest.mark.parametrize("name", list(FLOWS))
@@ -185,8 +230,7 @@ def test_flow_loss_gradients_are_those_of_the_exact_negative_log_likelihood(name
   x = jax.random.normal(jax.random.key(3), (16, 3)) * jnp.array([1.0, 2.0, 0.5]) + 1.0
   state = initial_state(model, {"x": x})
   if "batch_stats" in state.model_state:
-    state = state.replace(model_state=jax.tree.map(lambda v: jnp.abs(v) + 0.5,
-                                                   state.model_state))
+    state = state.replace(model_state=jax.tree.map(lambda v: jnp.abs(v) + 0.5, state.model_state))
 
   def objective(params):
     variables = {"params": params, **state.model_state}
@@ -196,8 +240,13 @@ def test_flow_loss_gradients_are_those_of_the_exact_negative_log_likelihood(name
     log_det = jax.vmap(lambda v: jnp.linalg.slogdet(jax.jacfwd(to_base)(v))[1])(x)
     return -(base_log_prob(jax.vmap(to_base)(x)) + log_det).mean()
 
-  assert_trees_close(runner_gradient(model, state, {"x": x}, jax.random.key(0)),
-             jax.grad(objective)(state.params), name, rtol=1e-3, atol=1e-5)
+  assert_trees_close(
+      runner_gradient(model, state, {"x": x}, jax.random.key(0)),
+      jax.grad(objective)(state.params),
+      name,
+      rtol=1e-3,
+      atol=1e-5,
+  )
 
 
 # ---------------------------------------------------------------- Gaussian latents: quadrature
@@ -220,8 +269,11 @@ def normal_log_prob(z, mean, std):
 
 
 def bernoulli_images_log_prob(x, logits):
-  return (x * jax.nn.log_sigmoid(logits) + (1 - x) * jax.nn.log_sigmoid(-logits)).reshape(
-      len(x), -1).sum(-1)
+  return (
+      (x * jax.nn.log_sigmoid(logits) + (1 - x) * jax.nn.log_sigmoid(-logits))
+      .reshape(len(x), -1)
+      .sum(-1)
+  )
 
 
 def expected_reconstruction(decode, mean, std):
@@ -243,8 +295,9 @@ def assert_mean_gradient_matches(draws, exact, seed=5, directions=8):
   v = jax.random.normal(jax.random.key(seed), (directions, len(target)))
   projected, expected = np.asarray(flat @ v.T, np.float64), np.asarray(v @ target)
   error = 4.5 * projected.std(0) / np.sqrt(len(projected)) + 1e-5 * np.abs(expected)
-  assert np.all(np.abs(projected.mean(0) - expected) < error), (
-      (projected.mean(0) - expected) / (error / 4.5))
+  assert np.all(np.abs(projected.mean(0) - expected) < error), (projected.mean(0) - expected) / (
+      error / 4.5
+  )
 
 
 def mean_runner_gradients(model, state, draws=1000):
@@ -254,12 +307,17 @@ def mean_runner_gradients(model, state, draws=1000):
 
 def gaussian_kl(mean, std):
   """KL(N(mean, diag(std^2)) || N(0, I)) per example, in closed form."""
-  return (0.5 * (mean ** 2 + std ** 2 - 1) - jnp.log(std)).sum(-1)
+  return (0.5 * (mean**2 + std**2 - 1) - jnp.log(std)).sum(-1)
 
 
-@pytest.mark.parametrize("name, hyperparameters", [
-    ("beta_vae", dict(beta=4.0)), ("dip_vae", dict(variant="i")),
-    ("dip_vae", dict(variant="ii", lambda_od=5.0, lambda_d=5.0))])
+@pytest.mark.parametrize(
+    "name, hyperparameters",
+    [
+        ("beta_vae", dict(beta=4.0)),
+        ("dip_vae", dict(variant="i")),
+        ("dip_vae", dict(variant="ii", lambda_od=5.0, lambda_d=5.0)),
+    ],
+)
 def test_vae_loss_gradients_are_unbiased_for_their_papers_objectives(name, hyperparameters):
   """beta-VAE (eq. 4): -E_q log p(x | z) + beta KL; DIP-VAE (eqs. 5-7): -E_q log p(x | z) + KL +
   lambda_od sum_{i != j} C_ij^2 + lambda_d sum_i (C_ii - 1)^2, C the batch covariance of the
@@ -278,20 +336,30 @@ def test_vae_loss_gradients_are_unbiased_for_their_papers_objectives(name, hyper
       return -reconstruction + hyperparameters["beta"] * kl
     covariance = jnp.cov(mean.T, bias=True)
     if hyperparameters["variant"] == "ii":
-      covariance += jnp.diag((std ** 2).mean(0))
+      covariance += jnp.diag((std**2).mean(0))
     off_diagonal = covariance - jnp.diag(jnp.diag(covariance))
-    penalty = (model.lambda_od * (off_diagonal ** 2).sum()
-               + model.lambda_d * ((jnp.diag(covariance) - 1) ** 2).sum())
+    penalty = (
+        model.lambda_od * (off_diagonal**2).sum()
+        + model.lambda_d * ((jnp.diag(covariance) - 1) ** 2).sum()
+    )
     return -reconstruction + kl + penalty
 
-  assert_mean_gradient_matches(mean_runner_gradients(model, state),
-                               jax.grad(objective)(state.params))
+  assert_mean_gradient_matches(
+      mean_runner_gradients(model, state), jax.grad(objective)(state.params)
+  )
 
 
 def vlae_with_warmup(hierarchy):
   """A small VLAE with 1-D codes whose warm-up has run 700 of its tau = 2000 steps."""
-  model = zoo.build("vlae", latent_dims=(1, 1), hidden_dim=16, conv_features=(4, 8),
-                    hierarchy=hierarchy, num_eval_samples=100, kl_warmup=2000.0)
+  model = zoo.build(
+      "vlae",
+      latent_dims=(1, 1),
+      hidden_dim=16,
+      conv_features=(4, 8),
+      hierarchy=hierarchy,
+      num_eval_samples=100,
+      kl_warmup=2000.0,
+  )
   state = initial_state(model, {"x": IMAGES}, scale=0.1)
   state = state.replace(model_state={"schedule": {"step": jnp.asarray(700, jnp.int32)}})
   return model, state, 1 - np.exp(-700 / 2000)
@@ -313,8 +381,9 @@ def test_the_ladders_loss_gradient_is_unbiased_for_the_warmed_up_elbo():
     decode = lambda z: call("decode", [z[:, :1], z[:, 1:]], IMAGES.shape[1:])
     return -(expected_reconstruction(decode, mean, std) - weight * gaussian_kl(mean, std)).mean()
 
-  assert_mean_gradient_matches(mean_runner_gradients(model, state),
-                               jax.grad(objective)(state.params))
+  assert_mean_gradient_matches(
+      mean_runner_gradients(model, state), jax.grad(objective)(state.params)
+  )
 
 
 def test_the_chains_loss_gradient_is_unbiased_for_the_warmed_up_elbo():
@@ -329,13 +398,16 @@ def test_the_chains_loss_gradient_is_unbiased_for_the_warmed_up_elbo():
     variables = {"params": params, **state.model_state}
     call = lambda fn, *args: model.apply(variables, *args, method=fn)
     codes, _, posteriors = model.apply(  # the draws of the loss at `key`: the same make_rng
-        variables, IMAGES, method=lambda m, x: m.encode(x, m.make_rng("sample")),
-        rngs={"sample": key})
+        variables,
+        IMAGES,
+        method=lambda m, x: m.sample_posterior(x, m.make_rng("sample")),
+        rngs={"sample": key},
+    )
     p1 = call(lambda m, z: m.priors[0](z), codes[1])
-    log_ratio = sum(normal_log_prob(z, q.loc, q.scale).sum(-1)
-                    for z, q in zip(codes, posteriors))
-    log_ratio -= (normal_log_prob(codes[0], p1.loc, p1.scale)
-                  + normal_log_prob(codes[1], 0.0, 1.0)).sum(-1)
+    log_ratio = sum(normal_log_prob(z, q.loc, q.scale).sum(-1) for z, q in zip(codes, posteriors))
+    log_ratio -= (
+        normal_log_prob(codes[0], p1.loc, p1.scale) + normal_log_prob(codes[1], 0.0, 1.0)
+    ).sum(-1)
     reconstruction = bernoulli_images_log_prob(IMAGES, call("decode", codes, IMAGES.shape[1:]))
     return -(reconstruction - weight * log_ratio).mean()
 

@@ -1,15 +1,18 @@
 """MADE and the MAF family against the mathematics they implement."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from conftest import assert_integrates_to_one
+from conftest import assert_samples_follow
+from conftest import perturbed
 from jax.scipy import stats
 
 import zoo
-from experiments import train
+from experiments import loop
 from zoo.nn import made
-from conftest import assert_integrates_to_one, assert_samples_follow, perturbed
 
 VARIANTS = {
     "made": dict(num_layers=1, batch_norm=False),
@@ -30,8 +33,7 @@ def trained_looking(name, size, seed=0, scale=0.2):
   variables = model.init({"params": rng, "sample": rng}, batch, method="loss")
   variables = perturbed(variables, jax.random.fold_in(rng, 1), scale=scale)
   if "batch_stats" in variables:
-    variables["batch_stats"] = jax.tree.map(
-        lambda v: jnp.abs(v) + 0.5, variables["batch_stats"])
+    variables["batch_stats"] = jax.tree.map(lambda v: jnp.abs(v) + 0.5, variables["batch_stats"])
   if model.num_components:
     # The mixture starts at random means and scales; a narrower start keeps a random stack's
     # tails (whose log-scales grow with |x|) inside the box the 2-D tests integrate over.
@@ -86,14 +88,14 @@ def test_sampling_direction_inverts_the_density_direction(name):
   x = jax.random.normal(jax.random.key(3), (10, 4))
   context = context_for(model, 10)
   u, _ = model.apply(variables, x, context, method="to_base")
-  np.testing.assert_allclose(model.apply(variables, u, context, method="from_base"), x,
-                             atol=1e-4)
+  np.testing.assert_allclose(model.apply(variables, u, context, method="from_base"), x, atol=1e-4)
 
 
 def _evaluate_log_prob(model, variables):
   """log p(x) of `evaluate` (for a conditional model: the mixture over its labels)."""
   return lambda x: model.apply(
-      variables, {"x": x, "label": jnp.zeros(len(x), jnp.int32)}, method="evaluate")["log_prob"]
+      variables, {"x": x, "label": jnp.zeros(len(x), jnp.int32)}, method="evaluate"
+  )["log_prob"]
 
 
 @pytest.mark.parametrize("name", VARIANTS)
@@ -106,8 +108,9 @@ def test_density_integrates_to_one_in_2d(name):
 def test_samples_follow_log_prob(name):
   """A conditional model's `sample` cycles through the labels: its density is the mixture."""
   model, variables = trained_looking(name, 2, scale=0.1)
-  samples = jax.jit(lambda v: model.apply(v, 200_000, method="sample",
-                                          rngs={"sample": jax.random.key(7)}))(variables)
+  samples = jax.jit(
+      lambda v: model.apply(v, 200_000, method="sample", rngs={"sample": jax.random.key(7)})
+  )(variables)
   assert samples.shape == (200_000, 2) and samples.dtype == jnp.float32
   assert_samples_follow(_evaluate_log_prob(model, variables), samples)
 
@@ -129,10 +132,12 @@ def whole_set_statistics(model, variables, x):
   read back from the running-average update of stored statistics (0, 1) with momentum 0.9."""
   start = jax.tree.map(jnp.zeros_like, variables["batch_stats"])
   start = {name: {"mean": s["mean"], "var": s["var"] + 1} for name, s in start.items()}
-  _, updated = model.apply({**variables, "batch_stats": start}, {"x": x}, method="loss",
-                           mutable=["batch_stats"])
-  return {name: (s["mean"] / 0.1, (s["var"] - 0.9) / 0.1)
-          for name, s in updated["batch_stats"].items()}
+  _, updated = model.apply(
+      {**variables, "batch_stats": start}, {"x": x}, method="loss", mutable=["batch_stats"]
+  )
+  return {
+      name: (s["mean"] / 0.1, (s["var"] - 0.9) / 0.1) for name, s in updated["batch_stats"].items()
+  }
 
 
 def test_a_run_evaluates_with_the_whole_training_sets_batch_statistics(tmp_path, data_dir):
@@ -141,7 +146,7 @@ def test_a_run_evaluates_with_the_whole_training_sets_batch_statistics(tmp_path,
   training-mode pass over the whole split; running averages of recent batches are not."""
   config = zoo.get("maf").default_config("smoke")
   config.data_dir = data_dir
-  train.train_and_evaluate(config, str(tmp_path))
+  loop.train_and_evaluate(config, str(tmp_path))
   model, variables, _ = zoo.load(str(tmp_path))
   dataset = zoo.data.load(config.dataset, data_dir)
   preprocessing = zoo.data.preprocessing(dataset, config.preprocess)
@@ -151,10 +156,12 @@ def test_a_run_evaluates_with_the_whole_training_sets_batch_statistics(tmp_path,
   expected = whole_set_statistics(model, variables, jnp.asarray(x))
   assert len(expected) == config.model.num_layers
   for name, (mean, var) in expected.items():
-    np.testing.assert_allclose(variables["batch_stats"][name]["mean"], mean, rtol=1e-3,
-                               atol=1e-4, err_msg=name)
-    np.testing.assert_allclose(variables["batch_stats"][name]["var"], var, rtol=1e-3,
-                               atol=1e-4, err_msg=name)
+    np.testing.assert_allclose(
+        variables["batch_stats"][name]["mean"], mean, rtol=1e-3, atol=1e-4, err_msg=name
+    )
+    np.testing.assert_allclose(
+        variables["batch_stats"][name]["var"], var, rtol=1e-3, atol=1e-4, err_msg=name
+    )
 
 
 def test_batch_norm_with_a_sets_statistics_is_training_mode_on_that_set():
@@ -164,8 +171,7 @@ def test_batch_norm_with_a_sets_statistics_is_training_mode_on_that_set():
   x = jax.random.normal(jax.random.key(0), (64, 3)) * jnp.array([1.0, 2.0, 3.0]) + 5.0
   stats = whole_set_statistics(model, variables, x)
   fitted = {**variables, "batch_stats": {n: {"mean": m, "var": v} for n, (m, v) in stats.items()}}
-  in_training, _ = model.apply(variables, x, train=True, method="log_prob",
-                               mutable=["batch_stats"])
+  in_training, _ = model.apply(variables, x, train=True, method="log_prob", mutable=["batch_stats"])
   np.testing.assert_allclose(model.apply(fitted, x, method="log_prob"), in_training, rtol=1e-4)
 
 
@@ -173,12 +179,16 @@ def test_conditional_evaluate_marginalises_the_label():
   model, variables = trained_looking("conditional_maf", 2)
   x = jax.random.normal(jax.random.key(0), (5, 2))
   out = model.apply(variables, {"x": x, "label": jnp.array([0, 1, 2, 0, 1])}, method="evaluate")
-  per_label = jnp.stack([model.apply(variables, x, jnp.eye(3)[jnp.full(5, k)],
-                                     method="log_prob") for k in range(3)], -1)
-  np.testing.assert_allclose(out["log_prob_given_label"],
-                             per_label[jnp.arange(5), jnp.array([0, 1, 2, 0, 1])], rtol=1e-5)
-  np.testing.assert_allclose(out["log_prob"],
-                             jax.nn.logsumexp(per_label, -1) - jnp.log(3.0), rtol=1e-5)
+  per_label = jnp.stack(
+      [model.apply(variables, x, jnp.eye(3)[jnp.full(5, k)], method="log_prob") for k in range(3)],
+      -1,
+  )
+  np.testing.assert_allclose(
+      out["log_prob_given_label"], per_label[jnp.arange(5), jnp.array([0, 1, 2, 0, 1])], rtol=1e-5
+  )
+  np.testing.assert_allclose(
+      out["log_prob"], jax.nn.logsumexp(per_label, -1) - jnp.log(3.0), rtol=1e-5
+  )
 
 
 def test_mixture_components_start_apart_and_learn_a_bimodal_density():
@@ -188,8 +198,10 @@ def test_mixture_components_start_apart_and_learn_a_bimodal_density():
   x = x + 0.3 * jax.random.normal(jax.random.key(0), x.shape)
   batch = {"x": x}
   results = {}
-  for name, hyperparameters in (("gaussian", dict(num_layers=1, batch_norm=False)),
-                                ("mixture", dict(num_layers=0, num_components=4))):
+  for name, hyperparameters in (
+      ("gaussian", dict(num_layers=1, batch_norm=False)),
+      ("mixture", dict(num_layers=0, num_components=4)),
+  ):
     model = zoo.build("maf", hidden_dims=(8,), **hyperparameters)
     params = model.init(jax.random.key(1), batch, method="loss")["params"]
     optimizer = optax.adam(0.05)

@@ -1,6 +1,7 @@
 """Multi-process training on JAX's distributed runtime, over loopback with the gloo collectives:
 2 processes of 2 emulated CPU devices each train as 1 process of 4 devices does, and a killed
 two-process run resumes exactly."""
+
 import json
 import os
 import random
@@ -12,10 +13,10 @@ import time
 
 import numpy as np
 import pytest
+from conftest import ROOT
 
 import zoo
-from experiments import train
-from conftest import ROOT
+from experiments import loop
 
 
 def read_metrics(workdir):
@@ -47,16 +48,34 @@ def launch(workdir, data_dir, model, *extra, slurm=False):
   for i in range(2):
     if slurm:
       where = []
-      env.update(SLURM_JOB_ID=str(port - SLURM_PORTS.start), SLURM_STEP_NODELIST="localhost",
-                 SLURM_NTASKS="2", SLURM_PROCID=str(i), SLURM_LOCALID=str(i))
+      env.update(
+          SLURM_JOB_ID=str(port - SLURM_PORTS.start),
+          SLURM_STEP_NODELIST="localhost",
+          SLURM_NTASKS="2",
+          SLURM_PROCID=str(i),
+          SLURM_LOCALID=str(i),
+      )
     else:
-      where = [f"--coordinator_address=localhost:{port}", "--num_processes=2",
-               f"--process_id={i}"]
-    processes.append(subprocess.Popen(
-        [sys.executable, "-m", "experiments.run", f"--model={model}", "--preset=smoke",
-         f"--workdir={workdir}", f"--config.data_dir={data_dir}", *where, *extra], cwd=ROOT,
-        env=env, stdout=subprocess.DEVNULL,
-        stderr=open(os.path.join(workdir, f"process{i}.log"), "a")))
+      where = [f"--coordinator_address=localhost:{port}", "--num_processes=2", f"--process_id={i}"]
+    processes.append(
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "experiments.run",
+                f"--model={model}",
+                "--preset=smoke",
+                f"--workdir={workdir}",
+                f"--config.data_dir={data_dir}",
+                *where,
+                *extra,
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(os.path.join(workdir, f"process{i}.log"), "a"),
+        )
+    )
   return processes
 
 
@@ -71,7 +90,7 @@ def finish(processes, workdir):
 def test_two_processes_of_two_devices_train_as_one_of_four(tmp_path, data_dir, model, slurm):
   config = zoo.get(model).default_config("smoke")
   config.data_dir = data_dir
-  train.train_and_evaluate(config, str(tmp_path / "one"))  # this process: 4 devices
+  loop.train_and_evaluate(config, str(tmp_path / "one"))  # this process: 4 devices
   finish(launch(str(tmp_path / "two"), data_dir, model, slurm=slurm), str(tmp_path / "two"))
   one, two = read_metrics(tmp_path / "one"), read_metrics(tmp_path / "two")
   assert [r["step"] for r in one] == [r["step"] for r in two]
@@ -87,15 +106,22 @@ def test_two_processes_of_two_devices_train_as_one_of_four(tmp_path, data_dir, m
 
 
 def test_a_killed_two_process_run_resumes_exactly(tmp_path, data_dir):
-  flags = ("--config.num_steps=200", "--config.checkpoint_every=20", "--config.log_every=10",
-           "--config.eval_every=100")
+  flags = (
+      "--config.num_steps=200",
+      "--config.checkpoint_every=20",
+      "--config.log_every=10",
+      "--config.eval_every=100",
+  )
   whole, killed = str(tmp_path / "whole"), str(tmp_path / "killed")
   finish(launch(whole, data_dir, "maf", *flags), whole)
   processes = launch(killed, data_dir, "maf", *flags)
   deadline, checkpoint_dir = time.time() + 300, os.path.join(killed, "checkpoints")
   while time.time() < deadline and all(p.poll() is None for p in processes):
-    steps = [int(d) for d in os.listdir(checkpoint_dir) if d.isdigit()] if os.path.isdir(
-        checkpoint_dir) else []
+    steps = (
+        [int(d) for d in os.listdir(checkpoint_dir) if d.isdigit()]
+        if os.path.isdir(checkpoint_dir)
+        else []
+    )
     if steps and max(steps) >= 40:
       break
     time.sleep(0.05)
@@ -105,6 +131,7 @@ def test_a_killed_two_process_run_resumes_exactly(tmp_path, data_dir):
   assert read_metrics(killed)[-1]["step"] < 200, "the run finished before it could be killed"
   finish(launch(killed, data_dir, "maf", *flags), killed)
   assert read_metrics(killed) == read_metrics(whole)
-  with open(os.path.join(killed, "results.json")) as f, \
-      open(os.path.join(whole, "results.json")) as g:
+  with open(os.path.join(killed, "results.json")) as f, open(
+      os.path.join(whole, "results.json")
+  ) as g:
     assert json.load(f)["test"] == json.load(g)["test"]

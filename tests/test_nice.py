@@ -1,20 +1,24 @@
 """NICE against the mathematics it implements: volume-preserving couplings, the rescaling
 layer's log-determinant, an exact normalised density, and inpainting."""
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import assert_integrates_to_one
+from conftest import assert_samples_follow
+from conftest import perturbed
 from jax.scipy import stats
 
 import zoo
 from experiments import outputs
 from zoo.nn import flows
-from conftest import assert_integrates_to_one, assert_samples_follow, perturbed
 
 
 class _Layer(nn.Module):
   """One flow layer, applied in either direction."""
+
   layer: nn.Module
 
   def __call__(self, x):
@@ -74,8 +78,9 @@ def test_density_integrates_to_one_and_samples_follow_it_in_2d(prior):
   model, variables = random_nice(2, prior, scale=0.1)
   log_prob = lambda x: model.apply(variables, x, method="log_prob")
   assert_integrates_to_one(log_prob)
-  samples = jax.jit(lambda v: model.apply(v, 200_000, method="sample",
-                                          rngs={"sample": jax.random.key(4)}))(variables)
+  samples = jax.jit(
+      lambda v: model.apply(v, 200_000, method="sample", rngs={"sample": jax.random.key(4)})
+  )(variables)
   assert samples.shape == (200_000, 2)
   assert_samples_follow(log_prob, samples)
 
@@ -88,8 +93,9 @@ def test_inpainting_keeps_observed_pixels_and_raises_log_prob():
   start = model.apply(variables, x, observed, 0, method="inpaint", rngs=rngs)
   filled = model.apply(variables, x, observed, 300, method="inpaint", rngs=rngs)
   assert filled.shape == x.shape
-  np.testing.assert_array_equal(np.asarray(filled)[np.asarray(observed)],
-                                np.asarray(x)[np.asarray(observed)])
+  np.testing.assert_array_equal(
+      np.asarray(filled)[np.asarray(observed)], np.asarray(x)[np.asarray(observed)]
+  )
   assert float(filled.min()) >= 0.0 and float(filled.max()) <= 1.0
   log_prob = lambda v: model.apply(variables, flows.flatten(v), method="log_prob")
   assert np.all(np.asarray(log_prob(filled)) > np.asarray(log_prob(start)))
@@ -102,7 +108,8 @@ def test_bad_prior_is_a_user_error():
 
 @pytest.mark.parametrize("preprocess", ["dequantize", "logit", "binarize", "scale"])
 def test_inpainting_is_finite_and_in_the_pixel_range_for_every_preprocessing(
-    preprocess, data_dir, monkeypatch):
+    preprocess, data_dir, monkeypatch
+):
   """The inpainting figure's images, through the runner's own writer: each hidden pixel filled
   with a finite value inside the preprocessing's range (a start drawn from an unbounded range
   was NaN for all but `dequantize`)."""
@@ -113,9 +120,13 @@ def test_inpainting_is_finite_and_in_the_pixel_range_for_every_preprocessing(
   x = next(zoo.data.eval_batches(dataset, preprocessing, "test", batch_size=8))["x"]
   variables = model.init(jax.random.key(0), {"x": x}, method="loss")
   shown = []
-  monkeypatch.setattr(outputs, "image_grid", lambda images, **_: shown.append(images) or
-                      type("Image", (), {"save": lambda self, path: None})())
-  outputs.write_inpainting("unused.png", model, variables, dataset, preprocessing, config)
+  monkeypatch.setattr(
+      outputs,
+      "image_grid",
+      lambda images, **_: shown.append(images)
+      or type("Image", (), {"save": lambda self, path: None})(),
+  )
+  outputs.write_inpainting("unused", model, variables, dataset, preprocessing, config)
   filled = shown[0].reshape(6, 8, *x.shape[1:])[[2, 5]]  # the two inpainted rows
   assert np.all(np.isfinite(filled)), preprocess
   assert filled.min() >= -1e-6 and filled.max() <= 1 + 1e-6, (filled.min(), filled.max())

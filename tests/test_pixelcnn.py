@@ -2,14 +2,15 @@
 its likelihood normalised over every image; both
 kinds of conditioning, the likelihood against a direct sum, and the jitted sampler against a slow
 reference loop."""
+
 import itertools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from conftest import perturbed
+
 from zoo.nn import pixelcnn
 
 HEIGHT, WIDTH = 5, 6
@@ -36,6 +37,7 @@ def test_channel_masks_by_hand():
 def dependence_matrix(model, variables, condition, x):
   """|d output / d input| summed over images and levels, (outputs, inputs), both in the order
   pixel by pixel, channel by channel, from `jax.jacfwd`."""
+
   def jacobian(image):
     return jax.jacfwd(lambda image: model.apply(variables, image[None], condition)[0])(image)
 
@@ -75,8 +77,7 @@ def test_the_likelihood_is_normalised_over_every_image():
   model = pixelcnn.PixelCNN(features=4, num_blocks=2)
   images = jnp.array(list(itertools.product([0.0, 1.0], repeat=8))).reshape(-1, 2, 2, 2)
   condition = jnp.ones((len(images), 3))
-  variables = perturbed(model.init(jax.random.key(0), images[:1], condition[:1]),
-                        jax.random.key(1))
+  variables = perturbed(model.init(jax.random.key(0), images[:1], condition[:1]), jax.random.key(1))
   log_p = pixelcnn.log_likelihood(model.apply(variables, images, condition), images)
   np.testing.assert_allclose(jnp.exp(jax.nn.logsumexp(log_p)), 1.0, rtol=1e-5)
 
@@ -91,15 +92,19 @@ def test_vector_condition_is_a_location_independent_bias_and_a_map_a_local_one()
   gradient = jax.grad(lambda h: model.apply(variables, x, h)[0, 2, 3, 0, 1])(spatial)
   seen = np.abs(np.asarray(gradient)).sum(-1)[0].reshape(-1)
   # the local bias at pixel j reaches the output at pixel i through the masks: j <= i only
-  assert seen[2 * WIDTH + 3] > 0 and np.all(seen[2 * WIDTH + 4:] == 0)
+  assert seen[2 * WIDTH + 3] > 0 and np.all(seen[2 * WIDTH + 4 :] == 0)
 
 
 def test_log_likelihood_sums_the_chosen_levels_log_probabilities():
   logits = jax.random.normal(jax.random.key(5), (2, 2, 3, 2, 4))
   k = jax.random.randint(jax.random.key(6), (2, 2, 3, 2), 0, 4)
   log_probs = jax.nn.log_softmax(logits)
-  expected = [sum(log_probs[b, h, w, c, k[b, h, w, c]] for h in range(2) for w in range(3)
-                  for c in range(2)) for b in range(2)]
+  expected = [
+      sum(
+          log_probs[b, h, w, c, k[b, h, w, c]] for h in range(2) for w in range(3) for c in range(2)
+      )
+      for b in range(2)
+  ]
   np.testing.assert_allclose(pixelcnn.log_likelihood(logits, k / 3), expected, rtol=1e-5)
 
 

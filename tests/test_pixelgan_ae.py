@@ -1,4 +1,5 @@
 """The PixelGAN autoencoder: each phase trains its own submodules, shapes under jit, a smoke run."""
+
 import json
 
 import jax
@@ -8,17 +9,17 @@ import optax
 import pytest
 
 import zoo
-from experiments import train
+from experiments import loop
+from zoo import training
 
 X = (jax.random.uniform(jax.random.key(0), (6, 8, 8, 1)) > 0.5).astype(jnp.float32)
-SMALL = dict(latent_dim=5, encoder_dims=(16,), discriminator_dims=(16,), features=8,
-             num_blocks=1)
+SMALL = dict(latent_dim=5, encoder_dims=(16,), discriminator_dims=(16,), features=8, num_blocks=1)
 
 
 def game(prior, x=X, **hyperparameters):
   model = zoo.build("pixelgan_ae", prior=prior, **{**SMALL, **hyperparameters})
   optimizers = {phase: optax.adam(0.05) for phase in model.phases}
-  return model, optimizers, train._init_state(model, optimizers, {"x": x}, jax.random.key(1))
+  return model, optimizers, training.init_state(model, optimizers, {"x": x}, jax.random.key(1))
 
 
 def unchanged(before, after):
@@ -28,13 +29,12 @@ def unchanged(before, after):
 @pytest.mark.parametrize("prior", ["gaussian", "categorical"])
 def test_each_phase_updates_only_its_own_submodules(prior):
   model, optimizers, state = game(prior)
-  update = train.make_phase_update(model, optimizers)
+  update = training.make_phase_update(model, optimizers)
   for phase, trained in model.phases.items():
     new, metrics = update(phase, state, {"x": X}, jax.random.key(2))
     assert np.isfinite(metrics[f"{phase}/loss"])
     for name in state.params:
-      assert unchanged(state.params[name], new.params[name]) == (name not in trained), (phase,
-                                                                                       name)
+      assert unchanged(state.params[name], new.params[name]) == (name not in trained), (phase, name)
 
 
 @pytest.mark.parametrize("prior", ["gaussian", "categorical"])
@@ -50,8 +50,7 @@ def test_codes_samples_and_evaluation_under_jit(prior):
   assert samples.shape == (3, 8, 8, 1) and set(np.unique(samples)) <= {0.0, 1.0}
   rows = jax.jit(lambda v: model.apply(v, 4, 2, method="decompose", rngs=rngs))(variables)
   assert rows.shape == (4, 2, 8, 8, 1)
-  evaluation = jax.jit(lambda v: model.apply(v, {"x": X}, method="evaluate", rngs=rngs))(
-      variables)
+  evaluation = jax.jit(lambda v: model.apply(v, {"x": X}, method="evaluate", rngs=rngs))(variables)
   assert evaluation["reconstruction"].shape == (6,)
   assert np.all(evaluation["reconstruction"] > 0)
 
@@ -72,28 +71,26 @@ def test_colour_images_with_many_levels_under_jit():
 
 def test_a_game_step_runs_the_three_phases_and_a_smoke_run_trains(tmp_path, data_dir):
   model, optimizers, state = game("categorical")
-  step = jax.jit(train.make_game_step(model, optimizers))
+  step = jax.jit(training.make_game_step(model, optimizers))
   _, metrics = step(state, {"x": X[None]}, jax.random.key(4))
   assert {"reconstruction/loss", "discriminator/loss", "regularization/loss"} <= set(metrics)
   config = zoo.get("pixelgan_ae").default_config("smoke")
   config.data_dir = data_dir
-  results = train.train_and_evaluate(config, str(tmp_path))
+  results = loop.train_and_evaluate(config, str(tmp_path))
   assert np.isfinite(results["test"]["reconstruction"])
-  assert {"clustering_error", "clustering_error_majority", "clusters_used"} <= set(
-      results["test"])
+  assert {"clustering_error", "clustering_error_majority", "clusters_used"} <= set(results["test"])
   assert (tmp_path / "samples.png").exists() and (tmp_path / "decomposition.png").exists()
 
 
-def test_pixels_with_many_levels_train_and_a_level_mismatch_is_one_clear_error(tmp_path,
-                                                                                data_dir):
+def test_pixels_with_many_levels_train_and_a_level_mismatch_is_one_clear_error(tmp_path, data_dir):
   config = zoo.get("pixelgan_ae").default_config("smoke")
   config.data_dir = data_dir
   config.preprocess = "scale"  # the digits' 17 grey levels, k / 16
   with pytest.raises(zoo.errors.UserError, match="num_levels=2 needs pixels with 2 values"):
-    train.train_and_evaluate(config, str(tmp_path / "mismatch"))
+    loop.train_and_evaluate(config, str(tmp_path / "mismatch"))
   assert not (tmp_path / "mismatch").exists()
   config.model.num_levels = 17
-  results = train.train_and_evaluate(config, str(tmp_path / "run"))
+  results = loop.train_and_evaluate(config, str(tmp_path / "run"))
   assert np.isfinite(results["test"]["reconstruction"])
 
 
@@ -106,32 +103,40 @@ def test_clustering_error_by_hand():
   train_clusters = np.array([0, 0, 0, 1, 1, 2])
   train_labels = np.array([3, 3, 1, 0, 0, 1])
   np.testing.assert_array_equal(
-      zoo.metrics.clustering.cluster_labels(train_clusters, train_labels, 4), [3, 0, 1, 0])
+      zoo.metrics.clustering.cluster_labels(train_clusters, train_labels, 4), [3, 0, 1, 0]
+  )
   # cluster 3 is empty: it takes the commonest class; 3 of the 5 test points are right
   error = zoo.metrics.clustering.clustering_error(
-      train_clusters, train_labels, np.array([0, 1, 2, 3, 0]), np.array([3, 0, 2, 1, 3]), 4)
+      train_clusters, train_labels, np.array([0, 1, 2, 3, 0]), np.array([3, 0, 2, 1, 3]), 4
+  )
   assert error == pytest.approx(2 / 5)
 
 
 def test_the_papers_labelling_takes_each_clusters_most_confident_example():
   """The adversarial autoencoders' protocol: cluster k takes the label of the validation
   example with the largest q(y = k | x), whatever the majority of its members."""
-  probabilities = np.array([[0.9, 0.1, 0.0], [0.6, 0.4, 0.0], [0.7, 0.3, 0.0],
-                            [0.2, 0.5, 0.3], [0.1, 0.1, 0.8]])
+  probabilities = np.array(
+      [[0.9, 0.1, 0.0], [0.6, 0.4, 0.0], [0.7, 0.3, 0.0], [0.2, 0.5, 0.3], [0.1, 0.1, 0.8]]
+  )
   labels = np.array([4, 2, 2, 7, 5])  # cluster 0 holds 4, 2, 2: majority 2, most confident 4
   cluster_label = zoo.metrics.clustering.most_confident_labels(probabilities, labels)
   np.testing.assert_array_equal(cluster_label, [4, 7, 5])
-  assert zoo.metrics.clustering.error(cluster_label, np.array([0, 0, 1, 2]),
-                                      np.array([4, 2, 7, 7])) == pytest.approx(2 / 4)
+  assert zoo.metrics.clustering.error(
+      cluster_label, np.array([0, 0, 1, 2]), np.array([4, 2, 7, 7])
+  ) == pytest.approx(2 / 4)
 
 
 def test_clustering_error_of_a_perfect_and_a_random_clustering():
   rng = np.random.default_rng(0)
   labels = rng.integers(0, 10, 4000)
-  clusters = (labels * 3 + rng.integers(0, 3, 4000))  # 30 clusters, each within one class
+  clusters = labels * 3 + rng.integers(0, 3, 4000)  # 30 clusters, each within one class
   clustering = zoo.metrics.clustering
-  assert clustering.clustering_error(clusters[:3000], labels[:3000], clusters[3000:],
-                                     labels[3000:], 30) == 0.0
+  assert (
+      clustering.clustering_error(
+          clusters[:3000], labels[:3000], clusters[3000:], labels[3000:], 30
+      )
+      == 0.0
+  )
   noise = rng.integers(0, 30, 4000)
   error = clustering.clustering_error(noise[:3000], labels[:3000], noise[3000:], labels[3000:], 30)
   assert 0.8 < error < 0.95  # chance is 0.9
@@ -145,8 +150,15 @@ def test_balanced_subset_and_labelled_batches_follow_the_step(data_dir):
   preprocessing = zoo.data.preprocessing(dataset, "binarize")
 
   def stream(start):
-    return zoo.data.train_batches(dataset, preprocessing, batch_size=20, seed=1,
-                                  start_step=start, labeled=subset, labeled_batch_size=20)
+    return zoo.data.train_batches(
+        dataset,
+        preprocessing,
+        batch_size=20,
+        seed=1,
+        start_step=start,
+        labeled=subset,
+        labeled_batch_size=20,
+    )
 
   first = next(stream(0))
   assert first["labeled_x"].shape == (20, 8, 8, 1)
@@ -164,7 +176,7 @@ def test_a_semi_supervised_smoke_run_reports_its_test_error(tmp_path, data_dir):
   config.model.semi_supervised = True
   config.model.latent_dim = 10
   config.num_labels = 20
-  results = train.train_and_evaluate(config, str(tmp_path))
+  results = loop.train_and_evaluate(config, str(tmp_path))
   assert 0 <= results["test"]["classification_error"] <= 1
   metrics = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
   assert "semi_supervised/accuracy" in metrics[0]
@@ -175,7 +187,7 @@ def test_semi_supervised_needs_one_category_per_class(tmp_path, data_dir):
   config.data_dir = data_dir
   config.model.semi_supervised = True
   with pytest.raises(zoo.errors.UserError, match="latent_dim=10, not 30"):
-    train.train_and_evaluate(config, str(tmp_path / "run"))
+    loop.train_and_evaluate(config, str(tmp_path / "run"))
   assert not (tmp_path / "run").exists()  # refused before anything was written
 
 
@@ -186,11 +198,18 @@ def test_the_adversarial_phases_alone_spread_the_code_over_every_cluster(data_di
   dataset = zoo.data.load("digits", data_dir)
   preprocessing = zoo.data.preprocessing(dataset, "binarize")
   x = next(zoo.data.eval_batches(dataset, preprocessing, "train", batch_size=1000))["x"]
-  model = zoo.build("pixelgan_ae", prior="categorical", latent_dim=10, encoder_dims=(64,),
-                    discriminator_dims=(64,), features=8, num_blocks=1)
+  model = zoo.build(
+      "pixelgan_ae",
+      prior="categorical",
+      latent_dim=10,
+      encoder_dims=(64,),
+      discriminator_dims=(64,),
+      features=8,
+      num_blocks=1,
+  )
   optimizers = {phase: optax.adam(1e-3) for phase in model.phases}
-  state = train._init_state(model, optimizers, {"x": x[:100]}, jax.random.key(0))
-  update = train.make_phase_update(model, optimizers)
+  state = training.init_state(model, optimizers, {"x": x[:100]}, jax.random.key(0))
+  update = training.make_phase_update(model, optimizers)
 
   @jax.jit
   def adversarial_step(state, batch, rng):

@@ -1,12 +1,22 @@
-"""The public surface of DESIGN.md: list_models, get, build, default_config."""
+"""The registry's public surface (README; ARCHITECTURE.md): list_models, get, build, configs."""
+
 import flax.linen as nn
 import pytest
 
 import zoo
-from experiments import configs
+from zoo import configs
 
-REQUIRED_KEYS = ("seed", "dataset", "data_dir", "batch_size", "learning_rate", "num_steps",
-                 "log_every", "eval_every", "checkpoint_every")
+REQUIRED_KEYS = (
+    "seed",
+    "dataset",
+    "data_dir",
+    "batch_size",
+    "learning_rate",
+    "num_steps",
+    "log_every",
+    "eval_every",
+    "checkpoint_every",
+)
 
 
 def test_list_models_is_sorted_and_has_maf():
@@ -34,12 +44,15 @@ def test_every_model_builds_with_paper_defaults_and_has_every_preset(name):
     assert isinstance(spec.build(**config.model), spec.module)
 
 
-@pytest.mark.parametrize("hyperparameters, message", [
-    ({"no_such_field": 1}, "has no hyper-parameter no_such_field"),
-    ({"hidden_dims": "abc"}, "hidden_dims must be a sequence of int"),
-    ({"num_layers": 2.5}, "num_layers must be int"),
-    ({"batch_norm": 1}, "batch_norm must be bool"),
-])
+@pytest.mark.parametrize(
+    "hyperparameters, message",
+    [
+        ({"no_such_field": 1}, "has no hyper-parameter no_such_field"),
+        ({"hidden_dims": "abc"}, "hidden_dims must be a sequence of int"),
+        ({"num_layers": 2.5}, "num_layers must be int"),
+        ({"batch_norm": 1}, "batch_norm must be bool"),
+    ],
+)
 def test_bad_hyperparameters_are_user_errors(hyperparameters, message):
   with pytest.raises(zoo.errors.HyperparameterError, match=message):
     zoo.build("maf", **hyperparameters)

@@ -1,4 +1,5 @@
 """Several seeds in one step: each replica is exactly the single-seed run of its seed."""
+
 import json
 import os
 
@@ -7,8 +8,9 @@ import numpy as np
 import pytest
 
 import zoo
+from experiments import loop
 from experiments import report
-from experiments import train
+from zoo import training
 
 
 def read(workdir, name):
@@ -41,16 +43,26 @@ def assert_replica_is_the_run(rows, single_rows, replica, rtol, atol=1e-6):
         continue  # results compare them
       value = values[replica]
       if row["step"] in single and key in single[row["step"]]:
-        np.testing.assert_allclose(value, single[row["step"]][key],
-                                   rtol=rtol.get(key, rtol["default"]), atol=atol,
-                                   err_msg=f"{key} at step {row['step']}")
+        np.testing.assert_allclose(
+            value,
+            single[row["step"]][key],
+            rtol=rtol.get(key, rtol["default"]),
+            atol=atol,
+            err_msg=f"{key} at step {row['step']}",
+        )
       else:
         assert value is None, f"{key} at step {row['step']}: the single run had stopped"
 
 
 # Early stopping with patience 1 on validation stops the seeds at different steps.
-MAF_RUN = {"num_steps": 80, "log_every": 10, "eval_every": 10, "checkpoint_every": 40,
-           "early_stopping_patience": 1, "learning_rate": 3e-2}
+MAF_RUN = {
+    "num_steps": 80,
+    "log_every": 10,
+    "eval_every": 10,
+    "checkpoint_every": 40,
+    "early_stopping_patience": 1,
+    "learning_rate": 3e-2,
+}
 
 
 @pytest.fixture(scope="module")
@@ -59,18 +71,20 @@ def single_maf_runs(tmp_path_factory, data_dir):
   runs = {}
   for seed in (3, 4, 5, 6):
     workdir = str(tmp_path_factory.mktemp(f"seed{seed}"))
-    train.train_and_evaluate(config_of("maf", data_dir, seed=seed, **MAF_RUN), workdir)
+    loop.train_and_evaluate(config_of("maf", data_dir, seed=seed, **MAF_RUN), workdir)
     runs[seed] = workdir
   return runs
 
 
 @pytest.mark.parametrize("unrolled", [True, False], ids=["unrolled", "vmapped"])
-def test_each_replica_equals_the_single_seed_run(single_maf_runs, tmp_path, data_dir,
-                                                 monkeypatch, unrolled):
-  monkeypatch.setattr(train, "_unroll_replicas", lambda *_: unrolled)
+def test_each_replica_equals_the_single_seed_run(
+    single_maf_runs, tmp_path, data_dir, monkeypatch, unrolled
+):
+  monkeypatch.setattr(training, "_unroll_replicas", lambda *_: unrolled)
   workdir = str(tmp_path / "seeds")
-  results = train.train_and_evaluate(
-      config_of("maf", data_dir, seed=3, num_seeds=4, **MAF_RUN), workdir)
+  results = loop.train_and_evaluate(
+      config_of("maf", data_dir, seed=3, num_seeds=4, **MAF_RUN), workdir
+  )
   rows = read(workdir, "metrics.jsonl")
   # Unrolled, a replica runs the single run's very operations. Vmapped, batched ones that round
   # differently, by about 1e-7 a step: the loss stays that close; Adam amplifies the difference
@@ -82,7 +96,10 @@ def test_each_replica_equals_the_single_seed_run(single_maf_runs, tmp_path, data
     assert_replica_is_the_run(rows, read(single_maf_runs[seed], "metrics.jsonl"), replica, rtol)
     mine = results["per_seed"][replica]
     assert (mine["seed"], mine["steps"], mine["best_step"]) == (
-        seed, single["steps"], single["best_step"])
+        seed,
+        single["steps"],
+        single["best_step"],
+    )
     for split in ("test", "validation"):
       for key, value in single[split].items():
         np.testing.assert_allclose(mine[split][key], value, rtol=rtol["default"], err_msg=key)
@@ -93,13 +110,15 @@ def test_each_replica_equals_the_single_seed_run(single_maf_runs, tmp_path, data
       np.testing.assert_allclose(a, b, rtol=rtol["default"], atol=1e-4)
   with pytest.raises(ValueError, match="replica 4 of a run of 4 seeds"):
     zoo.load(workdir, replica=4)  # JAX would clamp the index, silently
-  assert len(set(stopped)) > 1 and min(stopped) < MAF_RUN["num_steps"], (
-      "the seeds should stop early at different steps, to test that a stopped replica is frozen")
+  assert (
+      len(set(stopped)) > 1 and min(stopped) < MAF_RUN["num_steps"]
+  ), "the seeds should stop early at different steps, to test that a stopped replica is frozen"
   assert results["steps"] == max(stopped)
   per_seed = np.array([r["test"]["log_prob"] for r in results["per_seed"]])
   np.testing.assert_allclose(results["test"]["log_prob"], per_seed.mean(), rtol=1e-6)
-  np.testing.assert_allclose(results["test_stderr"]["log_prob"],
-                             per_seed.std(ddof=1) / np.sqrt(4), rtol=1e-6)
+  np.testing.assert_allclose(
+      results["test_stderr"]["log_prob"], per_seed.std(ddof=1) / np.sqrt(4), rtol=1e-6
+  )
   row = report.table(os.path.join(workdir, "results.json")).splitlines()[-1]
   mean, stderr = results["test"]["log_prob"], results["test_stderr"]["log_prob"]
   assert f"| 4 | {mean:.2f} ± {stderr:.2f} |" in row
@@ -109,29 +128,29 @@ def test_a_game_replica_equals_the_single_seed_run(tmp_path, data_dir, monkeypat
   """WGAN: each step stacks critic batches per replica (data sharded on the third axis).
   Unrolled, so that the replica runs the single run's very operations: vmapped, RMSProp on the
   clipped critic's tiny gradients amplifies batched rounding to 10% in gradient norms."""
-  monkeypatch.setattr(train, "_unroll_replicas", lambda *_: True)
-  run = {"num_steps": 6, "log_every": 2, "eval_every": 6, "checkpoint_every": 6,
-         "burst_critic_steps": 0}
+  monkeypatch.setattr(training, "_unroll_replicas", lambda *_: True)
+  run = {"num_steps": 6, "log_every": 2, "eval_every": 6, "checkpoint_every": 6, "burst_updates": 0}
   single, seeds = str(tmp_path / "single"), str(tmp_path / "seeds")
-  train.train_and_evaluate(config_of("wgan", data_dir, seed=8, **run), single)
-  train.train_and_evaluate(config_of("wgan", data_dir, seed=7, num_seeds=2, **run), seeds)
-  assert_replica_is_the_run(read(seeds, "metrics.jsonl"), read(single, "metrics.jsonl"), 1,
-                            rtol={"default": 1e-6})
+  loop.train_and_evaluate(config_of("wgan", data_dir, seed=8, **run), single)
+  loop.train_and_evaluate(config_of("wgan", data_dir, seed=7, num_seeds=2, **run), seeds)
+  assert_replica_is_the_run(
+      read(seeds, "metrics.jsonl"), read(single, "metrics.jsonl"), 1, rtol={"default": 1e-6}
+  )
 
 
 def test_summary_is_the_mean_and_its_standard_error():
-  summary = train._summary("test", [{"a": 1.0}, {"a": 2.0}, {"a": 3.0}, {"a": 4.0}])
+  summary = loop.summary("test", [{"a": 1.0}, {"a": 2.0}, {"a": 3.0}, {"a": 4.0}])
   assert summary["test"] == {"a": 2.5}
   # sample standard deviation sqrt(5/3), over sqrt(4)
   np.testing.assert_allclose(summary["test_stderr"]["a"], np.sqrt(5 / 3) / 2)
-  assert train._summary("test", [{"a": 1.0}]) == {"test": {"a": 1.0}}
+  assert loop.summary("test", [{"a": 1.0}]) == {"test": {"a": 1.0}}
 
 
 def test_resuming_with_another_number_of_seeds_is_one_clear_error(tmp_path, data_dir):
   workdir = str(tmp_path / "run")
-  train.train_and_evaluate(config_of("maf", data_dir, num_steps=20), workdir)
+  loop.train_and_evaluate(config_of("maf", data_dir, num_steps=20), workdir)
   with pytest.raises(zoo.errors.UserError, match="does not fit this config"):
-    train.train_and_evaluate(config_of("maf", data_dir, num_steps=40, num_seeds=2), workdir)
+    loop.train_and_evaluate(config_of("maf", data_dir, num_steps=40, num_seeds=2), workdir)
 
 
 def test_replicas_are_unrolled_on_cpu_only_where_the_step_convolves():
@@ -140,7 +159,14 @@ def test_replicas_are_unrolled_on_cpu_only_where_the_step_convolves():
     variables = jax.eval_shape(lambda m=model: m.init(jax.random.key(0), batch, method="loss"))
 
     def gradient(v, m=model):
-      return jax.grad(lambda p: m.apply(v | {"params": p}, batch, method="loss", mutable=True,
-                                        rngs={"sample": jax.random.key(1)})[0][0])(v["params"])
+      return jax.grad(
+          lambda p: m.apply(
+              v | {"params": p},
+              batch,
+              method="loss",
+              mutable=True,
+              rngs={"sample": jax.random.key(1)},
+          )[0][0]
+      )(v["params"])
 
-    assert train._unroll_replicas(gradient, variables) == convolves, name
+    assert training._unroll_replicas(gradient, variables) == convolves, name

@@ -1,4 +1,5 @@
 """The runner: one train step under jit and sharding, exact resume, divergence, outputs."""
+
 import json
 import os
 import signal
@@ -14,11 +15,17 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from conftest import ROOT
+from conftest import perturbed
 
 import zoo
-from experiments import train
+from experiments import checkpointing
+from experiments import feed
+from experiments import logs
+from experiments import loop
+from zoo import evaluation
+from zoo import training
 from zoo.nn import games
-from conftest import ROOT, perturbed
 
 
 def smoke_config(data_dir, **overrides):
@@ -38,11 +45,11 @@ def test_train_step_is_the_same_under_jit():
   model = zoo.build("maf", num_layers=2, hidden_dims=(16,))
   optimizer = optax.sgd(0.1)  # linear in the gradient: Adam's first step would amplify rounding
   batch = {"x": jax.random.normal(jax.random.key(0), (32, 3))}
-  state = train._init_state(model, optimizer, batch, jax.random.key(1))
+  state = training.init_state(model, optimizer, batch, jax.random.key(1))
   # Away from initialisation, where the shifts' gradients are rounding noise (batch norm makes
   # the loss shift-invariant).
   state = state.replace(params=perturbed(state.params, jax.random.key(3), scale=0.1))
-  step = train.make_train_step(model, optimizer)
+  step = training.make_train_step(model, optimizer)
   with jax.disable_jit():
     eager, eager_metrics = step(state, batch, jax.random.key(2))
   jitted, jitted_metrics = jax.jit(step)(state, batch, jax.random.key(2))
@@ -58,19 +65,27 @@ def test_bfloat16_keeps_float32_state_and_follows_the_float32_gradient():
   model = zoo.build("maf", num_layers=2, hidden_dims=(16,), batch_norm=False)
   optimizer = optax.sgd(1.0)
   batch = {"x": jax.random.normal(jax.random.key(0), (256, 3))}
-  state = train._init_state(model, optimizer, batch, jax.random.key(1))
+  state = training.init_state(model, optimizer, batch, jax.random.key(1))
   state = state.replace(params=perturbed(state.params, jax.random.key(3), scale=0.1))
   updates = {}
   for bfloat16 in (False, True):
-    new, metrics = jax.jit(train.make_train_step(model, optimizer, bfloat16))(
-        state, batch, jax.random.key(2))
-    assert {x.dtype for x in jax.tree.leaves((new.params, new.opt_state, metrics))
-            if jnp.issubdtype(x.dtype, jnp.floating)} == {np.dtype(np.float32)}
-    updates[bfloat16] = (jnp.concatenate([u.ravel() for u in jax.tree.leaves(new.params)])
-                         - jnp.concatenate([p.ravel() for p in jax.tree.leaves(state.params)]))
+    new, metrics = jax.jit(training.make_train_step(model, optimizer, bfloat16))(
+        state, batch, jax.random.key(2)
+    )
+    assert {
+        x.dtype
+        for x in jax.tree.leaves((new.params, new.opt_state, metrics))
+        if jnp.issubdtype(x.dtype, jnp.floating)
+    } == {np.dtype(np.float32)}
+    updates[bfloat16] = jnp.concatenate(
+        [u.ravel() for u in jax.tree.leaves(new.params)]
+    ) - jnp.concatenate([p.ravel() for p in jax.tree.leaves(state.params)])
     updates[bfloat16, "loss"] = metrics["loss"]
-  cosine = updates[True] @ updates[False] / (
-      jnp.linalg.norm(updates[True]) * jnp.linalg.norm(updates[False]))
+  cosine = (
+      updates[True]
+      @ updates[False]
+      / (jnp.linalg.norm(updates[True]) * jnp.linalg.norm(updates[False]))
+  )
   assert cosine > 0.99
   np.testing.assert_allclose(updates[True, "loss"], updates[False, "loss"], rtol=2e-2)
   assert not np.array_equal(updates[True], updates[False])  # it did compute in bfloat16
@@ -82,7 +97,7 @@ def test_prefetch_keeps_the_order_passes_errors_on_and_its_thread_ends_when_clos
       raise ValueError("no batch 5")
     return step
 
-  batches = train.prefetch(make, 2)
+  batches = feed.prefetch(make, 2)
   assert [next(batches) for _ in range(3)] == [2, 3, 4]
   with pytest.raises(ValueError, match="no batch 5"):
     next(batches)
@@ -92,7 +107,7 @@ def test_prefetch_keeps_the_order_passes_errors_on_and_its_thread_ends_when_clos
     return step
 
   before = set(threading.enumerate())
-  batches = train.prefetch(make_slowly, 0)
+  batches = feed.prefetch(make_slowly, 0)
   assert next(batches) == 0
   producers = set(threading.enumerate()) - before
   assert producers
@@ -105,8 +120,9 @@ def test_one_and_four_devices_train_the_same(tmp_path, data_dir):
   runs = {}
   for count in (1, 4):
     workdir = str(tmp_path / f"devices{count}")
-    train.train_and_evaluate(smoke_config(data_dir, num_steps=20), workdir,
-                             devices=jax.devices()[:count])
+    loop.train_and_evaluate(
+        smoke_config(data_dir, num_steps=20), workdir, devices=jax.devices()[:count]
+    )
     runs[count] = read_metrics(workdir)
   assert [r["step"] for r in runs[1]] == [r["step"] for r in runs[4]]
   for one, four in zip(runs[1], runs[4]):
@@ -118,16 +134,16 @@ def test_one_and_four_devices_train_the_same(tmp_path, data_dir):
 
 def test_a_finished_run_writes_every_output(tmp_path, data_dir, monkeypatch):
   workdir = str(tmp_path / "run")
-  evaluate, final_evaluation = train.Evaluator.__call__, 3.0
+  evaluate, final_evaluation = evaluation.Evaluator.__call__, 3.0
 
   def slow_test_evaluation(self, variables, split):
     if split == "test":
       time.sleep(final_evaluation)
     return evaluate(self, variables, split)
 
-  monkeypatch.setattr(train.Evaluator, "__call__", slow_test_evaluation)
-  results = train.train_and_evaluate(smoke_config(data_dir), workdir)
-  with open(os.path.join(workdir, train.PROGRESS)) as f:
+  monkeypatch.setattr(evaluation.Evaluator, "__call__", slow_test_evaluation)
+  results = loop.train_and_evaluate(smoke_config(data_dir), workdir)
+  with open(os.path.join(workdir, checkpointing.PROGRESS)) as f:
     at_last_checkpoint = json.load(f)["train_seconds"]
   # the training time leaves out the final evaluation
   assert at_last_checkpoint <= results["train_seconds"] < at_last_checkpoint + final_evaluation
@@ -144,23 +160,41 @@ def test_a_finished_run_writes_every_output(tmp_path, data_dir, monkeypatch):
 
 
 def _cli(workdir, data_dir, *extra):
-  return [sys.executable, "-m", "experiments.run", "--model=maf", "--preset=smoke",
-          f"--workdir={workdir}", f"--config.data_dir={data_dir}", "--config.num_steps=400",
-          "--config.checkpoint_every=20", "--config.log_every=10", "--config.eval_every=100",
-          *extra]
+  return [
+      sys.executable,
+      "-m",
+      "experiments.run",
+      "--model=maf",
+      "--preset=smoke",
+      f"--workdir={workdir}",
+      f"--config.data_dir={data_dir}",
+      "--config.num_steps=400",
+      "--config.checkpoint_every=20",
+      "--config.log_every=10",
+      "--config.eval_every=100",
+      *extra,
+  ]
 
 
 def test_resume_after_kill_equals_the_uninterrupted_run(tmp_path, data_dir):
   env = {**os.environ, "XLA_FLAGS": ""}
   whole, killed = str(tmp_path / "whole"), str(tmp_path / "killed")
   subprocess.run(_cli(whole, data_dir), cwd=ROOT, env=env, check=True, capture_output=True)
-  process = subprocess.Popen(_cli(killed, data_dir), cwd=ROOT, env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  process = subprocess.Popen(
+      _cli(killed, data_dir),
+      cwd=ROOT,
+      env=env,
+      stdout=subprocess.DEVNULL,
+      stderr=subprocess.DEVNULL,
+  )
   deadline = time.time() + 240
   checkpoint_dir = os.path.join(killed, "checkpoints")
   while time.time() < deadline and process.poll() is None:
-    steps = [d for d in os.listdir(checkpoint_dir) if d.isdigit()] if os.path.isdir(
-        checkpoint_dir) else []
+    steps = (
+        [d for d in os.listdir(checkpoint_dir) if d.isdigit()]
+        if os.path.isdir(checkpoint_dir)
+        else []
+    )
     if steps and max(map(int, steps)) >= 40:
       break
     time.sleep(0.05)
@@ -170,17 +204,17 @@ def test_resume_after_kill_equals_the_uninterrupted_run(tmp_path, data_dir):
   assert stopped_at < 400, "the run finished before it could be killed"
   subprocess.run(_cli(killed, data_dir), cwd=ROOT, env=env, check=True, capture_output=True)
   assert read_metrics(killed) == read_metrics(whole)
-  with open(os.path.join(killed, "results.json")) as f, \
-      open(os.path.join(whole, "results.json")) as g:
+  with open(os.path.join(killed, "results.json")) as f, open(
+      os.path.join(whole, "results.json")
+  ) as g:
     assert json.load(f)["test"] == json.load(g)["test"]
 
 
 def test_divergence_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path, data_dir):
   workdir = str(tmp_path / "run")
-  train.train_and_evaluate(smoke_config(data_dir, num_steps=20), workdir)
-  with pytest.raises(train.NonFiniteLossError, match=r"non-finite at step 2[1-9]"):
-    train.train_and_evaluate(
-        smoke_config(data_dir, num_steps=40, learning_rate=1e12), workdir)
+  loop.train_and_evaluate(smoke_config(data_dir, num_steps=20), workdir)
+  with pytest.raises(loop.NonFiniteLossError, match=r"non-finite at step 2[1-9]"):
+    loop.train_and_evaluate(smoke_config(data_dir, num_steps=40, learning_rate=1e12), workdir)
   checkpoints = zoo.checkpoints.manager(os.path.join(workdir, "checkpoints"))
   assert checkpoints.latest_step() == 20
   restored = zoo.checkpoints.restore_local(checkpoints, 20)
@@ -188,28 +222,28 @@ def test_divergence_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path, 
 
 
 def test_metric_log_drops_lines_past_the_resumed_step(tmp_path):
-  from experiments import outputs  # pylint: disable=import-outside-toplevel
   path = tmp_path / "metrics.jsonl"
   path.write_text('{"step": 10, "loss": 1}\n{"step": 20, "loss": 2}\n{"step": 30, "lo')
-  log = outputs.MetricLog(str(tmp_path), is_writer=True, resume_step=20)
+  log = logs.MetricLog(str(tmp_path), is_writer=True, resume_step=20)
   log.write(30, {"loss": 3.0})
   log.close()
   assert [json.loads(l)["step"] for l in path.read_text().splitlines()] == [10, 20, 30]
 
 
-
 def test_a_set_without_a_test_split_is_refused_before_training(tmp_path, data_dir, monkeypatch):
   digits = zoo.data.load("digits", data_dir)
-  train_only = types.SimpleNamespace(info=types.SimpleNamespace(
-      splits={"train": digits.builder.info.splits["train"]}))  # as TFDS's dsprites
+  train_only = types.SimpleNamespace(
+      info=types.SimpleNamespace(splits={"train": digits.builder.info.splits["train"]})
+  )  # as TFDS's dsprites
   monkeypatch.setattr(zoo.data, "load", lambda *_: zoo.data.Dataset("digits", train_only))
   with pytest.raises(zoo.errors.UserError, match="has no test split"):
-    train.train_and_evaluate(smoke_config(data_dir), str(tmp_path))
+    loop.train_and_evaluate(smoke_config(data_dir), str(tmp_path))
   assert not os.path.exists(tmp_path / "checkpoints")
 
 
 class TwoPhases(games.Game):
   """A game whose phases share a submodule, as the PixelGAN autoencoder's encoder."""
+
   phases = {"fit": ("shared", "head"), "shrink": ("shared",)}
 
   def setup(self):
@@ -227,9 +261,10 @@ def test_game_phases_update_in_order_each_its_own_submodules():
   model, learning_rate = TwoPhases(), 0.1
   batch = {"x": jax.random.normal(jax.random.key(0), (8, 3))}
   optimizers = {phase: optax.sgd(learning_rate) for phase in model.phases}
-  state = train._init_state(model, optimizers, batch, jax.random.key(1))
-  new, metrics = jax.jit(train.make_game_step(model, optimizers))(
-      state, jax.tree.map(lambda x: x[None], batch), jax.random.key(2))
+  state = training.init_state(model, optimizers, batch, jax.random.key(1))
+  new, metrics = jax.jit(training.make_game_step(model, optimizers))(
+      state, jax.tree.map(lambda x: x[None], batch), jax.random.key(2)
+  )
 
   def sgd(params, loss):
     grads = jax.grad(lambda p: model.apply({"params": p}, batch, method=loss)[0])(params)

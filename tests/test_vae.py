@@ -1,4 +1,5 @@
 """beta-VAE and DIP-VAE: the KL term, beta's weight, the DIP covariance penalty, a smoke run."""
+
 import distrax
 import jax
 import jax.numpy as jnp
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 
 import zoo
-from experiments import train
+from experiments import loop
 from zoo.models import dip_vae
 
 X = (jax.random.uniform(jax.random.key(0), (8, 64, 64, 1)) > 0.7).astype(jnp.float32)
@@ -15,10 +16,12 @@ SMALL = dict(conv_features=(4, 4, 8, 8), hidden_dim=16, latent_dim=3)
 
 def model_and_variables(name, **hyperparameters):
   model = zoo.build(name, **SMALL, **hyperparameters)
-  variables = model.init({"params": jax.random.key(1), "sample": jax.random.key(2)}, {"x": X},
-                         method="loss")
-  variables = jax.tree.map(lambda p: p + 0.2 * jax.random.normal(jax.random.key(3), p.shape),
-                           variables)
+  variables = model.init(
+      {"params": jax.random.key(1), "sample": jax.random.key(2)}, {"x": X}, method="loss"
+  )
+  variables = jax.tree.map(
+      lambda p: p + 0.2 * jax.random.normal(jax.random.key(3), p.shape), variables
+  )
   return model, variables
 
 
@@ -47,8 +50,10 @@ def test_beta_weights_the_kl_and_beta_one_is_the_elbo():
 def test_dip_penalty_is_zero_at_identity_and_grows_with_off_diagonal_mass():
   assert dip_vae.covariance_penalty(jnp.eye(4), 10.0, 100.0) == 0.0
   off = jnp.ones((4, 4)) - jnp.eye(4)
-  penalties = [float(dip_vae.covariance_penalty(jnp.eye(4) + e * off, 10.0, 100.0))
-               for e in (0.0, 0.1, 0.2, 0.4)]
+  penalties = [
+      float(dip_vae.covariance_penalty(jnp.eye(4) + e * off, 10.0, 100.0))
+      for e in (0.0, 0.1, 0.2, 0.4)
+  ]
   assert penalties[0] == 0.0 and np.all(np.diff(penalties) > 0)
   np.testing.assert_allclose(penalties[1], 10.0 * 12 * 0.01, rtol=1e-6)
   np.testing.assert_allclose(dip_vae.covariance_penalty(2 * jnp.eye(3), 10.0, 100.0), 300.0)
@@ -60,18 +65,23 @@ def test_dip_ii_covariance_is_the_aggregate_posteriors():
   log_var = rng.normal(size=(500, 3)) * 0.3 - 1
   samples = mean[None] + np.exp(0.5 * log_var)[None] * rng.normal(size=(400, 500, 3))
   empirical = np.cov(samples.reshape(-1, 3), rowvar=False, bias=True)
-  np.testing.assert_allclose(dip_vae.aggregate_covariance(mean, log_var, "ii"), empirical,
-                             atol=0.02)
-  np.testing.assert_allclose(dip_vae.aggregate_covariance(mean, log_var, "i"),
-                             np.cov(mean, rowvar=False, bias=True), atol=1e-5)
+  np.testing.assert_allclose(
+      dip_vae.aggregate_covariance(mean, log_var, "ii"), empirical, atol=0.02
+  )
+  np.testing.assert_allclose(
+      dip_vae.aggregate_covariance(mean, log_var, "i"),
+      np.cov(mean, rowvar=False, bias=True),
+      atol=1e-5,
+  )
 
 
 @pytest.mark.parametrize("variant", ["i", "ii"])
 def test_dip_vae_loss_is_kl_plus_penalty(variant):
   model, variables = model_and_variables("dip_vae", variant=variant, lambda_od=2.0, lambda_d=3.0)
   value, metrics = loss(model, variables)
-  np.testing.assert_allclose(value, -metrics["reconstruction"] + metrics["kl"]
-                             + metrics["dip_penalty"], rtol=1e-5)
+  np.testing.assert_allclose(
+      value, -metrics["reconstruction"] + metrics["kl"] + metrics["dip_penalty"], rtol=1e-5
+  )
   assert metrics["dip_penalty"] > 0
 
 
@@ -80,15 +90,23 @@ def test_shapes_under_jit_and_a_smoke_run(name, tmp_path, data_dir):
   model, variables = model_and_variables(name)
   mean, log_var = jax.jit(lambda v: model.apply(v, X, method="encode"))(variables)
   assert mean.shape == log_var.shape == (8, 3)
-  samples = jax.jit(lambda v: model.apply(v, 5, method="sample",
-                                          rngs={"sample": jax.random.key(0)}))(variables)
+  samples = jax.jit(
+      lambda v: model.apply(v, 5, method="sample", rngs={"sample": jax.random.key(0)})
+  )(variables)
   assert samples.shape == (5, 64, 64, 1)
   config = zoo.get(name).default_config("smoke")
   config.data_dir = data_dir
-  results = train.train_and_evaluate(config, str(tmp_path))
+  results = loop.train_and_evaluate(config, str(tmp_path))
   assert np.isfinite(results["test"]["elbo"])
-  for metric in ("beta_vae_score", "factor_vae_score", "mig", "sap", "dci_disentanglement",
-                 "dci_completeness", "dci_informativeness"):
+  for metric in (
+      "beta_vae_score",
+      "factor_vae_score",
+      "mig",
+      "sap",
+      "dci_disentanglement",
+      "dci_completeness",
+      "dci_informativeness",
+  ):
     assert 0 <= results["test"][metric] <= 1, metric
   assert (tmp_path / "traversals.png").exists()
 

@@ -1,22 +1,25 @@
 """The sigmoid belief net of the VIMCO paper: an exact, normalised joint; an importance-sampled
 log-likelihood that agrees with enumeration; every estimator trains through the runner."""
+
 import itertools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import perturbed
 
 import zoo
-from experiments import train
-from conftest import perturbed
+from experiments import loop
+from zoo import training
 
 
 def tiny_sbn(layer_sizes, scale=1.0):
   model = zoo.build("vimco", layer_sizes=layer_sizes, num_samples=3, num_eval_samples=20_000)
   batch = {"x": jnp.zeros((2, 3))}
-  variables = model.init({"params": jax.random.key(0), "sample": jax.random.key(1)}, batch,
-                         method="loss")
+  variables = model.init(
+      {"params": jax.random.key(0), "sample": jax.random.key(1)}, batch, method="loss"
+  )
   return model, perturbed(variables, jax.random.key(2), scale)
 
 
@@ -26,10 +29,12 @@ def binary_configurations(size):
 
 def exact_log_marginal(model, variables, x, layer_sizes):
   """log p(x) by summing p(x, h) over every configuration of every layer."""
-  configurations = list(itertools.product(*[range(2 ** s) for s in layer_sizes]))
+  configurations = list(itertools.product(*[range(2**s) for s in layer_sizes]))
   tables = [binary_configurations(s) for s in layer_sizes]
-  layers = [jnp.stack([tables[l][c[l]] for c in configurations])[None].repeat(len(x), 0)
-            for l in range(len(layer_sizes))]
+  layers = [
+      jnp.stack([tables[l][c[l]] for c in configurations])[None].repeat(len(x), 0)
+      for l in range(len(layer_sizes))
+  ]
   log_joint = model.apply(variables, x, layers, method="log_joint")
   return jax.nn.logsumexp(log_joint, -1)
 
@@ -57,26 +62,30 @@ def test_every_estimator_trains_through_the_runner(tmp_path, data_dir, estimator
   config = zoo.get("vimco").default_config("smoke")
   config.data_dir = data_dir
   config.model.estimator = estimator
-  results = train.train_and_evaluate(config, str(tmp_path))
+  results = loop.train_and_evaluate(config, str(tmp_path))
   assert np.isfinite(results["test"]["bound"]) and np.isfinite(results["test"]["log_prob"])
 
 
 def test_vimco_estimator_needs_two_samples():
   with pytest.raises(zoo.errors.HyperparameterError, match="num_samples >= 2"):
     zoo.build("vimco", num_samples=1).init(
-        {"params": jax.random.key(0), "sample": jax.random.key(0)}, {"x": jnp.zeros((1, 3))},
-        method="loss")
+        {"params": jax.random.key(0), "sample": jax.random.key(0)},
+        {"x": jnp.zeros((1, 3))},
+        method="loss",
+    )
 
 
 def test_gradient_statistics_see_the_estimators_noise_and_nothing_else():
   config = zoo.get("vimco").default_config("smoke")
-  optimizer = train.make_optimizer(config)
+  optimizer = training.make_optimizer(config)
   batch = {"x": (jax.random.uniform(jax.random.key(0), (32, 6)) > 0.5).astype(jnp.float32)}
-  for name, hyperparameters, noisy in (("vimco", dict(layer_sizes=(4,)), True),
-                                       ("maf", dict(num_layers=1, hidden_dims=(8,)), False)):
+  for name, hyperparameters, noisy in (
+      ("vimco", dict(layer_sizes=(4,)), True),
+      ("maf", dict(num_layers=1, hidden_dims=(8,)), False),
+  ):
     model = zoo.build(name, **hyperparameters)
-    state = train._init_state(model, optimizer, batch, jax.random.key(1))
-    stats = train.make_gradient_statistics(model, draws=8)(state, batch, jax.random.key(2))
+    state = training.init_state(model, optimizer, batch, jax.random.key(1))
+    stats = training.make_gradient_statistics(model, draws=8)(state, batch, jax.random.key(2))
     variances = [float(v) for k, v in stats.items() if k.startswith("grad_variance/")]
     # A deterministic loss leaves only the rounding of the mean of identical gradients.
     assert variances and (min(variances) > 1e-8 if noisy else max(variances) < 1e-14)

@@ -1,4 +1,5 @@
 """WGAN, WGAN-GP and the GAN: the game step, weight clipping, the penalty, mode counting, resume."""
+
 import json
 import os
 
@@ -7,14 +8,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from conftest import run_cli
 
 import zoo
-from experiments import configs
-from experiments import train
+from experiments import loop
+from zoo import configs
+from zoo import training
 from zoo.metrics import modes
 from zoo.models import wgan
 from zoo.nn import dcgan
-from conftest import run_cli
 
 RNGS = {"params": jax.random.key(0), "sample": jax.random.key(1)}
 POINTS = {"x": jax.random.normal(jax.random.key(2), (16, 2))}
@@ -22,10 +24,11 @@ IMAGES = {"x": jax.random.uniform(jax.random.key(3), (4, 8, 8, 1))}
 
 
 def game(variant="wgan", batch=POINTS, learning_rate=0.05, **hyperparameters):
-  model = zoo.build("wgan", variant=variant, latent_dim=3, hidden_dims=(16, 16), width=4,
-                    **hyperparameters)
+  model = zoo.build(
+      "wgan", variant=variant, latent_dim=3, hidden_dims=(16, 16), width=4, **hyperparameters
+  )
   optimizers = {p: optax.adam(learning_rate) for p in model.phases}
-  return model, optimizers, train._init_state(model, optimizers, batch, jax.random.key(4))
+  return model, optimizers, training.init_state(model, optimizers, batch, jax.random.key(4))
 
 
 @pytest.mark.parametrize("size, halvings", [(8, 1), (28, 2), (32, 3), (64, 4)])
@@ -47,7 +50,7 @@ def test_shapes_under_jit(batch):
 
 def test_after_a_critic_update_every_critic_weight_lies_in_the_clip_range():
   model, optimizers, state = game("wgan", weight_clip=0.01, learning_rate=0.5)
-  update = train.make_phase_update(model, optimizers)
+  update = training.make_phase_update(model, optimizers)
   state, _ = update("critic", state, POINTS, jax.random.key(5))
   leaves = np.concatenate([np.ravel(x) for x in jax.tree.leaves(state.params["critic"])])
   assert np.abs(leaves).max() <= 0.01
@@ -59,15 +62,16 @@ def test_after_a_critic_update_every_critic_weight_lies_in_the_clip_range():
 @pytest.mark.parametrize("phase, other", [("critic", "generator"), ("generator", "critic")])
 def test_a_phase_update_changes_its_own_parameters_only(phase, other):
   model, optimizers, state = game("wgan_gp")
-  update = train.make_phase_update(model, optimizers)
+  update = training.make_phase_update(model, optimizers)
   new, metrics = update(phase, state, POINTS, jax.random.key(5))
   assert f"{phase}/loss" in metrics
-  assert all(jax.tree.leaves(jax.tree.map(np.array_equal, new.params[other],
-                                          state.params[other])))
-  assert not all(jax.tree.leaves(jax.tree.map(np.array_equal, new.params[phase],
-                                              state.params[phase])))
-  assert all(jax.tree.leaves(jax.tree.map(np.array_equal, new.opt_state[other],
-                                          state.opt_state[other])))
+  assert all(jax.tree.leaves(jax.tree.map(np.array_equal, new.params[other], state.params[other])))
+  assert not all(
+      jax.tree.leaves(jax.tree.map(np.array_equal, new.params[phase], state.params[phase]))
+  )
+  assert all(
+      jax.tree.leaves(jax.tree.map(np.array_equal, new.opt_state[other], state.opt_state[other]))
+  )
 
 
 def test_gradient_penalty_of_a_one_lipschitz_linear_critic_is_zero():
@@ -89,18 +93,23 @@ def test_the_penalty_trains_the_critic_through_its_input_gradient():
     batch = {"x": POINTS["x"].astype(jnp.float64)}
 
     def penalty(critic_params):
-      return model.apply({"params": {**params, "critic": critic_params}}, batch,
-                         method="critic_loss", rngs={"sample": jax.random.key(7)})[1][
-                             "gradient_penalty"]
+      return model.apply(
+          {"params": {**params, "critic": critic_params}},
+          batch,
+          method="critic_loss",
+          rngs={"sample": jax.random.key(7)},
+      )[1]["gradient_penalty"]
 
     gradient = jax.grad(penalty)(params["critic"])
     for seed in range(3):
-      direction = jax.tree.map(lambda p: jax.random.normal(jax.random.key(seed), p.shape,
-                                                           jnp.float64), params["critic"])
+      direction = jax.tree.map(
+          lambda p: jax.random.normal(jax.random.key(seed), p.shape, jnp.float64), params["critic"]
+      )
       shifted = lambda h: jax.tree.map(lambda p, d: p + h * d, params["critic"], direction)
       numeric = (penalty(shifted(1e-6)) - penalty(shifted(-1e-6))) / 2e-6
-      analytic = sum(jnp.vdot(g, d) for g, d in zip(jax.tree.leaves(gradient),
-                                                   jax.tree.leaves(direction)))
+      analytic = sum(
+          jnp.vdot(g, d) for g, d in zip(jax.tree.leaves(gradient), jax.tree.leaves(direction))
+      )
       assert abs(analytic) > 1e-3  # the penalty does depend on the critic
       np.testing.assert_allclose(analytic, numeric, rtol=1e-5)
 
@@ -108,8 +117,9 @@ def test_the_penalty_trains_the_critic_through_its_input_gradient():
 def test_game_step_runs_the_critic_once_per_stacked_batch():
   model, optimizers, state = game("wgan")
   stacked = jax.tree.map(lambda x: jnp.stack([x, x + 1, x - 1]), POINTS)
-  new, metrics = jax.jit(train.make_game_step(model, optimizers))(state, stacked,
-                                                                   jax.random.key(5))
+  new, metrics = jax.jit(training.make_game_step(model, optimizers))(
+      state, stacked, jax.random.key(5)
+  )
   assert int(new.step) == 1
   assert int(new.opt_state["critic"][0].count) == 3
   assert int(new.opt_state["generator"][0].count) == 1
@@ -118,10 +128,10 @@ def test_game_step_runs_the_critic_once_per_stacked_batch():
 
 def test_the_papers_critic_schedule():
   config = configs.finalize(zoo.get("wgan").default_config("default"))
-  steps = [train.critic_steps_at(config, s) for s in range(1001)]
+  steps = [training.first_phase_updates_at(config, s) for s in range(1001)]
   assert steps[:25] == [100] * 25 and steps[25:30] == [5] * 5
   assert steps[500] == steps[1000] == 100 and steps[501] == 5
-  assert train.batches_before(config, 27) == 25 * 100 + 2 * 5
+  assert training.batches_before(config, 27) == 25 * 100 + 2 * 5
 
 
 def reference_updates(variant, gradients):
@@ -137,7 +147,7 @@ def reference_updates(variant, gradients):
       continue
     lr, b1, b2 = {"wgan_gp": (1e-4, 0.5, 0.9), "gan": (2e-4, 0.5, 0.999)}[variant]
     first, second = b1 * first + (1 - b1) * g, b2 * second + (1 - b2) * g * g
-    updates.append(-lr * (first / (1 - b1 ** t)) / (np.sqrt(second / (1 - b2 ** t)) + 1e-8))
+    updates.append(-lr * (first / (1 - b1**t)) / (np.sqrt(second / (1 - b2**t)) + 1e-8))
   return np.array(updates)
 
 
@@ -145,14 +155,14 @@ def reference_updates(variant, gradients):
 def test_each_variant_trains_with_its_papers_optimiser(variant):
   config = zoo.get("wgan").default_config("default")
   config.model.variant = variant
-  optimizer = train.make_optimizer(configs.finalize(config))
+  optimizer = training.make_optimizer(configs.finalize(config))
   gradients = np.array([0.3, -1.2, 0.7, 2.0, -0.1], np.float32)
   state, param, updates = optimizer.init(jnp.zeros(())), jnp.zeros(()), []
   for g in gradients:
     update, state = optimizer.update(jnp.asarray(g), state, param)
     updates.append(float(update))
   np.testing.assert_allclose(updates, reference_updates(variant, gradients), rtol=1e-5)
-  assert configs.finalize(config).critic_steps == (1 if variant == "gan" else 5)
+  assert configs.finalize(config).first_phase_updates == (1 if variant == "gan" else 5)
 
 
 def test_a_setting_given_on_the_command_line_overrides_the_variants():
@@ -179,11 +189,11 @@ def test_a_resumed_game_equals_the_uninterrupted_one(tmp_path, data_dir):
   config = zoo.get("wgan").default_config("smoke")
   config.data_dir = data_dir
   whole, resumed = str(tmp_path / "whole"), str(tmp_path / "resumed")
-  expected = train.train_and_evaluate(config, whole)
+  expected = loop.train_and_evaluate(config, whole)
   config.num_steps = 10
-  first = train.train_and_evaluate(config, resumed)
+  first = loop.train_and_evaluate(config, resumed)
   config.num_steps = 20
-  results = train.train_and_evaluate(config, resumed)
+  results = loop.train_and_evaluate(config, resumed)
   assert results["test"] == expected["test"]
   assert results["train_seconds"] > first["train_seconds"]  # the time before the stop counts
 
@@ -201,11 +211,13 @@ def test_wgan_cli_reports_modes_and_rejects_an_unknown_variant(tmp_path, data_di
   assert code == 0, stderr
   assert "modes_covered" in stdout
   assert os.path.exists(tmp_path / "run" / "samples.png")
-  code, _, stderr = run_cli(*common, f"--workdir={tmp_path / 'bad'}",
-                            "--config.model.variant=lsgan")
+  code, _, stderr = run_cli(
+      *common, f"--workdir={tmp_path / 'bad'}", "--config.model.variant=lsgan"
+  )
   assert code == 2
   assert stderr.strip().splitlines() == [
-      "error: wgan: variant must be one of wgan, wgan_gp, gan, not 'lsgan'"]
+      "error: wgan: variant must be one of wgan, wgan_gp, gan, not 'lsgan'"
+  ]
 
 
 def test_a_game_step_sharded_over_four_devices_equals_one_device():
@@ -214,11 +226,11 @@ def test_a_game_step_sharded_over_four_devices_equals_one_device():
   model = zoo.build("wgan", variant="wgan_gp", latent_dim=3, hidden_dims=(16, 16))
   optimizers = {p: optax.sgd(0.05) for p in model.phases}
   stacked = {"x": jax.random.normal(jax.random.key(6), (3, 16, 2))}
-  state = train._init_state(model, optimizers, {"x": stacked["x"][0]}, jax.random.key(4))
-  step = jax.jit(train.make_game_step(model, optimizers))
+  state = training.init_state(model, optimizers, {"x": stacked["x"][0]}, jax.random.key(4))
+  step = jax.jit(training.make_game_step(model, optimizers))
   results = []
   for count in (1, 4):
-    devices = train.Devices.all(jax.devices()[:count])
+    devices = training.Devices.all(jax.devices()[:count])
     sharded = devices.shard_batch(jax.device_get(stacked), leading_axes=1)
     assert tuple(sharded["x"].sharding.spec) == (None, "data")
     results.append(jax.device_get(step(devices.replicate(state), sharded, jax.random.key(5))))

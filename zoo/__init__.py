@@ -1,15 +1,19 @@
 """The zoo: eight deep generative-model papers as pure-function Flax modules.
 
-  zoo.list_models()            sorted registry names
-  zoo.get(name)                the ModelSpec: name, paper, family, build, default_config
-  zoo.build(name, **hp)        the Flax module with the paper's defaults
-  zoo.load(workdir)            (model, variables, config) of a trained run
+zoo.list_models()            sorted registry names
+zoo.get(name)                the ModelSpec: name, paper, family, build, default_config
+zoo.build(name, **hp)        the Flax module with the paper's defaults
+zoo.load(workdir)            (model, variables, config) of a trained run
 """
+
 from zoo import checkpoints
 from zoo import data
 from zoo import errors
 from zoo import metrics
-from zoo.registry import ModelSpec, build, get, list_models
+from zoo.registry import ModelSpec
+from zoo.registry import build
+from zoo.registry import get
+from zoo.registry import list_models
 
 
 def load(workdir: str, replica: int = 0):
@@ -17,8 +21,10 @@ def load(workdir: str, replica: int = 0):
   seeds, the variables of replica `replica` (seed `config.seed + replica`)."""
   config = checkpoints.read_config(workdir)
   if "num_seeds" not in config:
-    raise ValueError(f"{workdir} was written before runs had a replica axis (commit 1af4c13 "
-                     "and earlier); load it with that version of the zoo, or train it again")
+    raise ValueError(
+        f"{workdir} was written before runs had a replica axis (commit 1af4c13 "
+        "and earlier); load it with that version of the zoo, or train it again"
+    )
   if not 0 <= replica < config.num_seeds:
     raise ValueError(f"replica {replica} of a run of {config.num_seeds} seeds")
   model = build(config.model_name, **config.model)

@@ -4,6 +4,7 @@ Layout: `config.json`; `checkpoints/<step>/` (orbax, the whole train state, for 
 `best/<step>/` (orbax: `variables`, each replica's at its best evaluation so far, with that
 evaluation's `value` and `step`). Every array has a leading axis of `config.num_seeds` replicas.
 """
+
 import json
 import os
 
@@ -21,18 +22,25 @@ def manager(directory: str, max_to_keep: int | None = None) -> ocp.CheckpointMan
   multi-process run every process saves its shards; the barriers that keep them in step are
   named after the directory, so that two managers saving the same step do not meet at one."""
   return ocp.CheckpointManager(
-      os.path.abspath(directory), item_handlers=ocp.StandardCheckpointHandler(),
+      os.path.abspath(directory),
+      item_handlers=ocp.StandardCheckpointHandler(),
       options=ocp.CheckpointManagerOptions(
-          max_to_keep=max_to_keep, create=True,
+          max_to_keep=max_to_keep,
+          create=True,
           multiprocessing_options=ocp.options.MultiprocessingOptions(
-              barrier_sync_key_prefix=os.path.basename(os.path.normpath(directory)))))
+              barrier_sync_key_prefix=os.path.basename(os.path.normpath(directory))
+          ),
+      ),
+  )
 
 
 def restore(checkpoints: ocp.CheckpointManager, step: int, sharding: jax.sharding.Sharding):
   """Restore checkpoint `step` with every array placed by `sharding`, whatever devices saved
   it (in a multi-process run, every process calls it)."""
-  target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
-                        checkpoints.item_metadata(step).tree)
+  target = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+      checkpoints.item_metadata(step).tree,
+  )
   return checkpoints.restore(step, args=ocp.args.StandardRestore(target))
 
 
@@ -42,6 +50,7 @@ def restore_local(checkpoints: ocp.CheckpointManager, step: int):
 
 
 def read_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config the run in `workdir` trained with (its config.json)."""
   with open(os.path.join(workdir, CONFIG)) as f:
     return ml_collections.ConfigDict(json.load(f))
 
@@ -55,7 +64,10 @@ def restore_variables(workdir: str, replica: int = 0) -> dict:
       checkpoints = manager(path)
       if checkpoints.latest_step() is not None:
         saved = restore_local(checkpoints, checkpoints.latest_step())
-        variables = saved["variables"] if kind == BEST else {"params": saved["params"],
-                                                             **saved["model_state"]}
+        variables = (
+            saved["variables"]
+            if kind == BEST
+            else {"params": saved["params"], **saved["model_state"]}
+        )
         return jax.tree.map(lambda x: x[replica], variables)
   raise FileNotFoundError(f"no checkpoint in {workdir}")

@@ -4,6 +4,8 @@
 class UserError(Exception):
   """A mistake in what the user asked for: an unknown name, a bad value, missing data."""
 
+  exit_status = 2  # of a command that it ends
+
 
 class UnknownModelError(UserError, KeyError):
   """A model name that is not in the registry."""

@@ -13,6 +13,7 @@ whose gradient is sum_k L_K d log q_k (the score-function part) + sum_k w~_k d l
 w~_k = w_k / sum_j w_j (VIMCO eq. 4). The estimators differ in the learning signal multiplying
 d log q_k.
 """
+
 from typing import NamedTuple
 
 import jax
@@ -62,6 +63,8 @@ def vimco(log_w, log_q):
 
 
 class NVIL(NamedTuple):
+  """The terms of the NVIL estimator (`nvil`)."""
+
   surrogate: jax.Array  # L_K; the encoder's part of its gradient normalised (see `nvil`)
   baseline_loss: jax.Array  # (L_K - baseline - centre)^2, to train the baseline network
   signal: jax.Array  # L_K - baseline, whose running mean and variance the model keeps
@@ -90,8 +93,9 @@ def nvil(log_w, log_q, baseline, centre, scale):
   encoder_scaled = scale_gradient(log_q, 1.0 / jnp.maximum(1.0, scale))
   value = bound(log_w + log_q - encoder_scaled)  # log p - log q, log q's gradient rescaled
   signal = value - baseline
-  surrogate = value + _score(jnp.broadcast_to((signal - centre)[..., None], log_q.shape),
-                             encoder_scaled)
+  surrogate = value + _score(
+      jnp.broadcast_to((signal - centre)[..., None], log_q.shape), encoder_scaled
+  )
   baseline_loss = jnp.square(sg(value) - baseline - sg(centre))
   return NVIL(surrogate, baseline_loss, sg(signal))
 

@@ -1,18 +1,20 @@
 """The model registry: one `@register(...)` decorator in a model's own file adds it to the zoo.
 
 Every module in `zoo.models` is imported when the registry is first read, so adding a paper is
-adding one file under `zoo/models/` (and its config under `experiments/configs/`).
+adding one file under `zoo/models/` (and its config under `zoo/configs/`).
 """
+
 import collections.abc
 import dataclasses
 import importlib
 import pkgutil
 import typing
-from typing import Callable
+from collections.abc import Callable
 
 import flax.linen as nn
 import ml_collections
 
+from zoo import contract
 from zoo import errors
 
 _REGISTRY: dict[str, "ModelSpec"] = {}
@@ -30,6 +32,7 @@ class ModelSpec:
     phases, `zoo.nn.games.Game`).
     module: the Flax module class; its field defaults are the paper's hyper-parameters.
   """
+
   name: str
   paper: str
   family: str
@@ -37,23 +40,26 @@ class ModelSpec:
 
   def build(self, **hyperparameters) -> nn.Module:
     """The model with the paper's defaults, overridden by `hyperparameters`."""
-    fields = {f.name: f.type for f in dataclasses.fields(self.module)
-              if f.name not in ("parent", "name")}
+    fields = {
+        f.name: f.type for f in dataclasses.fields(self.module) if f.name not in ("parent", "name")
+    }
     unknown = sorted(set(hyperparameters) - set(fields))
     if unknown:
       raise errors.HyperparameterError(
           f"{self.name} has no hyper-parameter {', '.join(unknown)}; "
-          f"it has {', '.join(sorted(fields))}")
+          f"it has {', '.join(sorted(fields))}"
+      )
     for key, value in hyperparameters.items():
       if not _has_type(value, fields[key]):
         raise errors.HyperparameterError(
             f"{self.name}: hyper-parameter {key} must be {_type_name(fields[key])}, "
-            f"not {value!r}")
+            f"not {value!r}"
+        )
     return self.module(**hyperparameters)
 
   def default_config(self, preset: str = "default") -> ml_collections.ConfigDict:
-    """The training configuration of `experiments/configs/<name>.py` for `preset`."""
-    configs = importlib.import_module(f"experiments.configs.{self.name}")
+    """The training configuration of `zoo/configs/<name>.py` for `preset`."""
+    configs = importlib.import_module(f"zoo.configs.{self.name}")
     return configs.get_config(preset)
 
 
@@ -81,6 +87,8 @@ def register(name: str, *, paper: str, family: str) -> Callable[[type[nn.Module]
     raise ValueError(f"family must be one of {_FAMILIES}, not {family!r}")
 
   def decorate(module: type[nn.Module]) -> type[nn.Module]:
+    if not issubclass(module, contract.Model):
+      raise TypeError(f"model {name!r} must derive from zoo.contract.Model")
     if name in _REGISTRY and _REGISTRY[name].module is not module:
       raise ValueError(f"model {name!r} is registered twice")
     _REGISTRY[name] = ModelSpec(name=name, paper=paper, family=family, module=module)
@@ -91,6 +99,7 @@ def register(name: str, *, paper: str, family: str) -> Callable[[type[nn.Module]
 
 def _import_models():
   import zoo.models  # pylint: disable=import-outside-toplevel
+
   for info in pkgutil.iter_modules(zoo.models.__path__):
     importlib.import_module(f"zoo.models.{info.name}")
 
@@ -106,7 +115,8 @@ def get(name: str) -> ModelSpec:
   _import_models()
   if name not in _REGISTRY:
     raise errors.UnknownModelError(
-        f"unknown model {name!r}; the zoo has: {', '.join(sorted(_REGISTRY))}")
+        f"unknown model {name!r}; the zoo has: {', '.join(sorted(_REGISTRY))}"
+    )
   return _REGISTRY[name]
 
 

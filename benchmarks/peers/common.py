@@ -1,4 +1,5 @@
 """What the peer scripts share: their flags, the timing loop of experiments.bench, their JSON."""
+
 import argparse
 import platform
 
@@ -20,11 +21,15 @@ def time_step(step, wait, args) -> list[float]:
 
 def result(case: str, rates: list[float], batch_size: int, args) -> dict:
   steps_per_sec = float(np.median(rates))
-  return {"case": case, "steps_per_sec": round(steps_per_sec, 2),
-          "examples_per_sec": round(steps_per_sec * batch_size, 1),
-          "steps_per_sec_min_max": [round(min(rates), 2), round(max(rates), 2)],
-          "device": f"cpu:{platform.processor() or platform.machine()}",
-          "seconds": args.seconds, "repeats": args.repeats}
+  return {
+      "case": case,
+      "steps_per_sec": round(steps_per_sec, 2),
+      "examples_per_sec": round(steps_per_sec * batch_size, 1),
+      "steps_per_sec_min_max": [round(min(rates), 2), round(max(rates), 2)],
+      "device": f"cpu:{platform.processor() or platform.machine()}",
+      "seconds": args.seconds,
+      "repeats": args.repeats,
+  }
 
 
 def time_torch(case: str, loss, optimizer, batch_size: int, args) -> dict:

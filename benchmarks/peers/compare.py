@@ -8,6 +8,7 @@ follows the same neighbour, and prints a Markdown table: each side's median step
 rounds and the ratio of ours to each peer, the median of the per-round ratios. Needs the
 `peers` extra (flowjax, zuko, torch): `make bench-peers`.
 """
+
 import argparse
 import json
 import statistics
@@ -25,8 +26,7 @@ SIDES = [
 
 
 def steps_per_sec(module: str, seconds: float, repeats: int) -> float:
-  command = [sys.executable, "-m", *module.split(), f"--seconds={seconds}",
-             f"--repeats={repeats}"]
+  command = [sys.executable, "-m", *module.split(), f"--seconds={seconds}", f"--repeats={repeats}"]
   done = subprocess.run(command, capture_output=True, text=True, check=True)
   return json.loads(done.stdout.strip().splitlines()[-1])["steps_per_sec"]
 
@@ -39,17 +39,22 @@ def main():
   args = parser.parse_args()
   rates = {name: [] for name, _, _ in SIDES}
   for r in range(args.rounds):
-    order = SIDES[r % len(SIDES):] + SIDES[:r % len(SIDES)]
+    order = SIDES[r % len(SIDES) :] + SIDES[: r % len(SIDES)]
     for name, module, _ in order:
       rates[name].append(steps_per_sec(module, args.seconds, args.repeats))
       print(f"round {r + 1}: {name} {rates[name][-1]:.2f} steps/s", file=sys.stderr, flush=True)
   print("| implementation | steps/s (median of rounds; min-max) | ours / this |")
   print("|---|---:|---:|")
   for name, _, ours in SIDES:
-    ratio = "" if ours is None else (
-        f"{statistics.median(o / p for o, p in zip(rates[ours], rates[name])):.2f}")
-    print(f"| {name} | {statistics.median(rates[name]):.2f} ({min(rates[name]):.2f}-"
-          f"{max(rates[name]):.2f}) | {ratio} |")
+    ratio = (
+        ""
+        if ours is None
+        else (f"{statistics.median(o / p for o, p in zip(rates[ours], rates[name])):.2f}")
+    )
+    print(
+        f"| {name} | {statistics.median(rates[name]):.2f} ({min(rates[name]):.2f}-"
+        f"{max(rates[name]):.2f}) | {ratio} |"
+    )
 
 
 if __name__ == "__main__":

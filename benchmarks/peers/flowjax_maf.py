@@ -5,6 +5,7 @@ optax update), written out with the state donated, as ours is.
 
   python benchmarks/peers/flowjax_maf.py [--seconds=3 --repeats=5]
 """
+
 import functools
 import json
 
@@ -21,10 +22,12 @@ from benchmarks.peers import common
 
 def main():
   args = common.parse_args()
-  flow = masked_autoregressive_flow(jax.random.key(0), base_dist=Normal(jnp.zeros(6)),
-                                    flow_layers=5, nn_width=100, nn_depth=2)
-  params, static = eqx.partition(flow, eqx.is_inexact_array,
-                                 is_leaf=lambda leaf: isinstance(leaf, paramax.NonTrainable))
+  flow = masked_autoregressive_flow(
+      jax.random.key(0), base_dist=Normal(jnp.zeros(6)), flow_layers=5, nn_width=100, nn_depth=2
+  )
+  params, static = eqx.partition(
+      flow, eqx.is_inexact_array, is_leaf=lambda leaf: isinstance(leaf, paramax.NonTrainable)
+  )
   optimizer = optax.adam(1e-4)
   opt_state = optimizer.init(params)
   x = jax.random.normal(jax.random.key(1), (512, 6))

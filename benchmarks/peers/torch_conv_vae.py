@@ -6,6 +6,7 @@ the mirrored decoder (dense 256 and 4x4x64, four 4x4 stride-2 transposed convolu
 
   python benchmarks/peers/torch_conv_vae.py [--seconds=3 --repeats=5]
 """
+
 import json
 
 import torch
@@ -20,24 +21,39 @@ class ConvVAE(nn.Module):
     super().__init__()
     channels = (1,) + features
     self.encoder = nn.Sequential(
-        *[layer for i in range(4) for layer in (nn.Conv2d(channels[i], channels[i + 1], 4, 2, 1),
-                                                nn.ReLU())],
-        nn.Flatten(), nn.Linear(4 * 4 * 64, hidden_dim), nn.ReLU(),
-        nn.Linear(hidden_dim, 2 * latent_dim))
+        *[
+            layer
+            for i in range(4)
+            for layer in (nn.Conv2d(channels[i], channels[i + 1], 4, 2, 1), nn.ReLU())
+        ],
+        nn.Flatten(),
+        nn.Linear(4 * 4 * 64, hidden_dim),
+        nn.ReLU(),
+        nn.Linear(hidden_dim, 2 * latent_dim)
+    )
     up = (64, 64, 32, 32, 1)
     self.decoder = nn.Sequential(
-        nn.Linear(latent_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, 4 * 4 * 64), nn.ReLU(),
+        nn.Linear(latent_dim, hidden_dim),
+        nn.ReLU(),
+        nn.Linear(hidden_dim, 4 * 4 * 64),
+        nn.ReLU(),
         nn.Unflatten(1, (64, 4, 4)),
-        *[layer for i in range(4) for layer in (
-            nn.ConvTranspose2d(up[i], up[i + 1], 4, 2, 1),) + ((nn.ReLU(),) if i < 3 else ())])
+        *[
+            layer
+            for i in range(4)
+            for layer in (nn.ConvTranspose2d(up[i], up[i + 1], 4, 2, 1),)
+            + ((nn.ReLU(),) if i < 3 else ())
+        ]
+    )
 
   def loss(self, x, beta=4.0):
     mean, log_var = self.encoder(x).chunk(2, dim=-1)
     z = mean + torch.exp(0.5 * log_var) * torch.randn_like(mean)
     logits = self.decoder(z)
     log_likelihood = -nn.functional.binary_cross_entropy_with_logits(
-        logits, x, reduction="none").sum((1, 2, 3))
-    kl = 0.5 * (mean ** 2 + log_var.exp() - 1 - log_var).sum(-1)
+        logits, x, reduction="none"
+    ).sum((1, 2, 3))
+    kl = 0.5 * (mean**2 + log_var.exp() - 1 - log_var).sum(-1)
     return (-log_likelihood + beta * kl).mean()
 
 
@@ -47,8 +63,13 @@ def main():
   optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
   x = (torch.rand(64, 1, 64, 64) > 0.8).float()
 
-  print(json.dumps(common.time_torch(
-      "torch_conv_vae", lambda: model.loss(x), optimizer, 64, common.parse_args())))
+  print(
+      json.dumps(
+          common.time_torch(
+              "torch_conv_vae", lambda: model.loss(x), optimizer, 64, common.parse_args()
+          )
+      )
+  )
 
 
 if __name__ == "__main__":

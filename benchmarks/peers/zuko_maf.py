@@ -4,6 +4,7 @@ CPU PyTorch with its default threads.
 
   python benchmarks/peers/zuko_maf.py [--seconds=3 --repeats=5]
 """
+
 import json
 
 import torch
@@ -14,13 +15,19 @@ from benchmarks.peers import common
 
 def main():
   torch.manual_seed(0)
-  flow = zuko.flows.MAF(features=6, context=0, transforms=5, hidden_features=(100, 100),
-                        activation=torch.nn.ReLU)
+  flow = zuko.flows.MAF(
+      features=6, context=0, transforms=5, hidden_features=(100, 100), activation=torch.nn.ReLU
+  )
   optimizer = torch.optim.Adam(flow.parameters(), lr=1e-4)
   x = torch.randn(512, 6)
 
-  print(json.dumps(common.time_torch(
-      "zuko_maf", lambda: -flow().log_prob(x).mean(), optimizer, 512, common.parse_args())))
+  print(
+      json.dumps(
+          common.time_torch(
+              "zuko_maf", lambda: -flow().log_prob(x).mean(), optimizer, 512, common.parse_args()
+          )
+      )
+  )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
 (`mnist`, `cifar10`, ...) is prepared by TFDS where the machine can download it, and otherwise fails
 with one `DatasetUnavailableError` that says so.
 """
+
 import dataclasses
 import functools
 import os
@@ -20,13 +21,19 @@ from zoo.data import dsprites  # registers the builder with TFDS
 from zoo.data import tabular  # registers the builder with TFDS
 from zoo.data import toy2d  # registers the builder with TFDS
 from zoo.data import transforms
-from zoo.data.pipeline import balanced_subset, eval_batches, train_batches
+from zoo.data.pipeline import balanced_subset
+from zoo.data.pipeline import eval_batches
+from zoo.data.pipeline import train_batches
 from zoo.data.transforms import KINDS as PREPROCESSING_KINDS
 from zoo.data.transforms import Preprocessing
 
 _EMBEDDED = ("digits", "toy2d", "maf_tabular", "dsprites_procedural")
-EMBEDDED_NAMES = ("digits", "dsprites_procedural/full", "dsprites_procedural/coarse",
-                  *(f"toy2d/{n}" for n in toy2d.DENSITIES))
+EMBEDDED_NAMES = (
+    "digits",
+    "dsprites_procedural/full",
+    "dsprites_procedural/coarse",
+    *(f"toy2d/{n}" for n in toy2d.DENSITIES),
+)
 _IN_MEMORY_BYTES = 2 << 30
 _LABEL_KEYS = {"smallnorb": "label_category"}  # the class where a set names it otherwise
 
@@ -38,6 +45,7 @@ class Dataset:
   Examples are dicts with `x` (the image or vector, as stored) and, where the set has one, `label`
   (small NORB's `label_category`).
   """
+
   name: str
   builder: tfds.core.DatasetBuilder
 
@@ -82,18 +90,18 @@ class Dataset:
 
   @property
   def ground_truth(self) -> dsprites.DSprites | None:
-    """The ground-truth-factor object (DESIGN.md's interface) of a set rendered from known
+    """The ground-truth-factor object (ARCHITECTURE.md, "Data") of a set rendered from known
     factors, procedural dSprites; None for any other set."""
     return dsprites.DSprites() if self.name.partition("/")[0] == "dsprites_procedural" else None
 
   def num_examples(self, split: str) -> int:
     return self.builder.info.splits[split].num_examples
 
-  @functools.cache
+  @functools.cache  # noqa: B019 (a Dataset lives as long as its run)
   def _source(self, split):
     return self.builder.as_data_source(split=split)
 
-  @functools.cache
+  @functools.cache  # noqa: B019 (a Dataset lives as long as its run)
   def _in_memory(self, split):
     source = self._source(split)
     records = source.__getitems__(range(len(source)))
@@ -124,14 +132,16 @@ def load(name: str, data_dir: str | None = None) -> Dataset:
     raise errors.UserError(
         f"unknown data set {name!r}; embedded: {', '.join(EMBEDDED_NAMES)}, "
         f"maf_tabular/<{'|'.join(c.name for c in tabular.MafTabular.BUILDER_CONFIGS)}>; "
-        "or any TFDS name") from None
+        "or any TFDS name"
+    ) from None
   if not builder.is_prepared():
     if builder.name in _EMBEDDED:
       manual_dir = os.path.join(builder.data_dir_root, "downloads", "manual")
       if isinstance(builder, tabular.MafTabular):
         builder.check_manual_files(manual_dir)
       builder.download_and_prepare(
-          download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+          download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
+      )
     else:
       _prepare_by_download(name, builder)
   return Dataset(name=name, builder=builder)
@@ -162,26 +172,41 @@ def _prepare_by_download(name, builder):
     raise errors.DatasetUnavailableError(
         f"data set {name!r} is not prepared in {builder.data_dir_root} and cannot be downloaded "
         f"here ({type(e).__name__}: {reason}); prepare it where the network is reachable "
-        f"(`tfds build {name} --data_dir=DIR`) and pass --config.data_dir=DIR") from None
+        f"(`tfds build {name} --data_dir=DIR`) and pass --config.data_dir=DIR"
+    ) from None
 
 
-def preprocessing(dataset: Dataset, kind: str, alpha: float = 1e-6,
-                  zca_epsilon: float = 1e-4) -> Preprocessing:
+def preprocessing(
+    dataset: Dataset, kind: str, alpha: float = 1e-6, zca_epsilon: float = 1e-4
+) -> Preprocessing:
   """The preprocessing `kind` for `dataset`. ZCA is fitted on its training split with fixed
   dequantisation noise: a property of the data set, the same for every run and seed."""
   if kind not in PREPROCESSING_KINDS:
     raise errors.UserError(
-        f"preprocessing must be one of {', '.join(PREPROCESSING_KINDS)}, not {kind!r}")
+        f"preprocessing must be one of {', '.join(PREPROCESSING_KINDS)}, not {kind!r}"
+    )
   if kind != "none" and dataset.num_levels is None:
-    raise errors.UserError(f"preprocessing {kind} needs pixels, and {dataset.name} is "
-                           "real-valued: use preprocessing none")
+    raise errors.UserError(
+        f"preprocessing {kind} needs pixels, and {dataset.name} is "
+        "real-valued: use preprocessing none"
+    )
   if kind != "zca":
     return Preprocessing(kind, dataset.num_levels, alpha)
   pixels = dataset.read("train", np.arange(dataset.num_examples("train")))["x"]
-  mean, whitening = transforms.fit_zca(pixels, dataset.num_levels, zca_epsilon,
-                                       np.random.default_rng(0))
+  mean, whitening = transforms.fit_zca(
+      pixels, dataset.num_levels, zca_epsilon, np.random.default_rng(0)
+  )
   return Preprocessing(kind, dataset.num_levels, mean=mean, whitening=whitening)
 
 
-__all__ = ["Dataset", "Preprocessing", "PREPROCESSING_KINDS", "load", "preprocessing",
-           "train_batches", "eval_batches", "balanced_subset", "EMBEDDED_NAMES"]
+__all__ = [
+    "Dataset",
+    "Preprocessing",
+    "PREPROCESSING_KINDS",
+    "load",
+    "preprocessing",
+    "train_batches",
+    "eval_batches",
+    "balanced_subset",
+    "EMBEDDED_NAMES",
+]

@@ -15,6 +15,7 @@ positions mapped to centres in [12, 52] pixels) is ours; the factor grid is the 
 `DspritesProcedural` the TFDS builder (`dsprites_procedural/full`, `/coarse`) for training. TFDS's
 own `dsprites` (a download) has the same factors and is accepted where it can be had.
 """
+
 import numpy as np
 import tensorflow_datasets as tfds
 
@@ -34,15 +35,15 @@ def _inside(shape: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
   if shape == 0:  # square of side 1.5
     return np.maximum(np.abs(u), np.abs(v)) <= 0.75
   if shape == 1:  # ellipse with semi-axes 1 and 0.5
-    return u ** 2 + (v / 0.5) ** 2 <= 1.0
+    return u**2 + (v / 0.5) ** 2 <= 1.0
   x, y = u / 0.9, v / 0.9 + 0.1  # heart curve (x^2 + y^2 - 1)^3 <= x^2 y^3, about 2 units tall
-  return (x ** 2 + y ** 2 - 1) ** 3 - x ** 2 * y ** 3 <= 0
+  return (x**2 + y**2 - 1) ** 3 - x**2 * y**3 <= 0
 
 
 def render(factors: np.ndarray) -> np.ndarray:
   """(n, 5) factor indices -> (n, 64, 64, 1) uint8 images in {0, 1}."""
   factors = np.asarray(factors).reshape(-1, len(FACTOR_SIZES))
-  centres = (np.arange(SIZE) + 0.5)
+  centres = np.arange(SIZE) + 0.5
   images = np.zeros((len(factors), SIZE, SIZE, 1), np.uint8)
   for i, (shape, scale, orientation, x, y) in enumerate(factors):
     cx = MARGIN + POSITIONS[x] * (SIZE - 2 * MARGIN)
@@ -61,7 +62,8 @@ def factors_of(index: np.ndarray) -> np.ndarray:
 
 
 class DSprites:
-  """The ground-truth-factor interface of DESIGN.md over procedural dSprites."""
+  """The ground-truth-factor interface (ARCHITECTURE.md, "Data") over procedural dSprites."""
+
   factor_names = FACTOR_NAMES
   factor_sizes = FACTOR_SIZES
   observation_shape = (SIZE, SIZE, 1)
@@ -74,8 +76,9 @@ class DSprites:
     """n factor vectors, each factor uniform over its values: (n, 5) ints."""
     return np.stack([rng.integers(0, size, n) for size in self.factor_sizes], -1)
 
-  def sample_observations_from_factors(self, factors: np.ndarray,
-                                       rng: np.random.Generator) -> np.ndarray:
+  def sample_observations_from_factors(
+      self, factors: np.ndarray, rng: np.random.Generator
+  ) -> np.ndarray:
     """The images of `factors` as floats in {0, 1}, (n, 64, 64, 1); the process is
     deterministic, so `rng` is unused."""
     del rng
@@ -86,10 +89,13 @@ class DspritesProcedural(tfds.core.GeneratorBasedBuilder):
   """Procedural dSprites as a TFDS data set: `image` (64x64x1 uint8 in {0, 1}), `factors` (the
   five factor indices) and `label` (the shape). `train` holds every combination of the config's
   grid; `test` a seeded sample of 5,000 (with repeats) for held-out evaluation."""
+
   VERSION = tfds.core.Version("1.1.0")
-  RELEASE_NOTES = {"1.1.0": "images stored zlib-compressed (62 bytes each rather than 4,096), so "
-                            "the full grid's preparation stays in TFDS's in-memory shuffle buffer, "
-                            "which spills to disk only through TensorFlow"}
+  RELEASE_NOTES = {
+      "1.1.0": "images stored zlib-compressed (62 bytes each rather than 4,096), so "
+      "the full grid's preparation stays in TFDS's in-memory shuffle buffer, "
+      "which spills to disk only through TensorFlow"
+  }
   BUILDER_CONFIGS = [
       tfds.core.BuilderConfig(name="full", description="all 737,280 combinations"),
       tfds.core.BuilderConfig(name="coarse", description="every 8th position: 11,520"),
@@ -98,13 +104,17 @@ class DspritesProcedural(tfds.core.GeneratorBasedBuilder):
 
   def _info(self):
     return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Tensor(shape=(SIZE, SIZE, 1), dtype=np.uint8,
-                                         encoding=tfds.features.Encoding.ZLIB),
-            "factors": tfds.features.Tensor(shape=(len(FACTOR_SIZES),), dtype=np.int64),
-            "label": tfds.features.ClassLabel(names=SHAPES),
-        }),
-        description=__doc__)
+        features=tfds.features.FeaturesDict(
+            {
+                "image": tfds.features.Tensor(
+                    shape=(SIZE, SIZE, 1), dtype=np.uint8, encoding=tfds.features.Encoding.ZLIB
+                ),
+                "factors": tfds.features.Tensor(shape=(len(FACTOR_SIZES),), dtype=np.int64),
+                "label": tfds.features.ClassLabel(names=SHAPES),
+            }
+        ),
+        description=__doc__,
+    )
 
   def _grid(self) -> np.ndarray:
     factors = factors_of(np.arange(int(np.prod(FACTOR_SIZES))))
@@ -120,6 +130,6 @@ class DspritesProcedural(tfds.core.GeneratorBasedBuilder):
 
   def _generate_examples(self, factors, chunk=4096):
     for start in range(0, len(factors), chunk):
-      images = render(factors[start:start + chunk])
-      for i, (image, f) in enumerate(zip(images, factors[start:start + chunk])):
+      images = render(factors[start : start + chunk])
+      for i, (image, f) in enumerate(zip(images, factors[start : start + chunk])):
         yield start + i, {"image": image, "factors": f, "label": int(f[0])}

@@ -6,8 +6,9 @@ drawn for the whole global batch from an RNG seeded by (seed, s). Each process k
 contiguous slice, so the global batch does not depend on the number of processes, and resuming at
 step s is starting the stream at s: the data position needs no state of its own.
 """
+
 import functools
-from typing import Iterator
+from collections.abc import Iterator
 
 import grain
 import numpy as np
@@ -32,7 +33,7 @@ class _EpochShuffle:
   def __init__(self, num_examples, batch_size, seed):
     self.num_examples, self.batch_size, self.seed = num_examples, batch_size, seed
 
-  @functools.lru_cache(maxsize=4)
+  @functools.lru_cache(maxsize=4)  # noqa: B019 (a few epochs' permutations, per stream)
   def _permutation(self, epoch):
     return np.random.default_rng((self.seed, epoch)).permutation(self.num_examples)
 
@@ -42,11 +43,20 @@ class _EpochShuffle:
     return np.concatenate([self._permutation(e)[offsets[epochs == e]] for e in np.unique(epochs)])
 
 
-def train_batches(dataset, preprocessing: transforms.Preprocessing, *, batch_size: int,
-                  seed: int, start_step: int = 0, split: str = "train",
-                  process_index: int = 0, process_count: int = 1, num_threads: int = 2,
-                  labeled: np.ndarray | None = None,
-                  labeled_batch_size: int = 0) -> Iterator[dict[str, np.ndarray]]:
+def train_batches(
+    dataset,
+    preprocessing: transforms.Preprocessing,
+    *,
+    batch_size: int,
+    seed: int,
+    start_step: int = 0,
+    split: str = "train",
+    process_index: int = 0,
+    process_count: int = 1,
+    num_threads: int = 2,
+    labeled: np.ndarray | None = None,
+    labeled_batch_size: int = 0,
+) -> Iterator[dict[str, np.ndarray]]:
   """This process's part of the global training batches from `start_step` on, prefetched.
   With `labeled` (indices into `split`, the semi-supervised labelled set), each batch also
   holds `labeled_x` and `labeled_label`: `labeled_batch_size` of them, drawn afresh each step."""
@@ -55,8 +65,14 @@ def train_batches(dataset, preprocessing: transforms.Preprocessing, *, batch_siz
   indices_of = _EpochShuffle(dataset.num_examples(split), batch_size, seed)
 
   def batch_at(step):
-    make = functools.partial(_make_batch, dataset, split, preprocessing=preprocessing,
-                             process_index=process_index, process_count=process_count)
+    make = functools.partial(
+        _make_batch,
+        dataset,
+        split,
+        preprocessing=preprocessing,
+        process_index=process_index,
+        process_count=process_count,
+    )
     batch = make(indices_of(step), np.random.default_rng((seed, step)))
     if labeled is not None:
       rng = np.random.default_rng((seed, step, 1))
@@ -65,8 +81,9 @@ def train_batches(dataset, preprocessing: transforms.Preprocessing, *, batch_siz
     return batch
 
   steps = grain.MapDataset.range(start_step, np.iinfo(np.int64).max).map(batch_at)
-  return iter(steps.to_iter_dataset(
-      grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=4)))
+  return iter(
+      steps.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=4))
+  )
 
 
 def balanced_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
@@ -74,16 +91,29 @@ def balanced_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
   labelled set of a semi-supervised run (e.g. 100 MNIST labels, 10 per digit)."""
   classes = np.unique(labels)
   rng = np.random.default_rng(seed)
-  return np.sort(np.concatenate([rng.choice(np.flatnonzero(labels == c), size // len(classes),
-                                            replace=False) for c in classes]))
+  return np.sort(
+      np.concatenate(
+          [
+              rng.choice(np.flatnonzero(labels == c), size // len(classes), replace=False)
+              for c in classes
+          ]
+      )
+  )
 
 
 EVAL_SEED = 1
 
 
-def eval_batches(dataset, preprocessing: transforms.Preprocessing, split: str, *,
-                 batch_size: int, seed: int = EVAL_SEED, process_index: int = 0,
-                 process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
+def eval_batches(
+    dataset,
+    preprocessing: transforms.Preprocessing,
+    split: str,
+    *,
+    batch_size: int,
+    seed: int = EVAL_SEED,
+    process_index: int = 0,
+    process_count: int = 1,
+) -> Iterator[dict[str, np.ndarray]]:
   """One pass over `split` in order, in full batches: the last is padded, and `mask` marks the
   real examples. Noise is fixed by `seed`, by default the same for every run, so every
   evaluation of every seed sees the same data."""
@@ -91,9 +121,15 @@ def eval_batches(dataset, preprocessing: transforms.Preprocessing, split: str, *
   for step, start in enumerate(range(0, n, batch_size)):
     indices = np.arange(start, start + batch_size)
     mask = indices < n
-    batch = _make_batch(dataset, split, np.where(mask, indices, 0),
-                        np.random.default_rng((seed, step)), preprocessing=preprocessing,
-                        process_index=process_index, process_count=process_count)
+    batch = _make_batch(
+        dataset,
+        split,
+        np.where(mask, indices, 0),
+        np.random.default_rng((seed, step)),
+        preprocessing=preprocessing,
+        process_index=process_index,
+        process_count=process_count,
+    )
     local = batch_size // process_count
-    batch["mask"] = mask[process_index * local:(process_index + 1) * local]
+    batch["mask"] = mask[process_index * local : (process_index + 1) * local]
     yield batch

@@ -1,10 +1,11 @@
 """The MAF paper's tabular data sets, with the paper's preprocessing (its section 4.2 and the
 authors' published loaders), read from the files of the paper's data archive placed in TFDS's
 manual directory: `maf_tabular/power`, `gas`, `hepmass`, `miniboone`, `bsds300`."""
+
 import collections
 import dataclasses
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -33,8 +34,9 @@ def load_power(directory):
   n = data.shape[0]
   data = np.delete(data, 3, axis=1)
   data = np.delete(data, 1, axis=1)
-  noise = np.hstack((0.001 * rng.rand(n, 1), 0.01 * rng.rand(n, 1), rng.rand(n, 3),
-                     np.zeros((n, 1))))
+  noise = np.hstack(
+      (0.001 * rng.rand(n, 1), 0.01 * rng.rand(n, 1), rng.rand(n, 3), np.zeros((n, 1)))
+  )
   rest, test = _split_off(data + noise, 0.1)
   train, validation = _split_off(rest, 0.1)
   train_and_validation = np.vstack((train, validation))
@@ -46,6 +48,7 @@ def load_gas(directory):
   """Gas sensors (ethylene/CO): drop labels and time, then drop columns until no two correlate
   above 0.98, standardise, split 81/9/10."""
   import pandas as pd  # pylint: disable=import-outside-toplevel
+
   data = pd.read_pickle(os.path.join(directory, "gas", "ethylene_CO.pickle"))
   data = data.drop(columns=["Meth", "Eth", "Time"])
 
@@ -66,6 +69,7 @@ def load_hepmass(directory):
   """HEPMASS: signal events only, the test file's stray last column dropped, standardised by the
   training set, features with a value repeated more than 5 times removed, 10% of train held out."""
   import pandas as pd  # pylint: disable=import-outside-toplevel
+
   train = pd.read_csv(os.path.join(directory, "hepmass", "1000_train.csv"), index_col=False)
   test = pd.read_csv(os.path.join(directory, "hepmass", "1000_test.csv"), index_col=False)
   train = train[train[train.columns[0]] == 1].drop(columns=train.columns[0])
@@ -73,8 +77,11 @@ def load_hepmass(directory):
   test = test.drop(columns=test.columns[-1])
   mean, std = train.mean(), train.std()
   train, test = ((train - mean) / std).values, ((test - mean) / std).values
-  keep = [i for i, feature in enumerate(train.T)
-          if sorted(collections.Counter(feature).items())[0][1] <= 5]
+  keep = [
+      i
+      for i, feature in enumerate(train.T)
+      if sorted(collections.Counter(feature).items())[0][1] <= 5
+  ]
   train, test = train[:, keep], test[:, keep]
   train, validation = _split_off(train, 0.1)
   return train, validation, test
@@ -94,12 +101,15 @@ def load_bsds300(directory):
   """8x8 patches of BSDS300 natural images (63 dims: the bottom-right pixel is dropped), as
   prepared in the paper's HDF5 file."""
   import h5py  # pylint: disable=import-outside-toplevel
+
   with h5py.File(os.path.join(directory, "BSDS300", "BSDS300.hdf5"), "r") as f:
     return tuple(np.asarray(f[split]) for split in ("train", "validation", "test"))
 
 
 @dataclasses.dataclass
 class TabularConfig(tfds.core.BuilderConfig):
+  """One of the MAF paper's sets: its dimension and the files it is read from."""
+
   dims: int = 0
   files: tuple[str, ...] = ()
   load: Callable | None = None
@@ -107,43 +117,53 @@ class TabularConfig(tfds.core.BuilderConfig):
 
 class MafTabular(tfds.core.GeneratorBasedBuilder):
   """The five UCI/BSDS300 sets of the MAF paper, preprocessed as the paper did."""
+
   VERSION = tfds.core.Version("1.0.0")
   BUILDER_CONFIGS = [
       TabularConfig(name="power", dims=6, files=("power/data.npy",), load=load_power),
       TabularConfig(name="gas", dims=8, files=("gas/ethylene_CO.pickle",), load=load_gas),
-      TabularConfig(name="hepmass", dims=21,
-                    files=("hepmass/1000_train.csv", "hepmass/1000_test.csv"),
-                    load=load_hepmass),
-      TabularConfig(name="miniboone", dims=43, files=("miniboone/data.npy",),
-                    load=load_miniboone),
+      TabularConfig(
+          name="hepmass",
+          dims=21,
+          files=("hepmass/1000_train.csv", "hepmass/1000_test.csv"),
+          load=load_hepmass,
+      ),
+      TabularConfig(name="miniboone", dims=43, files=("miniboone/data.npy",), load=load_miniboone),
       TabularConfig(name="bsds300", dims=63, files=("BSDS300/BSDS300.hdf5",), load=load_bsds300),
   ]
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
       f"Download the MAF paper's data archive {ARCHIVE_URL}, unpack it, and place the folders "
       "power/, gas/, hepmass/, miniboone/ and BSDS300/ from its data/ folder in the manual "
-      "directory (by default DATA_DIR/downloads/manual/).")
+      "directory (by default DATA_DIR/downloads/manual/)."
+  )
 
   def _info(self):
     return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({
-            "x": tfds.features.Tensor(shape=(self.builder_config.dims,), dtype=np.float32)}),
-        description=__doc__)
+        features=tfds.features.FeaturesDict(
+            {"x": tfds.features.Tensor(shape=(self.builder_config.dims,), dtype=np.float32)}
+        ),
+        description=__doc__,
+    )
 
   def check_manual_files(self, manual_dir: str):
     """Raise a `DatasetUnavailableError` naming the files missing from `manual_dir`."""
-    missing = [f for f in self.builder_config.files
-               if not os.path.exists(os.path.join(manual_dir, f))]
+    missing = [
+        f for f in self.builder_config.files if not os.path.exists(os.path.join(manual_dir, f))
+    ]
     if missing:
       raise errors.DatasetUnavailableError(
           f"{self.builder_config.name} needs {', '.join(missing)} in the manual directory "
-          f"{manual_dir}: unpack the MAF paper's archive {ARCHIVE_URL} there")
+          f"{manual_dir}: unpack the MAF paper's archive {ARCHIVE_URL} there"
+      )
 
   def _split_generators(self, dl_manager):
     directory = os.fspath(dl_manager.manual_dir)
     self.check_manual_files(directory)
     splits = self.builder_config.load(directory)
-    return {name: self._generate_examples(data)
-            for name, data in zip(("train", "validation", "test"), splits)}
+    return {
+        name: self._generate_examples(data)
+        for name, data in zip(("train", "validation", "test"), splits)
+    }
 
   def _generate_examples(self, data):
     for i, row in enumerate(np.asarray(data, np.float32)):

@@ -5,6 +5,7 @@ builder that needs no network: `toy2d/two_moons`, `toy2d/eight_gaussians`, `toy2
 al.'s toy experiments). Each example has `x` (2 floats) and `label`, the mixture component, moon,
 arm or cell it was drawn from. `MIXTURES` gives the Gaussian mixtures' means and common standard
 deviation, for counting the modes a generator covers."""
+
 import numpy as np
 import tensorflow_datasets as tfds
 
@@ -12,6 +13,7 @@ SPLIT_SIZES = {"train": 50_000, "validation": 10_000, "test": 10_000}
 
 
 def two_moons(rng, n):
+  """n points of two interleaved half circles, and which one."""
   labels = rng.integers(0, 2, n)
   angle = rng.uniform(0, np.pi, n)
   x = np.where(labels == 0, np.cos(angle), 1 - np.cos(angle))
@@ -30,8 +32,10 @@ _GRID = np.arange(-2, 3) * 2.0
 MIXTURES = {
     "eight_gaussians": (_ring(4 / np.sqrt(2)), 0.5 / np.sqrt(2)),  # FFJORD's, wide
     "ring_of_8": (_ring(2 / 1.414), 0.02 / 1.414),  # Gulrajani et al.'s, narrow
-    "grid_of_25": (np.stack(np.meshgrid(_GRID, _GRID, indexing="ij"), -1).reshape(-1, 2) / 2.828,
-                   0.05 / 2.828),
+    "grid_of_25": (
+        np.stack(np.meshgrid(_GRID, _GRID, indexing="ij"), -1).reshape(-1, 2) / 2.828,
+        0.05 / 2.828,
+    ),
 }
 
 
@@ -47,6 +51,7 @@ def _mixture(name):
 
 
 def checkerboard(rng, n):
+  """n points uniform on the black squares of a 4x4 board, and the square."""
   x1 = rng.uniform(-2, 2, n)
   x2 = rng.uniform(0, 1, n) - 2 * rng.integers(0, 2, n) + np.floor(x1) % 2
   labels = (np.floor(x1) + 2) * 4 + (np.floor(x2) + 2)
@@ -54,6 +59,7 @@ def checkerboard(rng, n):
 
 
 def pinwheel(rng, n, num_arms=5, radial_std=0.3, tangential_std=0.1, rate=0.25):
+  """n points on `num_arms` curved arms, and the arm."""
   labels = rng.integers(0, num_arms, n)
   features = rng.normal(size=(n, 2)) * np.array([radial_std, tangential_std])
   features[:, 0] += 1
@@ -63,6 +69,7 @@ def pinwheel(rng, n, num_arms=5, radial_std=0.3, tangential_std=0.1, rate=0.25):
 
 
 def two_spirals(rng, n):
+  """n points on two interleaved spirals, and which one."""
   labels = rng.integers(0, 2, n)
   turn = np.sqrt(rng.uniform(size=n)) * 540 * 2 * np.pi / 360
   sign = 1 - 2 * labels
@@ -71,27 +78,35 @@ def two_spirals(rng, n):
   return np.stack([x, y], -1) / 3 + 0.1 * rng.normal(size=(n, 2)), labels
 
 
-DENSITIES = {f.__name__: f for f in (two_moons, checkerboard, pinwheel, two_spirals,
-                                     *map(_mixture, MIXTURES))}
+DENSITIES = {
+    f.__name__: f
+    for f in (two_moons, checkerboard, pinwheel, two_spirals, *map(_mixture, MIXTURES))
+}
 
 
 class Toy2d(tfds.core.GeneratorBasedBuilder):
   """Samples from a 2-D toy density, a fixed seed per split."""
+
   VERSION = tfds.core.Version("1.0.0")
   BUILDER_CONFIGS = [tfds.core.BuilderConfig(name=name) for name in DENSITIES]
 
   def _info(self):
     return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({
-            "x": tfds.features.Tensor(shape=(2,), dtype=np.float32),
-            "label": tfds.features.Scalar(dtype=np.int64),
-        }),
-        description=__doc__)
+        features=tfds.features.FeaturesDict(
+            {
+                "x": tfds.features.Tensor(shape=(2,), dtype=np.float32),
+                "label": tfds.features.Scalar(dtype=np.int64),
+            }
+        ),
+        description=__doc__,
+    )
 
   def _split_generators(self, dl_manager):
     del dl_manager
-    return {split: self._generate_examples(seed, size)
-            for seed, (split, size) in enumerate(SPLIT_SIZES.items())}
+    return {
+        split: self._generate_examples(seed, size)
+        for seed, (split, size) in enumerate(SPLIT_SIZES.items())
+    }
 
   def _generate_examples(self, seed, size):
     points, labels = DENSITIES[self.builder_config.name](np.random.default_rng(seed), size)

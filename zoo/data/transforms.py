@@ -4,6 +4,7 @@ its log-Jacobian, so that likelihoods can be reported in pixel space whatever th
 Transforms take a raw batch and uniform noise of the same shape (the pipeline draws the noise so
 that it depends on the global batch alone, not on how many hosts read it).
 """
+
 import dataclasses
 
 import numpy as np
@@ -17,7 +18,8 @@ def dequantize(pixels: np.ndarray, noise: np.ndarray, num_levels: int) -> np.nda
 
 
 def logit(x: np.ndarray, alpha: float) -> np.ndarray:
-  """The logit transform of the flow papers: y = logit(alpha + (1 - 2 alpha) x) (MAF sec. 4.3)."""
+  """The flow papers' logit transform (MAF sec. 4.3): y = log s - log(1 - s), s = alpha +
+  (1 - 2 alpha) x."""
   s = alpha + (1 - 2 * alpha) * x
   return (np.log(s) - np.log1p(-s)).astype(np.float32)
 
@@ -61,6 +63,7 @@ class Preprocessing:
     density over x converts to one over the dequantised pixels v in [0, 1]^D by adding
     `log_det(x)` = log|det dx/dv|, and bits per dimension are defined (`dequantizes`).
   """
+
   kind: str
   num_levels: int | None = None
   alpha: float = 1e-6
@@ -92,7 +95,7 @@ class Preprocessing:
     if self.kind == "zca":
       raise ValueError("zca mixes pixels: it has no per-pixel range")
     if self.kind == "logit":
-      high = float(logit(np.float32(1.0), self.alpha))
+      high = float(logit(np.ones((), np.float32), self.alpha))
       return -high, high
     if self.kind == "none":
       return 0.0, float(self.num_levels - 1)

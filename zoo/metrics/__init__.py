@@ -1,4 +1,5 @@
 """Evaluation metrics shared by the papers."""
+
 from zoo.metrics import clustering
 from zoo.metrics import disentanglement
 from zoo.metrics import likelihood

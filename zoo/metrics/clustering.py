@@ -5,6 +5,7 @@ assigned the label of x_n to all the points in the cluster i"; the error is the 
 examples, each in its most probable cluster, whose cluster's label is not their class. A second
 labelling, each cluster's majority class among the training examples it holds, is kept beside it.
 """
+
 import numpy as np
 
 
@@ -29,9 +30,14 @@ def cluster_labels(clusters: np.ndarray, labels: np.ndarray, num_clusters: int) 
   return majority
 
 
-def clustering_error(train_clusters: np.ndarray, train_labels: np.ndarray,
-                     test_clusters: np.ndarray, test_labels: np.ndarray,
-                     num_clusters: int) -> float:
+def clustering_error(
+    train_clusters: np.ndarray,
+    train_labels: np.ndarray,
+    test_clusters: np.ndarray,
+    test_labels: np.ndarray,
+    num_clusters: int,
+) -> float:
   """The test error of the majority-class labelling fitted on the training assignments."""
-  return error(cluster_labels(train_clusters, train_labels, num_clusters), test_clusters,
-               test_labels)
+  return error(
+      cluster_labels(train_clusters, train_labels, num_clusters), test_clusters, test_labels
+  )

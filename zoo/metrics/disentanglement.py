@@ -14,6 +14,7 @@ On a ground-truth data set (`factor_sizes`, `sample_factors(n, rng)`,
   factor_vae_score(data, encode_fn, rng)   Kim & Mnih 2018
 Each returns a dict of floats.
 """
+
 import numpy as np
 from sklearn import ensemble
 from sklearn import linear_model
@@ -54,16 +55,18 @@ def sap(factors: np.ndarray, codes: np.ndarray, train_fraction: float = 2 / 3) -
   """Separated attribute predictability (Kumar et al. section 5): the score matrix holds, for
   each code dimension and (discrete) factor, the held-out accuracy of a class-balanced linear
   SVM (C = 0.01) predicting the factor from that dimension alone; SAP averages over factors the
-  gap between the two best dimensions. The first `train_fraction` of the examples trains, the rest tests."""
+  gap between the two best dimensions. The first `train_fraction` of the examples trains, the
+  rest tests."""
   train_f, train_c, test_f, test_c = _split(factors, codes, train_fraction)
   scores = np.zeros((codes.shape[1], factors.shape[1]))
   for d in range(codes.shape[1]):
     for k in range(factors.shape[1]):
       if len(np.unique(train_f[:, k])) < 2:
         continue
-      classifier = svm.LinearSVC(C=0.01, class_weight="balanced").fit(train_c[:, d:d + 1],
-                                                                       train_f[:, k])
-      scores[d, k] = np.mean(classifier.predict(test_c[:, d:d + 1]) == test_f[:, k])
+      classifier = svm.LinearSVC(C=0.01, class_weight="balanced").fit(
+          train_c[:, d : d + 1], train_f[:, k]
+      )
+      scores[d, k] = np.mean(classifier.predict(test_c[:, d : d + 1]) == test_f[:, k])
   top = np.sort(scores, axis=0)
   return {"sap": float(np.mean(top[-1] - top[-2]))}
 
@@ -75,8 +78,9 @@ def _entropy_normalised(p: np.ndarray, axis: int) -> np.ndarray:
   return 1 + np.sum(p * np.log(np.maximum(p, 1e-12)), axis) / np.log(n)
 
 
-def dci(factors: np.ndarray, codes: np.ndarray, train_fraction: float = 2 / 3,
-        seed: int = 0) -> dict[str, float]:
+def dci(
+    factors: np.ndarray, codes: np.ndarray, train_fraction: float = 2 / 3, seed: int = 0
+) -> dict[str, float]:
   """Disentanglement, completeness and informativeness (Eastwood & Williams 2018) from the
   importance matrix R (D x K) of gradient boosted trees predicting each factor from the codes:
   disentanglement = sum_d rho_d (1 - H_K(R_d.)), rho_d = R_d. / sum R; completeness = mean_k
@@ -92,17 +96,25 @@ def dci(factors: np.ndarray, codes: np.ndarray, train_fraction: float = 2 / 3,
   importance = np.stack([f[0] for f in fits], 1)
   accuracy = [f[1] for f in fits]
   weights = importance.sum(1) / max(importance.sum(), 1e-12)
-  return {"disentanglement": float(np.sum(weights * _entropy_normalised(importance, 1))),
-          "completeness": float(np.mean(_entropy_normalised(importance, 0))),
-          "informativeness": float(np.mean(accuracy))}
+  return {
+      "disentanglement": float(np.sum(weights * _entropy_normalised(importance, 1))),
+      "completeness": float(np.mean(_entropy_normalised(importance, 0))),
+      "informativeness": float(np.mean(accuracy)),
+  }
 
 
 def _encode(data, encode_fn, factors, rng):
   return np.asarray(encode_fn(data.sample_observations_from_factors(factors, rng)))
 
 
-def beta_vae_score(data, encode_fn, rng: np.random.Generator, batch_size: int = 64,
-                   num_train: int = 10_000, num_eval: int = 5_000) -> dict[str, float]:
+def beta_vae_score(
+    data,
+    encode_fn,
+    rng: np.random.Generator,
+    batch_size: int = 64,
+    num_train: int = 10_000,
+    num_eval: int = 5_000,
+) -> dict[str, float]:
   """Higgins et al. 2017, section 3: a point is a factor k and the mean over `batch_size` pairs
   of |z(x1) - z(x2)|, where each pair shares factor k and draws the others independently; a
   logistic regression predicts k from the point. The score is its accuracy on `num_eval` fresh
@@ -114,8 +126,9 @@ def beta_vae_score(data, encode_fn, rng: np.random.Generator, batch_size: int = 
       k = rng.integers(len(data.factor_sizes))
       first, second = data.sample_factors(batch_size, rng), data.sample_factors(batch_size, rng)
       second[:, k] = first[:, k]
-      difference = np.abs(_encode(data, encode_fn, first, rng) -
-                          _encode(data, encode_fn, second, rng))
+      difference = np.abs(
+          _encode(data, encode_fn, first, rng) - _encode(data, encode_fn, second, rng)
+      )
       features.append(difference.mean(0))
       labels.append(k)
     return np.array(features), np.array(labels)
@@ -123,8 +136,10 @@ def beta_vae_score(data, encode_fn, rng: np.random.Generator, batch_size: int = 
   train_x, train_y = points(num_train)
   eval_x, eval_y = points(num_eval)
   classifier = linear_model.LogisticRegression(max_iter=1000).fit(train_x, train_y)
-  return {"train_accuracy": float(classifier.score(train_x, train_y)),
-          "eval_accuracy": float(classifier.score(eval_x, eval_y))}
+  return {
+      "train_accuracy": float(classifier.score(train_x, train_y)),
+      "eval_accuracy": float(classifier.score(eval_x, eval_y)),
+  }
 
 
 # disentanglement_lib's FactorVAE score prunes the dimensions of std < 0.05 (its study configs,
@@ -134,16 +149,23 @@ def beta_vae_score(data, encode_fn, rng: np.random.Generator, batch_size: int = 
 COLLAPSED_STD = 0.05
 
 
-def factor_vae_score(data, encode_fn, rng: np.random.Generator, batch_size: int = 64,
-                     num_train: int = 10_000, num_eval: int = 5_000,
-                     num_variance_estimate: int = 10_000) -> dict[str, float]:
+def factor_vae_score(
+    data,
+    encode_fn,
+    rng: np.random.Generator,
+    batch_size: int = 64,
+    num_train: int = 10_000,
+    num_eval: int = 5_000,
+    num_variance_estimate: int = 10_000,
+) -> dict[str, float]:
   """Kim & Mnih 2018, section 4: codes are divided by their standard deviation over the data;
   a vote is (the dimension of least normalised variance over `batch_size` examples sharing a
   fixed value of factor k, k); the majority-vote classifier from dimension to factor, fitted on
   `num_train` votes, scores its accuracy on `num_eval` fresh votes. Collapsed dimensions, of
   standard deviation over the data under COLLAPSED_STD, never vote."""
-  scale = np.std(_encode(data, encode_fn, data.sample_factors(num_variance_estimate, rng), rng),
-                 axis=0, ddof=1)
+  scale = np.std(
+      _encode(data, encode_fn, data.sample_factors(num_variance_estimate, rng), rng), axis=0, ddof=1
+  )
   active = scale >= COLLAPSED_STD
   if not active.any():
     return {"train_accuracy": 0.0, "eval_accuracy": 0.0, "num_active_dims": 0.0}
@@ -162,6 +184,8 @@ def factor_vae_score(data, encode_fn, rng: np.random.Generator, batch_size: int 
   train, evaluation = votes(num_train), votes(num_eval)
   prediction = np.argmax(train, axis=1)  # the factor each dimension votes for most
   rows = np.arange(len(scale))
-  return {"train_accuracy": float(train[rows, prediction].sum() / train.sum()),
-          "eval_accuracy": float(evaluation[rows, prediction].sum() / evaluation.sum()),
-          "num_active_dims": float(active.sum())}
+  return {
+      "train_accuracy": float(train[rows, prediction].sum() / train.sum()),
+      "eval_accuracy": float(evaluation[rows, prediction].sum() / evaluation.sum()),
+      "num_active_dims": float(active.sum()),
+  }

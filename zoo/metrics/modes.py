@@ -6,14 +6,20 @@ A sample is of high quality when it lies within `num_std` standard deviations of
 component mean; a component is covered when at least `min_count` high-quality samples are
 nearest to it.
 """
+
 import numpy as np
 
 NUM_SAMPLES = 2500  # samples drawn for the statistics, as in the tables that report them
 MIN_COUNT = 20
 
 
-def mode_coverage(samples: np.ndarray, means: np.ndarray, std: float, num_std: float = 3.0,
-                  min_count: int = MIN_COUNT) -> dict[str, float]:
+def mode_coverage(
+    samples: np.ndarray,
+    means: np.ndarray,
+    std: float,
+    num_std: float = 3.0,
+    min_count: int = MIN_COUNT,
+) -> dict[str, float]:
   """{"modes_covered": covered components, "high_quality": the share of high-quality samples}
   for `samples` (N, D) against components with `means` (M, D) and common isotropic `std`."""
   distances = np.linalg.norm(samples[:, None, :] - means[None, :, :], axis=-1)

@@ -5,6 +5,7 @@ aggregate posterior q(z) = E_p(x) q(z | x) towards the identity (eq. 5):
 with C = Cov_p(x)[mu(x)] for DIP-VAE-I (eq. 6) and C = E_p(x)[Sigma(x)] + Cov_p(x)[mu(x)], the
 covariance of q(z) itself, for DIP-VAE-II (eq. 7); the batch estimates the expectations.
 """
+
 import jax.numpy as jnp
 
 from zoo import errors
@@ -18,7 +19,7 @@ def covariance_penalty(covariance, lambda_od: float, lambda_d: float):
   """lambda_od * sum of squared off-diagonal entries + lambda_d * sum (diagonal - 1)^2."""
   diagonal = jnp.diagonal(covariance)
   off_diagonal = covariance - jnp.diag(diagonal)
-  return lambda_od * jnp.sum(off_diagonal ** 2) + lambda_d * jnp.sum((diagonal - 1) ** 2)
+  return lambda_od * jnp.sum(off_diagonal**2) + lambda_d * jnp.sum((diagonal - 1) ** 2)
 
 
 def aggregate_covariance(mean, log_var, variant: str):
@@ -31,16 +32,19 @@ def aggregate_covariance(mean, log_var, variant: str):
 
 
 @registry.register(
-    "dip_vae", family="latent",
+    "dip_vae",
+    family="latent",
     paper="Kumar, Sattigeri & Balakrishnan 2018, Variational Inference of Disentangled Latent "
-          "Concepts from Unlabeled Observations (DIP-VAE)")
+    "Concepts from Unlabeled Observations (DIP-VAE)",
+)
 class DIPVAE(vae.GaussianVAE):
   """Attributes: those of `zoo.nn.vae.GaussianVAE`, and
-    variant: `i` (DIP-VAE-I) or `ii` (DIP-VAE-II).
-    lambda_od, lambda_d: the penalty's off-diagonal and diagonal weights; the defaults are
-      DIP-VAE-I's setting lambda_d = 10 lambda_od (the config gives DIP-VAE-II lambda_d =
-      lambda_od unless told otherwise).
+  variant: `i` (DIP-VAE-I) or `ii` (DIP-VAE-II).
+  lambda_od, lambda_d: the penalty's off-diagonal and diagonal weights; the defaults are
+    DIP-VAE-I's setting lambda_d = 10 lambda_od (the config gives DIP-VAE-II lambda_d =
+    lambda_od unless told otherwise).
   """
+
   variant: str = "i"
   lambda_od: float = 10.0
   lambda_d: float = 100.0
@@ -48,7 +52,8 @@ class DIPVAE(vae.GaussianVAE):
   def setup(self):
     if self.variant not in VARIANTS:
       raise errors.HyperparameterError(
-          f"dip_vae: variant must be one of {', '.join(VARIANTS)}, not {self.variant!r}")
+          f"dip_vae: variant must be one of {', '.join(VARIANTS)}, not {self.variant!r}"
+      )
     super().setup()
 
   def regulariser(self, mean, log_var, kl):

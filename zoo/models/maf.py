@@ -8,7 +8,8 @@ One stack covers the paper's Table 1 models:
   Real NVP (K)    num_layers=K, layer="coupling"        (the paper's baseline)
 and `num_classes > 0` makes it the conditional MAF of section 3.4, conditioned on a one-hot label.
 """
-from typing import Sequence
+
+from collections.abc import Sequence
 
 import distrax
 import flax.linen as nn
@@ -23,24 +24,31 @@ from zoo.nn import made
 
 class MADEMixture(nn.Module):
   """MADE MoG: each conditional p(x_i | x_<i) a mixture of C Gaussians (MAF section 4)."""
+
   hidden_dims: Sequence[int]
   num_components: int
   reverse: bool = False
 
   def setup(self):
-    self.made = made.MADE(self.hidden_dims, outputs_per_dim=3 * self.num_components,
-                          reverse=self.reverse, zero_output=False)
+    self.made = made.MADE(
+        self.hidden_dims,
+        outputs_per_dim=3 * self.num_components,
+        reverse=self.reverse,
+        zero_output=False,
+    )
 
   def _conditionals(self, x, context):
     logits, means, log_scales = jnp.split(self.made(x, context), 3, axis=-1)
-    return distrax.MixtureSameFamily(distrax.Categorical(logits=logits),
-                                     distrax.Normal(means, jnp.exp(log_scales)))
+    return distrax.MixtureSameFamily(
+        distrax.Categorical(logits=logits), distrax.Normal(means, jnp.exp(log_scales))
+    )
 
   def log_prob(self, x, context=None):
     return self._conditionals(x, context).log_prob(x).sum(-1)
 
   def sample(self, rng, n, context=None):
     """D passes with the same noise: pass t leaves dimensions of degree <= t exact."""
+
     def fix_next_dimension(_, x):
       return self._conditionals(x, context).sample(seed=rng)
 
@@ -53,8 +61,10 @@ class MADEMixture(nn.Module):
 
 
 @registry.register(
-    "maf", family="flow",
-    paper="Papamakarios, Pavlakou, Murray 2017, Masked Autoregressive Flow for Density Estimation")
+    "maf",
+    family="flow",
+    paper="Papamakarios, Pavlakou, Murray 2017, Masked Autoregressive Flow for Density Estimation",
+)
 class MAF(flows.Flow):
   """A stack of autoregressive (or coupling) bijectors on a Gaussian or MoG MADE base density.
 
@@ -66,6 +76,7 @@ class MAF(flows.Flow):
     batch_norm: a batch-norm bijector after each layer, as in the paper.
     num_classes: 0 for p(x); K > 0 for the conditional p(x | y) of a one-hot label y of K classes.
   """
+
   num_layers: int = 5
   hidden_dims: Sequence[int] = (100, 100)
   num_components: int = 0
@@ -76,10 +87,12 @@ class MAF(flows.Flow):
   def setup(self):
     if self.layer not in ("made", "coupling"):
       raise errors.HyperparameterError(
-          f"maf: layer must be 'made' or 'coupling', not {self.layer!r}")
+          f"maf: layer must be 'made' or 'coupling', not {self.layer!r}"
+      )
     if self.num_layers == 0 and self.num_components == 0:
       raise errors.HyperparameterError(
-          "maf: a flow needs num_layers > 0 or a MoG base (num_components > 0)")
+          "maf: a flow needs num_layers > 0 or a MoG base (num_components > 0)"
+      )
     layers = []
     for i in range(self.num_layers):
       if self.layer == "made":
@@ -90,8 +103,9 @@ class MAF(flows.Flow):
         layers.append(flows.BatchNorm())
     self.layers = layers
     if self.num_components:
-      self.base = MADEMixture(self.hidden_dims, self.num_components,
-                              reverse=self.num_layers % 2 == 1)
+      self.base = MADEMixture(
+          self.hidden_dims, self.num_components, reverse=self.num_layers % 2 == 1
+      )
 
   def sample(self, n, context=None):
     """n samples; a conditional model without `context` cycles through the labels 0..K-1."""
@@ -122,6 +136,7 @@ class MAF(flows.Flow):
     log_prob_given = jax.vmap(lambda y: self.log_prob(x, y), out_axes=-1)(labels)
     return {
         "log_prob": jax.nn.logsumexp(log_prob_given, -1) - jnp.log(self.num_classes),
-        "log_prob_given_label": jnp.take_along_axis(
-            log_prob_given, batch["label"][:, None], -1)[:, 0],
+        "log_prob_given_label": jnp.take_along_axis(log_prob_given, batch["label"][:, None], -1)[
+            :, 0
+        ],
     }

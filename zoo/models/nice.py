@@ -5,7 +5,8 @@ coupling function an MLP of rectified units, then the diagonal rescaling layer (
 a factorised logistic or Gaussian prior (section 3.4). The log-likelihood is exact:
 log p(x) = sum_d log p_H(h_d(x)) + sum_d s_d.
 """
-from typing import Sequence
+
+from collections.abc import Sequence
 
 import distrax
 import jax.numpy as jnp
@@ -18,14 +19,17 @@ PRIORS = ("logistic", "gaussian")
 
 
 @registry.register(
-    "nice", family="flow",
-    paper="Dinh, Krueger, Bengio 2014, NICE: Non-linear Independent Components Estimation")
+    "nice",
+    family="flow",
+    paper="Dinh, Krueger, Bengio 2014, NICE: Non-linear Independent Components Estimation",
+)
 class NICE(flows.Flow):
   """Attributes:
-    num_couplings: additive coupling layers; the paper uses 4.
-    hidden_dims: the coupling MLPs' hidden layers; the paper uses 5 of 1000 units for MNIST.
-    prior: "logistic" (the paper's choice for its results) or "gaussian".
+  num_couplings: additive coupling layers; the paper uses 4.
+  hidden_dims: the coupling MLPs' hidden layers; the paper uses 5 of 1000 units for MNIST.
+  prior: "logistic" (the paper's choice for its results) or "gaussian".
   """
+
   num_couplings: int = 4
   hidden_dims: Sequence[int] = (1000,) * 5
   prior: str = "logistic"
@@ -33,11 +37,14 @@ class NICE(flows.Flow):
   def setup(self):
     if self.prior not in PRIORS:
       raise errors.HyperparameterError(
-          f"nice: prior must be one of {', '.join(PRIORS)}, not {self.prior!r}")
+          f"nice: prior must be one of {', '.join(PRIORS)}, not {self.prior!r}"
+      )
     if self.num_couplings < 1:
       raise errors.HyperparameterError("nice: num_couplings must be at least 1")
-    self.layers = [flows.Coupling(self.hidden_dims, parity=i % 2, affine=False)
-                   for i in range(self.num_couplings)] + [flows.Rescaling()]
+    self.layers = [
+        flows.Coupling(self.hidden_dims, parity=i % 2, affine=False)
+        for i in range(self.num_couplings)
+    ] + [flows.Rescaling()]
 
   def _prior(self, size):
     zeros, ones = jnp.zeros(size), jnp.ones(size)

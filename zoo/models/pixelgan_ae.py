@@ -11,7 +11,8 @@ global structure while the PixelCNN fills in local detail; with a categorical pr
 a softmax over K clusters and conditions through a location-independent bias, and it takes the
 discrete content (the digit class), leaving the style to the PixelCNN.
 """
-from typing import Sequence
+
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
@@ -21,6 +22,7 @@ from zoo import errors
 from zoo import registry
 from zoo.nn import dcgan
 from zoo.nn import games
+from zoo.nn import mlp
 from zoo.nn import pixelcnn
 
 PRIORS = ("gaussian", "categorical")
@@ -33,6 +35,7 @@ class Encoder(nn.Module):
   for every x. Without it the deterministic encoder's softmax collapses onto a few clusters,
   where it saturates and the discriminator's gradient through it vanishes (an MLP encoder
   against the discriminator alone on the digits ended in 1 of 30 clusters)."""
+
   hidden_dims: Sequence[int]
   latent_dim: int
   noise_dim: int
@@ -44,8 +47,7 @@ class Encoder(nn.Module):
     if self.noise_dim:
       noise = jax.random.normal(self.make_rng("sample"), (len(x), self.noise_dim))
       h = jnp.concatenate([h, noise], -1)
-    for features in self.hidden_dims:
-      h = nn.relu(nn.Dense(features)(h))
+    h = mlp.hidden_layers(h, self.hidden_dims)
     output = nn.Dense(self.latent_dim)(h)
     if self.normalize_logits:
       output = nn.BatchNorm(use_running_average=not train, use_bias=False)(output)
@@ -57,6 +59,7 @@ class Decoder(nn.Module):
   spatial map (one linear layer from z to an H x W map, a location-dependent bias), a categorical
   code as a vector (a location-independent bias). The image shape is given at `init` and read
   off the per-pixel output bias afterwards."""
+
   prior: str
   features: int
   num_blocks: int
@@ -68,34 +71,36 @@ class Decoder(nn.Module):
     if self.features % shape[-1]:
       raise errors.HyperparameterError(
           f"pixelgan_ae: features ({self.features}) must be a multiple of the image's "
-          f"{shape[-1]} channels")
+          f"{shape[-1]} channels"
+      )
     condition = code
     if self.prior == "gaussian":
       condition = nn.Dense(shape[0] * shape[1])(code).reshape(len(x), shape[0], shape[1], 1)
     logits = pixelcnn.PixelCNN(self.features, self.num_blocks, self.levels)(x, condition)
-    return logits + self.param("output_bias", nn.initializers.zeros_init(),
-                               (*shape, self.levels))
+    return logits + self.param("output_bias", nn.initializers.zeros_init(), (*shape, self.levels))
 
   def image_shape(self):
     return self.get_variable("params", "output_bias").shape[:-1]
 
 
-@registry.register("pixelgan_ae", family="game",
-                   paper="Makhzani & Frey 2017, PixelGAN Autoencoders")
+@registry.register(
+    "pixelgan_ae", family="game", paper="Makhzani & Frey 2017, PixelGAN Autoencoders"
+)
 class PixelGANAutoencoder(games.Game):
   """Attributes:
-    prior: `gaussian` (global/local decomposition) or `categorical` (clustering: latent_dim is
-      the number of clusters K).
-    latent_dim: the Gaussian code's size, or K.
-    encoder_dims, discriminator_dims: the ReLU MLPs' hidden layers.
-    noise_dim: 0 for a deterministic encoder; > 0 for the noisy one, z = f(x, n).
-    features, num_blocks: the gated PixelCNN's width and depth.
-    num_levels: the values a pixel channel takes, k / (num_levels - 1): 2 for binarised images
-      (`preprocess=binarize`), 256 for 8-bit ones (`preprocess=scale`).
-    semi_supervised: add the semi-supervised phase, in which the categorical code (K = the
-      number of classes) learns the labels of the batch's labelled part (`labeled_x`,
-      `labeled_label`) by cross entropy.
+  prior: `gaussian` (global/local decomposition) or `categorical` (clustering: latent_dim is
+    the number of clusters K).
+  latent_dim: the Gaussian code's size, or K.
+  encoder_dims, discriminator_dims: the ReLU MLPs' hidden layers.
+  noise_dim: 0 for a deterministic encoder; > 0 for the noisy one, z = f(x, n).
+  features, num_blocks: the gated PixelCNN's width and depth.
+  num_levels: the values a pixel channel takes, k / (num_levels - 1): 2 for binarised images
+    (`preprocess=binarize`), 256 for 8-bit ones (`preprocess=scale`).
+  semi_supervised: add the semi-supervised phase, in which the categorical code (K = the
+    number of classes) learns the labels of the batch's labelled part (`labeled_x`,
+    `labeled_label`) by cross entropy.
   """
+
   prior: str = "gaussian"
   latent_dim: int = 8
   encoder_dims: Sequence[int] = (1000, 1000)
@@ -108,18 +113,26 @@ class PixelGANAutoencoder(games.Game):
 
   @property
   def phases(self):
-    phases = {"reconstruction": ("encoder", "decoder"), "discriminator": ("discriminator",),
-              "regularization": ("encoder",)}
+    phases = {
+        "reconstruction": ("encoder", "decoder"),
+        "discriminator": ("discriminator",),
+        "regularization": ("encoder",),
+    }
     return {**phases, "semi_supervised": ("encoder",)} if self.semi_supervised else phases
 
   def setup(self):
     if self.prior not in PRIORS:
       raise errors.HyperparameterError(
-          f"pixelgan_ae: prior must be one of {', '.join(PRIORS)}, not {self.prior!r}")
+          f"pixelgan_ae: prior must be one of {', '.join(PRIORS)}, not {self.prior!r}"
+      )
     if self.semi_supervised and self.prior != "categorical":
       raise errors.HyperparameterError("pixelgan_ae: semi_supervised needs prior=categorical")
-    self.encoder = Encoder(tuple(self.encoder_dims), self.latent_dim, self.noise_dim,
-                           normalize_logits=self.prior == "categorical")
+    self.encoder = Encoder(
+        tuple(self.encoder_dims),
+        self.latent_dim,
+        self.noise_dim,
+        normalize_logits=self.prior == "categorical",
+    )
     self.decoder = Decoder(self.prior, self.features, self.num_blocks, self.num_levels)
     self.discriminator = dcgan.Critic(tuple(self.discriminator_dims), width=0)
 
@@ -171,8 +184,9 @@ class PixelGANAutoencoder(games.Game):
 
   def _sample_given(self, code):
     shape = (len(code), *self.decoder.image_shape())
-    return pixelcnn.sample(lambda x: self.decoder(x, code), shape, self.num_levels,
-                           self.make_rng("sample"))
+    return pixelcnn.sample(
+        lambda x: self.decoder(x, code), shape, self.num_levels, self.make_rng("sample")
+    )
 
   def sample(self, n):
     """n images x ~ p(x | z), z ~ p(z), drawn pixel by pixel (`sample` RNG)."""

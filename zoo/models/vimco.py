@@ -7,12 +7,14 @@ The gradient estimator is a hyper-parameter: vimco (the paper's), nvil, reinforc
 from `zoo.estimators`. Evaluation as the paper's: the test bound L_K and an importance-sampled
 estimate of log p(x) with many samples.
 """
-from typing import Sequence
+
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from zoo import contract
 from zoo import errors
 from zoo import estimators
 from zoo import registry
@@ -21,12 +23,6 @@ from zoo.nn import flows
 
 ESTIMATORS = ("vimco", "nvil", "reinforce", "rws")
 NVIL_DECAY = 0.8  # of NVIL's running mean and variance of the learning signal (Mnih & Gregor)
-EVAL_CHUNK = 100  # samples per pass of the importance-sampled log-likelihood
-
-
-def bernoulli_log_prob(value, logits):
-  """sum_d log Bernoulli(value_d; sigmoid(logits_d))."""
-  return (value * jax.nn.log_sigmoid(logits) + (1 - value) * jax.nn.log_sigmoid(-logits)).sum(-1)
 
 
 class _OutputLayer(nn.Module):
@@ -38,16 +34,19 @@ class _OutputLayer(nn.Module):
 
 
 @registry.register(
-    "vimco", family="latent",
-    paper="Mnih & Rezende 2016, Variational Inference for Monte Carlo Objectives")
-class SigmoidBeliefNet(nn.Module):
+    "vimco",
+    family="latent",
+    paper="Mnih & Rezende 2016, Variational Inference for Monte Carlo Objectives",
+)
+class SigmoidBeliefNet(contract.Model):
   """Attributes:
-    layer_sizes: binary units per stochastic layer, data side first; the paper's nets are 200,
-      200-200 and 200-200-200.
-    estimator: one of ESTIMATORS.
-    num_samples: K of the training objective L_K.
-    num_eval_samples: samples of the importance-sampled log-likelihood (a multiple of 100).
+  layer_sizes: binary units per stochastic layer, data side first; the paper's nets are 200,
+    200-200 and 200-200-200.
+  estimator: one of ESTIMATORS.
+  num_samples: K of the training objective L_K.
+  num_eval_samples: samples of the importance-sampled log-likelihood (a multiple of 100).
   """
+
   layer_sizes: Sequence[int] = (200, 200, 200)
   estimator: str = "vimco"
   num_samples: int = 5
@@ -56,14 +55,14 @@ class SigmoidBeliefNet(nn.Module):
   def setup(self):
     if self.estimator not in ESTIMATORS:
       raise errors.HyperparameterError(
-          f"vimco: estimator must be one of {', '.join(ESTIMATORS)}, not {self.estimator!r}")
+          f"vimco: estimator must be one of {', '.join(ESTIMATORS)}, not {self.estimator!r}"
+      )
     if self.estimator == "vimco" and self.num_samples < 2:
       raise errors.HyperparameterError("vimco: the vimco estimator needs num_samples >= 2")
-    if self.num_eval_samples % EVAL_CHUNK:
-      raise errors.HyperparameterError(
-          f"vimco: num_eval_samples must be a multiple of {EVAL_CHUNK}")
-    self.prior_logits = self.param("prior_logits", nn.initializers.zeros_init(),
-                                   (self.layer_sizes[-1],))
+    likelihood.check_num_samples("vimco", self.num_eval_samples)
+    self.prior_logits = self.param(
+        "prior_logits", nn.initializers.zeros_init(), (self.layer_sizes[-1],)
+    )
     self.generative = [nn.Dense(size) for size in self.layer_sizes[:-1]]  # h_{l+1} -> h_l
     self.data_layer = _OutputLayer()
     self.recognition = [nn.Dense(size) for size in self.layer_sizes]  # x -> h_1 -> h_2 ...
@@ -72,7 +71,7 @@ class SigmoidBeliefNet(nn.Module):
       self.signal_mean = self.variable("estimator_state", "mean", jnp.zeros, ())
       self.signal_var = self.variable("estimator_state", "var", jnp.ones, ())
 
-  def encode(self, x, rng, num_samples=1):
+  def sample_posterior(self, x, rng, num_samples=1):
     """Samples of every layer from q, each (B, K, size), and log q of them, (B, K)."""
     h = jnp.broadcast_to(x[:, None, :], (x.shape[0], num_samples, x.shape[-1]))
     layers, log_q = [], 0.0
@@ -80,7 +79,7 @@ class SigmoidBeliefNet(nn.Module):
       logits = layer(h)
       h = jax.random.bernoulli(key, jax.nn.sigmoid(logits)).astype(jnp.float32)
       layers.append(h)
-      log_q = log_q + bernoulli_log_prob(h, logits)
+      log_q = log_q + likelihood.bernoulli_log_prob(h, logits)
     return layers, log_q
 
   def decode(self, h1, num_dims=None):
@@ -89,14 +88,14 @@ class SigmoidBeliefNet(nn.Module):
 
   def log_joint(self, x, layers):
     """log p(x, h_1, ..., h_L) of samples `layers` (each (B, K, size)), (B, K)."""
-    log_p = bernoulli_log_prob(layers[-1], self.prior_logits)
+    log_p = likelihood.bernoulli_log_prob(layers[-1], self.prior_logits)
     for above, below, net in zip(layers[:0:-1], layers[-2::-1], self.generative[::-1]):
-      log_p = log_p + bernoulli_log_prob(below, net(above))
-    return log_p + bernoulli_log_prob(x[:, None, :], self.decode(layers[0], x.shape[-1]))
+      log_p = log_p + likelihood.bernoulli_log_prob(below, net(above))
+    return log_p + likelihood.bernoulli_log_prob(x[:, None, :], self.decode(layers[0], x.shape[-1]))
 
   def log_weights(self, x, rng, num_samples):
     """(log w, log q), each (B, K): log w = log p(x, h) - log q(h | x) for K draws from q."""
-    layers, log_q = self.encode(x, rng, num_samples)
+    layers, log_q = self.sample_posterior(x, rng, num_samples)
     return self.log_joint(x, layers) - log_q, log_q
 
   def loss(self, batch, train=True):
@@ -104,14 +103,21 @@ class SigmoidBeliefNet(nn.Module):
     x = flows.flatten(batch["x"])
     log_w, log_q = self.log_weights(x, self.make_rng("sample"), self.num_samples)
     if self.estimator == "nvil":
-      out = estimators.nvil(log_w, log_q, self.baseline(x)[:, 0], self.signal_mean.value,
-                            jnp.sqrt(self.signal_var.value))
+      out = estimators.nvil(
+          log_w,
+          log_q,
+          self.baseline(x)[:, 0],
+          self.signal_mean.value,
+          jnp.sqrt(self.signal_var.value),
+      )
       objective = out.surrogate.mean() - out.baseline_loss.mean()
       if train and not self.is_initializing():
-        self.signal_mean.value = (NVIL_DECAY * self.signal_mean.value
-                                  + (1 - NVIL_DECAY) * out.signal.mean())
-        self.signal_var.value = (NVIL_DECAY * self.signal_var.value
-                                 + (1 - NVIL_DECAY) * out.signal.var())
+        self.signal_mean.value = (
+            NVIL_DECAY * self.signal_mean.value + (1 - NVIL_DECAY) * out.signal.mean()
+        )
+        self.signal_var.value = (
+            NVIL_DECAY * self.signal_var.value + (1 - NVIL_DECAY) * out.signal.var()
+        )
     else:
       objective = getattr(estimators, self.estimator)(log_w, log_q).mean()
     return -objective, {"bound": estimators.bound(log_w).mean()}
@@ -124,15 +130,19 @@ class SigmoidBeliefNet(nn.Module):
     bound = estimators.bound(self.log_weights(x, bound_rng, self.num_samples)[0])
 
     log_prob = likelihood.importance_sampled_log_prob(
-        lambda key, k: self.log_weights(x, key, k)[0], sampling_rng, len(x),
-        self.num_eval_samples, EVAL_CHUNK)
+        lambda key, k: self.log_weights(x, key, k)[0],
+        sampling_rng,
+        len(x),
+        self.num_eval_samples,
+    )
     return {"bound": bound, "log_prob": log_prob}
 
   def sample(self, n):
     """n binary samples of x by ancestral sampling from the prior, drawn with the `sample` RNG."""
     keys = jax.random.split(self.make_rng("sample"), len(self.layer_sizes) + 1)
-    h = jax.random.bernoulli(keys[0], jax.nn.sigmoid(jnp.broadcast_to(
-        self.prior_logits, (n, self.layer_sizes[-1])))).astype(jnp.float32)
+    h = jax.random.bernoulli(
+        keys[0], jax.nn.sigmoid(jnp.broadcast_to(self.prior_logits, (n, self.layer_sizes[-1])))
+    ).astype(jnp.float32)
     for net, key in zip(self.generative[::-1], keys[1:]):
       h = jax.random.bernoulli(key, jax.nn.sigmoid(net(h))).astype(jnp.float32)
     return jax.random.bernoulli(keys[-1], jax.nn.sigmoid(self.decode(h))).astype(jnp.float32)

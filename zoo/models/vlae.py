@@ -13,33 +13,37 @@ ignored (their KL near zero) once p(x | z_1) is expressive.
 The loss is the negative ELBO, E_q log p(x | z) - sum_l KL_l, with each layer's KL term logged;
 as in the paper's code, the KL terms are warmed up in training with weight 1 - exp(-t / tau).
 """
-from typing import Sequence
+
+from collections.abc import Sequence
 
 import distrax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from zoo import contract
 from zoo import errors
 from zoo import registry
 from zoo.metrics import likelihood
 from zoo.nn import conv
+from zoo.nn import mlp
 
 HIERARCHIES = ("ladder", "markov")
-EVAL_CHUNK = 100
 
 
 class GaussianHead(nn.Module):
   """features -> N(mu, sigma): a ReLU layer, then the mean and sigma = sigmoid + 0.001 (the
   paper's code)."""
+
   latent_dim: int
   hidden_dim: int
 
   @nn.compact
   def __call__(self, h):
-    h = nn.relu(nn.Dense(self.hidden_dim)(h))
-    return distrax.Normal(nn.Dense(self.latent_dim)(h),
-                          jax.nn.sigmoid(nn.Dense(self.latent_dim)(h)) + 1e-3)
+    h = mlp.hidden_layers(h, (self.hidden_dim,))
+    return distrax.Normal(
+        nn.Dense(self.latent_dim)(h), jax.nn.sigmoid(nn.Dense(self.latent_dim)(h)) + 1e-3
+    )
 
 
 def _mlp(hidden_dim, depth=2):
@@ -47,19 +51,22 @@ def _mlp(hidden_dim, depth=2):
 
 
 @registry.register(
-    "vlae", family="latent",
-    paper="Zhao, Song & Ermon 2017, Learning Hierarchical Features from Generative Models")
-class VLAE(nn.Module):
+    "vlae",
+    family="latent",
+    paper="Zhao, Song & Ermon 2017, Learning Hierarchical Features from Generative Models",
+)
+class VLAE(contract.Model):
   """Attributes:
-    latent_dims: the size of each code, z_1 (shallowest) first; the paper's MNIST model has
-      three codes of 2.
-    hidden_dim: the width of the dense layers (the paper's 1024 for MNIST).
-    conv_features: channels of the 4x4 stride-2 convolutions next to the pixels (64, 128).
-    hierarchy: `ladder` (VLAE) or `markov` (the hierarchical VAE).
-    num_eval_samples: importance samples of the evaluation's log p(x) (a multiple of 100).
-    kl_warmup: tau, in training steps, of the KL weight 1 - exp(-t / tau) (the paper's code:
-      2000); 0 trains on the ELBO from the start.
+  latent_dims: the size of each code, z_1 (shallowest) first; the paper's MNIST model has
+    three codes of 2.
+  hidden_dim: the width of the dense layers (the paper's 1024 for MNIST).
+  conv_features: channels of the 4x4 stride-2 convolutions next to the pixels (64, 128).
+  hierarchy: `ladder` (VLAE) or `markov` (the hierarchical VAE).
+  num_eval_samples: importance samples of the evaluation's log p(x) (a multiple of 100).
+  kl_warmup: tau, in training steps, of the KL weight 1 - exp(-t / tau) (the paper's code:
+    2000); 0 trains on the ELBO from the start.
   """
+
   latent_dims: Sequence[int] = (2, 2, 2)
   hidden_dim: int = 1024
   conv_features: Sequence[int] = (64, 128)
@@ -70,9 +77,9 @@ class VLAE(nn.Module):
   def setup(self):
     if self.hierarchy not in HIERARCHIES:
       raise errors.HyperparameterError(
-          f"vlae: hierarchy must be one of {', '.join(HIERARCHIES)}, not {self.hierarchy!r}")
-    if self.num_eval_samples % EVAL_CHUNK:
-      raise errors.HyperparameterError(f"vlae: num_eval_samples must be a multiple of {EVAL_CHUNK}")
+          f"vlae: hierarchy must be one of {', '.join(HIERARCHIES)}, not {self.hierarchy!r}"
+      )
+    likelihood.check_num_samples("vlae", self.num_eval_samples)
     depth = len(self.latent_dims)
     self.features = conv.ConvEncoder(tuple(self.conv_features))
     self.decoder = conv.ConvDecoder(tuple(self.conv_features))
@@ -81,14 +88,16 @@ class VLAE(nn.Module):
     if self.hierarchy == "ladder":
       self.downward = [_mlp(self.hidden_dim) for _ in range(depth)]  # u_l
       self.embeddings = [nn.Dense(self.hidden_dim) for _ in range(depth - 1)]  # v_l
-      self.gates = [self.param(f"gate_{l}", nn.initializers.constant(0.1), (self.hidden_dim,))
-                    for l in range(depth - 1)]
+      self.gates = [
+          self.param(f"gate_{l}", nn.initializers.constant(0.1), (self.hidden_dim,))
+          for l in range(depth - 1)
+      ]
     else:
       self.priors = [GaussianHead(d, self.hidden_dim) for d in self.latent_dims[:-1]]
       self.downward = [_mlp(self.hidden_dim)]  # z_1 -> decoder input
     self.step = self.variable("schedule", "step", jnp.zeros, (), jnp.int32)
 
-  def encode(self, x, rng):
+  def sample_posterior(self, x, rng):
     """Codes z_1..z_L drawn from q(z | x) and each layer's KL term, (B,) each: KL(q(z_l | x) ||
     N(0, I)) for the ladder. For the chain, whose z_{l+1} is drawn given z_l, the coupled
     single-sample term log q(z_l | z_{l-1}) - log p(z_l | z_{l+1}) on the drawn codes, and the
@@ -105,8 +114,10 @@ class VLAE(nn.Module):
     standard = distrax.Normal(0.0, 1.0)
     kls = [q.kl_divergence(standard).sum(-1) for q in posteriors]
     if self.hierarchy == "markov":
-      kls[:-1] = [(q.log_prob(z) - prior(above).log_prob(z)).sum(-1) for q, z, prior, above
-                  in zip(posteriors, codes, self.priors, codes[1:])]
+      kls[:-1] = [
+          (q.log_prob(z) - prior(above).log_prob(z)).sum(-1)
+          for q, z, prior, above in zip(posteriors, codes, self.priors, codes[1:])
+      ]
     return codes, kls, posteriors
 
   def decode(self, codes, shape=None):
@@ -130,7 +141,7 @@ class VLAE(nn.Module):
     return codes
 
   def _elbo_terms(self, x, rng):
-    codes, kls, _ = self.encode(x, rng)
+    codes, kls, _ = self.sample_posterior(x, rng)
     return likelihood.bernoulli_log_likelihood(x, self.decode(codes, x.shape[1:])), kls
 
   def loss(self, batch, train=True):
@@ -143,24 +154,29 @@ class VLAE(nn.Module):
       weight = 1 - jnp.exp(-self.step.value / self.kl_warmup)
       if not self.is_initializing():
         self.step.value += 1
-    metrics = {"elbo": (reconstruction - kl).mean(), "reconstruction": reconstruction.mean(),
-               "kl_weight": jnp.asarray(weight),
-               **{f"kl_{l + 1}": kl.mean() for l, kl in enumerate(kls)}}
+    metrics = {
+        "elbo": (reconstruction - kl).mean(),
+        "reconstruction": reconstruction.mean(),
+        "kl_weight": jnp.asarray(weight),
+        **{f"kl_{l + 1}": kl.mean() for l, kl in enumerate(kls)},
+    }
     return -(reconstruction - weight * kl).mean(), metrics
 
   def log_weights(self, x, rng, num_samples):
     """log p(x, z) - log q(z | x) for `num_samples` draws from q, (B, K): the batch repeated K
     times, so the draws are one batched pass."""
     x = jnp.repeat(x, num_samples, axis=0)
-    codes, _, posteriors = self.encode(x, rng)
+    codes, _, posteriors = self.sample_posterior(x, rng)
     log_q = sum(q.log_prob(z).sum(-1) for q, z in zip(posteriors, codes))
     standard = distrax.Normal(0.0, 1.0)
     log_prior = standard.log_prob(codes[-1]).sum(-1)
     if self.hierarchy == "ladder":
       log_prior += sum(standard.log_prob(z).sum(-1) for z in codes[:-1])
     else:
-      log_prior += sum(prior(above).log_prob(z).sum(-1)
-                       for prior, z, above in zip(self.priors, codes[:-1], codes[1:]))
+      log_prior += sum(
+          prior(above).log_prob(z).sum(-1)
+          for prior, z, above in zip(self.priors, codes[:-1], codes[1:])
+      )
     log_likelihood = likelihood.bernoulli_log_likelihood(x, self.decode(codes, x.shape[1:]))
     return (log_likelihood + log_prior - log_q).reshape(-1, num_samples)
 
@@ -171,10 +187,17 @@ class VLAE(nn.Module):
     elbo_rng, sampling_rng = jax.random.split(self.make_rng("sample"))
     reconstruction, kls = self._elbo_terms(x, elbo_rng)
     log_prob = likelihood.importance_sampled_log_prob(
-        lambda key, k: self.log_weights(x, key, k), sampling_rng, len(x),
-        self.num_eval_samples, EVAL_CHUNK)
-    return {"elbo": reconstruction - sum(kls), "reconstruction": reconstruction,
-            "log_prob": log_prob, **{f"kl_{l + 1}": kl for l, kl in enumerate(kls)}}
+        lambda key, k: self.log_weights(x, key, k),
+        sampling_rng,
+        len(x),
+        self.num_eval_samples,
+    )
+    return {
+        "elbo": reconstruction - sum(kls),
+        "reconstruction": reconstruction,
+        "log_prob": log_prob,
+        **{f"kl_{l + 1}": kl for l, kl in enumerate(kls)},
+    }
 
   def _means(self, noise):
     return jax.nn.sigmoid(self.decode(self.codes_from_noise(noise)))

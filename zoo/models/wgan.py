@@ -7,7 +7,8 @@ penalty lambda E (||grad f(x_hat)|| - 1)^2 at random interpolates x_hat instead 
 The generator minimises -E f(G(z)). The runner's game step does n_critic critic updates per
 generator update, each with its own optimiser.
 """
-from typing import Sequence
+
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
@@ -30,18 +31,18 @@ def gradient_penalty(critic_gradient, real, fake, rng):
   return jnp.mean((jnp.linalg.norm(gradient, axis=-1) - 1) ** 2)
 
 
-@registry.register("wgan", family="game",
-                   paper="Arjovsky, Chintala & Bottou 2017, Wasserstein GAN")
+@registry.register("wgan", family="game", paper="Arjovsky, Chintala & Bottou 2017, Wasserstein GAN")
 class WGAN(games.Game):
   """Attributes:
-    variant: `wgan` (weight clipping, the paper's), `wgan_gp` (gradient penalty) or `gan` (the
-      non-saturating GAN: the critic is a discriminator's logit).
-    latent_dim: the dimension of z ~ N(0, I) (DCGAN's 100).
-    hidden_dims: the MLP players' ReLU layers, for vector data (the toy experiments' 3 x 512).
-    width: DCGAN's number of filters of the first critic / last generator layer, for images.
-    weight_clip: c of `wgan`: every critic weight is kept in [-c, c].
-    penalty_weight: lambda of `wgan_gp`.
+  variant: `wgan` (weight clipping, the paper's), `wgan_gp` (gradient penalty) or `gan` (the
+    non-saturating GAN: the critic is a discriminator's logit).
+  latent_dim: the dimension of z ~ N(0, I) (DCGAN's 100).
+  hidden_dims: the MLP players' ReLU layers, for vector data (the toy experiments' 3 x 512).
+  width: DCGAN's number of filters of the first critic / last generator layer, for images.
+  weight_clip: c of `wgan`: every critic weight is kept in [-c, c].
+  penalty_weight: lambda of `wgan_gp`.
   """
+
   variant: str = "wgan"
   latent_dim: int = 100
   hidden_dims: Sequence[int] = (512, 512, 512)
@@ -54,7 +55,8 @@ class WGAN(games.Game):
   def setup(self):
     if self.variant not in VARIANTS:
       raise errors.HyperparameterError(
-          f"wgan: variant must be one of {', '.join(VARIANTS)}, not {self.variant!r}")
+          f"wgan: variant must be one of {', '.join(VARIANTS)}, not {self.variant!r}"
+      )
     self.generator = dcgan.Generator(self.hidden_dims, self.width)
     self.critic = dcgan.Critic(self.hidden_dims, self.width)
 

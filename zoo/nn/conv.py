@@ -17,6 +17,7 @@ Both are the same functions as `nn.Conv(strides=2, padding=1)` and `nn.ConvTrans
 same 4x4 kernel (tests/test_conv.py checks values and gradients against them); BENCHMARKS.md has
 the measurements that chose these forms.
 """
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -34,8 +35,9 @@ def _swap_channels(kernel):
 
 
 def _strided_convolution(x, kernel):
-  return jax.lax.conv_general_dilated(x, kernel, (2, 2), ((1, 1), (1, 1)),
-                                      dimension_numbers=_DIMENSIONS)
+  return jax.lax.conv_general_dilated(
+      x, kernel, (2, 2), ((1, 1), (1, 1)), dimension_numbers=_DIMENSIONS
+  )
 
 
 def _phase_convolution(x, kernel):
@@ -48,8 +50,9 @@ def _phase_convolution(x, kernel):
   y = jax.lax.conv_general_dilated(padded, taps, (1, 1), "VALID", dimension_numbers=_DIMENSIONS)
   y = y.reshape(b, h + 1, w + 1, 2, 2, features)
   # phase (p, q) of output pixel (2i + p, 2j + q) is window (i + p, j + q)
-  phases = jnp.stack([jnp.stack([y[:, p:p + h, q:q + w, p, q] for q in range(2)], 3)
-                      for p in range(2)], 2)  # b h p w q o
+  phases = jnp.stack(
+      [jnp.stack([y[:, p : p + h, q : q + w, p, q] for q in range(2)], 3) for p in range(2)], 2
+  )  # b h p w q o
   return phases.reshape(b, 2 * h, 2 * w, features)
 
 
@@ -107,12 +110,14 @@ upsample.defvjp(_upsample_forward, _upsample_backward)
 class Downsample(nn.Module):
   """A 4x4 convolution with stride 2 and padding 1 (H x W -> H/2 x W/2), as DCGAN's critic and
   the VAE encoders: `nn.Conv(features, (4, 4), strides=2, padding=1)` computed by `downsample`."""
+
   features: int
 
   @nn.compact
   def __call__(self, x):
-    kernel = self.param("kernel", nn.initializers.lecun_normal(),
-                        (4, 4, x.shape[-1], self.features))
+    kernel = self.param(
+        "kernel", nn.initializers.lecun_normal(), (4, 4, x.shape[-1], self.features)
+    )
     bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias)
     return downsample(x, kernel) + bias
@@ -121,6 +126,7 @@ class Downsample(nn.Module):
 class Upsample(nn.Module):
   """A 4x4 transposed convolution with stride 2 and padding 1 (H x W -> 2H x 2W), as DCGAN's
   generator and the VAE decoders, computed by `upsample`."""
+
   features: int
   use_bias: bool = True
   kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
@@ -139,17 +145,20 @@ def _check_images(shape, num_layers: int) -> None:
   """One clear error for data that `num_layers` stride-2 layers cannot take."""
   if len(shape) != 3:
     raise errors.HyperparameterError(
-        f"the conv layers need images (height, width, channels), not examples of shape {shape}")
-  scale = 2 ** num_layers
+        f"the conv layers need images (height, width, channels), not examples of shape {shape}"
+    )
+  scale = 2**num_layers
   if shape[0] % scale or shape[1] % scale:
     raise errors.HyperparameterError(
         f"{shape[0]}x{shape[1]} images do not pass through {num_layers} stride-2 layers: their "
-        f"sides must be multiples of {scale} (crop or resize the data, or change conv_features)")
+        f"sides must be multiples of {scale} (crop or resize the data, or change conv_features)"
+    )
 
 
 class ConvEncoder(nn.Module):
   """x (B, H, W, C) -> features (B, F): 4x4 stride-2 convolutions with `features` channels and
   ReLU, flattened (the conv trunks of the VAE papers: beta-VAE's 32-32-64-64, VLAE's 64-128)."""
+
   features: tuple[int, ...]
 
   @nn.compact
@@ -165,6 +174,7 @@ class ConvDecoder(nn.Module):
   the smallest feature map, then 4x4 stride-2 transposed convolutions (`Upsample`) with ReLU
   between, the last to the data's channels plus a per-pixel bias. The output shape is given on
   the first call and read off that bias afterwards, so decoding needs no data."""
+
   features: tuple[int, ...]
 
   @nn.compact

@@ -1,13 +1,14 @@
 """The generator and critic networks of the GAN papers: DCGAN's convolutional pair (Radford et
 al. 2016) for images, and the ReLU MLP pair of the 2-D toy experiments for vectors. The data's
 shape picks the architecture."""
-from typing import Sequence
+
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 from zoo.nn import conv
+from zoo.nn import mlp
 
 
 def num_halvings(size: int) -> int:
@@ -27,6 +28,7 @@ class Generator(nn.Module):
   The output shape is given on the first call (at `init`); afterwards it is read off the
   per-output bias, so `sample(n)` needs no data.
   """
+
   hidden_dims: Sequence[int]
   width: int
 
@@ -34,9 +36,7 @@ class Generator(nn.Module):
   def __call__(self, z, shape=None, train=False):
     shape = tuple(shape or self.get_variable("params", "output_bias").shape)
     if len(shape) == 1:
-      h = z
-      for features in self.hidden_dims:
-        h = nn.relu(nn.Dense(features)(h))
+      h = mlp.hidden_layers(z, self.hidden_dims)  # first: layers are named in order of creation
       x = nn.Dense(shape[0], use_bias=False)(h)
     else:
       height, width, channels = shape
@@ -59,19 +59,18 @@ class Critic(nn.Module):
   Images: k 4x4 stride-2 convolutions doubling the channels from `width`, leaky ReLU (0.2), then
   a linear layer over the smallest map; no batch norm, which the gradient penalty (a per-example
   quantity) forbids, so the three objectives share one critic. Vectors: a ReLU MLP."""
+
   hidden_dims: Sequence[int]
   width: int
 
   @nn.compact
   def __call__(self, x):
     if x.ndim == 2:
-      h = x
-      for features in self.hidden_dims:
-        h = nn.relu(nn.Dense(features)(h))
+      h = mlp.hidden_layers(x, self.hidden_dims)
     else:
       h = x
       for i in range(num_halvings(x.shape[1])):
-        h = conv.Downsample(self.width * 2 ** i)(h)
+        h = conv.Downsample(self.width * 2**i)(h)
         h = nn.leaky_relu(h, 0.2)
       h = h.reshape(len(x), -1)
     return nn.Dense(1)(h)[:, 0]

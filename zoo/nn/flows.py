@@ -6,7 +6,9 @@ data to noise with log|det d(inverse)/dx| (density evaluation). `inputs` is an a
 event shape: the batch entering the layer in the density direction, whose statistics batch norm
 uses in training; elsewhere it only carries the shape.
 """
-from typing import Callable, Sequence
+
+from collections.abc import Callable
+from collections.abc import Sequence
 
 import distrax
 import flax.linen as nn
@@ -14,7 +16,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from zoo import contract
 from zoo.nn import made
+from zoo.nn import mlp
 
 
 class MaskedAutoregressive(distrax.Bijector):
@@ -48,13 +52,15 @@ class MaskedAutoregressive(distrax.Bijector):
 
 class MADELayer(nn.Module):
   """One MAF layer: a Gaussian MADE used as an autoregressive bijector."""
+
   hidden_dims: Sequence[int]
   reverse: bool = False
   activation: Callable = nn.relu
 
   def setup(self):
-    self.made = made.MADE(self.hidden_dims, outputs_per_dim=2, reverse=self.reverse,
-                          activation=self.activation)
+    self.made = made.MADE(
+        self.hidden_dims, outputs_per_dim=2, reverse=self.reverse, activation=self.activation
+    )
 
   def bijector(self, inputs, context=None, train=False) -> distrax.Bijector:
     del inputs, train
@@ -77,6 +83,7 @@ class BatchNorm(nn.Module):
   whole training set's before each evaluation, as the MAF paper's code does (through
   `Flow.batch_norm_inputs`: outside training the layer sows its input into BATCH_NORM_INPUTS).
   """
+
   momentum: float = 0.9
   epsilon: float = 1e-5
 
@@ -112,6 +119,7 @@ class Coupling(nn.Module):
     determinant one; t is an MLP of rectified units.
   The networks' outputs start at zero, so a fresh layer is the identity.
   """
+
   hidden_dims: Sequence[int]
   parity: int
   affine: bool = True
@@ -124,8 +132,13 @@ class Coupling(nn.Module):
     log_scale_net = _MLP(self.hidden_dims, size, nn.tanh, name="log_scale") if self.affine else None
 
     def conditioner(x_masked):
-      h = x_masked if context is None else jnp.concatenate(
-          [x_masked, jnp.broadcast_to(context, x_masked.shape[:-1] + context.shape[-1:])], -1)
+      h = (
+          x_masked
+          if context is None
+          else jnp.concatenate(
+              [x_masked, jnp.broadcast_to(context, x_masked.shape[:-1] + context.shape[-1:])], -1
+          )
+      )
       return shift_net(h), log_scale_net(h) if self.affine else None
 
     def inner(params):
@@ -150,11 +163,12 @@ class Rescaling(nn.Module):
   def bijector(self, inputs, context=None, train=False) -> distrax.Bijector:
     del context, train
     log_scale = self.param("log_scale", nn.initializers.zeros_init(), (inputs.shape[-1],))
-    return distrax.Block(distrax.ScalarAffine(shift=jnp.zeros_like(log_scale),
-                                              log_scale=-log_scale), 1)
+    return distrax.Block(
+        distrax.ScalarAffine(shift=jnp.zeros_like(log_scale), log_scale=-log_scale), 1
+    )
 
 
-class Flow(nn.Module):
+class Flow(contract.Model):
   """A density model through a stack of flow layers onto a base density, written once.
 
   A subclass sets `self.layers` in `setup` (density order: data first) and defines
@@ -211,8 +225,8 @@ class Flow(nn.Module):
   def inpaint(self, x, observed, num_steps=1000, low=0.0, high=1.0, context=None):
     """Fill the entries where `observed` is False by projected stochastic gradient ascent on
     log p (NICE section 5.2): x_H <- clip(x_H + a_i (d log p / d x_H + eps)), a_i = 10/(100+i),
-    eps ~ N(0, I), starting from uniform noise on [low, high] (both finite); observed entries never change.
-    Noise is drawn from the `sample` RNG stream."""
+    eps ~ N(0, I), starting from uniform noise on [low, high] (both finite); observed entries
+    never change. Noise is drawn from the `sample` RNG stream."""
     shape, x, observed = x.shape, flatten(x), flatten(observed)
     start_rng, noise_rng = jax.random.split(self.make_rng("sample"))
     start = jax.random.uniform(start_rng, x.shape, minval=low, maxval=high)
@@ -234,12 +248,12 @@ def flatten(x):
 
 class _MLP(nn.Module):
   """Hidden layers of `activation`, then a zero-initialised linear output of `features` units."""
+
   hidden_dims: Sequence[int]
   features: int
   activation: Callable
 
   @nn.compact
   def __call__(self, x):
-    for units in self.hidden_dims:
-      x = self.activation(nn.Dense(units)(x))
+    x = mlp.hidden_layers(x, self.hidden_dims, self.activation)
     return nn.Dense(self.features, kernel_init=nn.initializers.zeros_init(), name="output")(x)

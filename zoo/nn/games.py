@@ -1,20 +1,25 @@
 """The adversarial models (WGAN, PixelGAN autoencoders): what the runner's game step relies on."""
+
 from typing import ClassVar
 
 import flax.linen as nn
 
+from zoo import contract
 
-class Game(nn.Module):
+
+class Game(contract.Model):
   """A model trained in phases, each an optimiser update of some of its top-level submodules on
   a loss of its own: WGAN's critic and generator; the PixelGAN autoencoder's reconstruction,
   discriminator, regularisation (and semi-supervised) phases, three of which train the encoder.
 
   A subclass sets `phases = {phase: (submodule, ...)}` in update order and defines
-  `<phase>_loss(batch, train)` -> (loss, metrics) for each. The runner's step runs the first
-  phase once per element of a stack of batches (WGAN's critic_steps), then every other phase
-  once, in order, on the last batch; each phase has its own optimiser state and differentiates
-  its own submodules' parameters only.
+  `<phase>_loss(batch, train)` -> (loss, metrics) for each. The train step
+  (`zoo.training.make_game_step`) runs the first phase once per element of a stack of batches
+  (`config.first_phase_updates`: WGAN's critic iterations), then every other phase once, in
+  order, on the last batch; each phase has its own optimiser state and differentiates its own
+  submodules' parameters only.
   """
+
   phases: ClassVar[dict[str, tuple[str, ...]]]
 
   def __call__(self, batch, train=False):

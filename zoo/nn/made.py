@@ -3,7 +3,9 @@
 A MADE is an MLP whose weight matrices are masked so that output i depends only on the inputs that
 come before i in a chosen order, which makes it the conditioner of an autoregressive model.
 """
-from typing import Callable, Sequence
+
+from collections.abc import Callable
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -35,6 +37,7 @@ def output_mask(in_degrees: np.ndarray, out_degrees: np.ndarray) -> np.ndarray:
 
 class MaskedDense(nn.Module):
   """A dense layer whose kernel is multiplied by a fixed 0/1 mask of shape (inputs, features)."""
+
   mask: np.ndarray
   kernel_init: Callable = nn.initializers.lecun_normal()
   bias_init: Callable = nn.initializers.zeros_init()
@@ -56,6 +59,7 @@ class MADE(nn.Module):
 
   Returns an array of shape (..., D, outputs_per_dim).
   """
+
   hidden_dims: Sequence[int]
   outputs_per_dim: int
   reverse: bool = False

@@ -23,14 +23,14 @@ Conditioning (PixelGAN autoencoders, section 2): a vector h (B, D) adds the same
 location, V h; a map h (B, H, W, D) adds a location-dependent bias, V * h (a 1x1 convolution);
 both stacks get their own.
 """
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 
-def channel_mask(in_features: int, out_features: int, mask_type: str,
-                 channels: int) -> np.ndarray:
+def channel_mask(in_features: int, out_features: int, mask_type: str, channels: int) -> np.ndarray:
   """The (in, out) mask at the current pixel: from group g to group c where g < c (type A) or
   g <= c (type B)."""
   group_in = np.arange(in_features)[:, None] % channels
@@ -41,19 +41,22 @@ def channel_mask(in_features: int, out_features: int, mask_type: str,
 class VerticalConv(nn.Module):
   """A (k//2 + 1) x k convolution whose output at (i, j) sees rows i - k//2 .. i, columns
   j - k//2 .. j + k//2 (the current row included: the stack is shifted before it is used)."""
+
   features: int
   kernel_size: int
 
   @nn.compact
   def __call__(self, x):
     half = self.kernel_size // 2
-    return nn.Conv(self.features, (half + 1, self.kernel_size),
-                   padding=((half, 0), (half, half)))(x)
+    return nn.Conv(self.features, (half + 1, self.kernel_size), padding=((half, 0), (half, half)))(
+        x
+    )
 
 
 class HorizontalConv(nn.Module):
   """A 1 x (k//2 + 1) convolution whose output at (i, j) sees columns j - k//2 .. j of row i,
   column j through the channel mask of `mask_type`."""
+
   features: int
   kernel_size: int
   mask_type: str
@@ -64,8 +67,9 @@ class HorizontalConv(nn.Module):
     width = self.kernel_size // 2 + 1
     mask = np.ones((1, width, x.shape[-1], self.features), np.float32)
     mask[0, -1] = channel_mask(x.shape[-1], self.features, self.mask_type, self.channels)
-    return nn.Conv(self.features, (1, width), padding=((0, 0), (width - 1, 0)),
-                   mask=jnp.asarray(mask))(x)
+    return nn.Conv(
+        self.features, (1, width), padding=((0, 0), (width - 1, 0)), mask=jnp.asarray(mask)
+    )(x)
 
 
 def shift_down(x):
@@ -98,6 +102,7 @@ class GatedBlock(nn.Module):
   with gate(a) = tanh(a_f) . sigmoid(a_g), W_h type B, and 1x1 W_vh, W_o. Value and gate feature
   f of the horizontal stack share group f % channels because `features` is a multiple of
   `channels`."""
+
   features: int
   kernel_size: int
   channels: int
@@ -106,12 +111,17 @@ class GatedBlock(nn.Module):
   def __call__(self, vertical, horizontal, condition):
     vertical_pre = VerticalConv(2 * self.features, self.kernel_size)(vertical)
     link = nn.Conv(2 * self.features, (1, 1), name="vertical_to_horizontal")(
-        shift_down(vertical_pre))
-    horizontal_pre = (HorizontalConv(2 * self.features, self.kernel_size, "B", self.channels)(
-        horizontal) + link + condition_bias(condition, 2 * self.features))
+        shift_down(vertical_pre)
+    )
+    horizontal_pre = (
+        HorizontalConv(2 * self.features, self.kernel_size, "B", self.channels)(horizontal)
+        + link
+        + condition_bias(condition, 2 * self.features)
+    )
     vertical = gate(vertical_pre + condition_bias(condition, 2 * self.features))
     horizontal = horizontal + pixel_projection(self.features, "B", self.channels)(
-        gate(horizontal_pre))
+        gate(horizontal_pre)
+    )
     return vertical, horizontal
 
 
@@ -120,6 +130,7 @@ class PixelCNN(nn.Module):
   receptive field: a 4 x 7 vertical and a type A 1 x 4 horizontal convolution, the vertical
   one shifted into the horizontal), `num_blocks` gated blocks of `kernel_size`, and two 1x1
   type B convolutions on the horizontal stack. `features` must be a multiple of C."""
+
   features: int = 64
   num_blocks: int = 6
   levels: int = 2
@@ -130,10 +141,12 @@ class PixelCNN(nn.Module):
     channels = x.shape[-1]
     vertical = VerticalConv(self.features, 7)(x)
     horizontal = HorizontalConv(self.features, 7, "A", channels)(x) + nn.Conv(
-        self.features, (1, 1), name="vertical_to_horizontal")(shift_down(vertical))
+        self.features, (1, 1), name="vertical_to_horizontal"
+    )(shift_down(vertical))
     for _ in range(self.num_blocks):
       vertical, horizontal = GatedBlock(self.features, self.kernel_size, channels)(
-          vertical, horizontal, condition)
+          vertical, horizontal, condition
+      )
     h = nn.relu(pixel_projection(self.features, "B", channels)(nn.relu(horizontal)))
     logits = pixel_projection(self.levels * channels, "B", channels)(h)  # feature l * C + c
     logits = logits.reshape(*x.shape[:3], self.levels, channels)

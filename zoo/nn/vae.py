@@ -6,20 +6,23 @@ Kumar et al. 2018, section 6): four 4x4 stride-2 convolutions of 32, 32, 64 and 
 256-unit layer to the mean and log-variance of a diagonal Gaussian q(z | x) with 10 dimensions;
 the decoder mirrors it into Bernoulli logits. The prior is N(0, I).
 """
-from typing import Sequence
+
+from collections.abc import Sequence
 
 import distrax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from zoo import contract
 from zoo.metrics import likelihood
 from zoo.nn import conv
 
 
-class GaussianVAE(nn.Module):
+class GaussianVAE(contract.Model):
   """Subclasses set the fields below (they are the papers' hyper-parameters) and define
   `regulariser(mean, log_var, kl) -> (penalty, metrics)`, added to the negative log-likelihood."""
+
   latent_dim: int = 10
   conv_features: Sequence[int] = (32, 32, 64, 64)
   hidden_dim: int = 256
@@ -57,8 +60,11 @@ class GaussianVAE(nn.Module):
     log_likelihood, kl, mean, log_var = self._terms(batch["x"], self.make_rng("sample"))
     penalty, metrics = self.regulariser(mean, log_var, kl)
     return -log_likelihood.mean() + penalty, {
-        "elbo": (log_likelihood - kl).mean(), "reconstruction": log_likelihood.mean(),
-        "kl": kl.mean(), **metrics}
+        "elbo": (log_likelihood - kl).mean(),
+        "reconstruction": log_likelihood.mean(),
+        "kl": kl.mean(),
+        **metrics,
+    }
 
   def evaluate(self, batch):
     """Per example: the ELBO, its reconstruction term and the KL, in nats."""

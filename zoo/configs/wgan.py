@@ -12,10 +12,11 @@ Switch the objective with --config.model.variant={wgan,wgan_gp,gan}: the optimis
 schedule left unset below follow the variant's paper (`TRAINING`), unless given on the command
 line. Pick the data with --config.dataset (toy2d/grid_of_25, digits, mnist, ...).
 """
+
 from ml_collections import config_dict
 
-from experiments.configs import base
 from zoo import errors
+from zoo.configs import base
 
 # The papers' training settings per variant, from the authors' released code for the
 # experiments the presets mirror:
@@ -28,12 +29,23 @@ from zoo import errors
 # - gan: the DCGAN baseline of the same code (gan_cifar.py, gan_mnist.py): Adam 2e-4, beta1 0.5,
 #   beta2 TensorFlow's 0.999, one discriminator step per generator step.
 TRAINING = {
-    "wgan": dict(optimizer="rmsprop", learning_rate=5e-5, critic_steps=5,
-                 burst_critic_steps=100),
-    "wgan_gp": dict(optimizer="adam", learning_rate=1e-4, adam_b1=0.5, adam_b2=0.9,
-                    critic_steps=5, burst_critic_steps=0),
-    "gan": dict(optimizer="adam", learning_rate=2e-4, adam_b1=0.5, adam_b2=0.999,
-                critic_steps=1, burst_critic_steps=0),
+    "wgan": dict(optimizer="rmsprop", learning_rate=5e-5, first_phase_updates=5, burst_updates=100),
+    "wgan_gp": dict(
+        optimizer="adam",
+        learning_rate=1e-4,
+        adam_b1=0.5,
+        adam_b2=0.9,
+        first_phase_updates=5,
+        burst_updates=0,
+    ),
+    "gan": dict(
+        optimizer="adam",
+        learning_rate=2e-4,
+        adam_b1=0.5,
+        adam_b2=0.999,
+        first_phase_updates=1,
+        burst_updates=0,
+    ),
 }
 
 
@@ -45,8 +57,14 @@ def get_config(preset: str = "default"):
   config.model.width = 64
   config.model.weight_clip = 0.01
   config.model.penalty_weight = 10.0
-  for key, kind in (("optimizer", str), ("learning_rate", float), ("adam_b1", float),
-                    ("adam_b2", float), ("critic_steps", int), ("burst_critic_steps", int)):
+  for key, kind in (
+      ("optimizer", str),
+      ("learning_rate", float),
+      ("adam_b1", float),
+      ("adam_b2", float),
+      ("first_phase_updates", int),
+      ("burst_updates", int),
+  ):
     config[key] = config_dict.placeholder(kind)  # from TRAINING[variant] unless given
   config.burst_first = 25
   config.burst_every = 500
@@ -61,23 +79,15 @@ def get_config(preset: str = "default"):
     config.model.hidden_dims = (32, 32)
     config.num_steps = 20
     config.burst_first = 2
-    config.log_every = 10
-    config.eval_every = 10
-    config.checkpoint_every = 10
+    config.update(log_every=10, eval_every=10, checkpoint_every=10)
   elif preset == "default":
     config.dataset = "toy2d/eight_gaussians"
-    config.num_steps = 5000
-    config.log_every = 100
-    config.eval_every = 500
-    config.checkpoint_every = 500
+    config.update(num_steps=5000, log_every=100, eval_every=500, checkpoint_every=500)
   else:
     config.dataset = "cifar10"
     config.preprocess = "dequantize"
     config.model.latent_dim = 100
-    config.num_steps = 100_000
-    config.log_every = 100
-    config.eval_every = 5000
-    config.checkpoint_every = 5000
+    config.update(num_steps=100_000, log_every=100, eval_every=5000, checkpoint_every=5000)
   return config
 
 
@@ -85,7 +95,8 @@ def finalize(config):
   """Fill the training settings left unset from the variant's paper."""
   if config.model.variant not in TRAINING:
     raise errors.HyperparameterError(
-        f"wgan: variant must be one of {', '.join(TRAINING)}, not {config.model.variant!r}")
+        f"wgan: variant must be one of {', '.join(TRAINING)}, not {config.model.variant!r}"
+    )
   for key, value in TRAINING[config.model.variant].items():
     if config[key] is None:
       config[key] = value

@@ -1,10 +1,11 @@
-"""DIP-VAE (Kumar et al. 2018): presets as experiments/configs/disentanglement.py.
+"""DIP-VAE (Kumar et al. 2018): presets as zoo/configs/disentanglement.py.
 --config.model.variant=ii for DIP-VAE-II; lambda_d follows the variant (10 lambda_od for I,
 lambda_od for II) unless given."""
+
 from ml_collections import config_dict
 
-from experiments.configs import disentanglement
 from zoo import errors
+from zoo.configs import disentanglement
 
 LAMBDA_D_FACTOR = {"i": 10.0, "ii": 1.0}
 
@@ -22,7 +23,8 @@ def finalize(config):
   if config.model.variant not in LAMBDA_D_FACTOR:
     raise errors.HyperparameterError(
         f"dip_vae: variant must be one of {', '.join(LAMBDA_D_FACTOR)}, "
-        f"not {config.model.variant!r}")
+        f"not {config.model.variant!r}"
+    )
   if config.model.lambda_d is None:
     config.model.lambda_d = LAMBDA_D_FACTOR[config.model.variant] * config.model.lambda_od
   return config

@@ -1,6 +1,7 @@
-"""beta-VAE (Higgins et al. 2017): presets as experiments/configs/disentanglement.py.
+"""beta-VAE (Higgins et al. 2017): presets as zoo/configs/disentanglement.py.
 --config.model.beta=1 is the plain VAE; the paper's dSprites model uses beta = 4."""
-from experiments.configs import disentanglement
+
+from zoo.configs import disentanglement
 
 
 def get_config(preset: str = "default"):

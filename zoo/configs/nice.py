@@ -10,9 +10,10 @@
            terms (below). MNIST is loaded by TFDS name and needs a machine that can download it
            (or a prepared --config.data_dir).
 All presets write inpainting.png: test images with hidden pixels filled by projected gradient
-ascent on log p (the paper's section 5.2); --config.inpaint=False skips it.
+ascent on log p (the paper's section 5.2); --config.figures=samples skips it.
 """
-from experiments.configs import base
+
+from zoo.configs import base
 
 
 def get_config(preset: str = "default"):
@@ -31,34 +32,25 @@ def get_config(preset: str = "default"):
   config.adam_b1 = 0.9
   config.adam_b2 = 0.99
   config.adam_eps = 1e-4
-  config.inpaint = True
+  config.figures = ("samples", "inpainting")
   config.inpaint_steps = 1000
   if preset == "smoke":
     config.dataset = "digits"
     config.model.hidden_dims = (32, 32)
     config.batch_size = 64
-    config.num_steps = 20
-    config.log_every = 10
-    config.eval_every = 10
-    config.checkpoint_every = 10
+    config.update(num_steps=20, log_every=10, eval_every=10, checkpoint_every=10)
     config.inpaint_steps = 20
   elif preset == "default":
     config.dataset = "digits"
     config.model.hidden_dims = (256,) * 5
     config.batch_size = 100
-    config.num_steps = 5000
-    config.log_every = 100
-    config.eval_every = 500
-    config.checkpoint_every = 500
+    config.update(num_steps=5000, log_every=100, eval_every=500, checkpoint_every=500)
     config.early_stopping_patience = 4
     config.adam_b2 = 0.999
   else:
     config.dataset = "mnist"
     config.batch_size = 256
-    config.num_steps = 300_000
-    config.log_every = 500
-    config.eval_every = 10_000
-    config.checkpoint_every = 10_000
+    config.update(num_steps=300_000, log_every=500, eval_every=10_000, checkpoint_every=10_000)
   return config
 
 
@@ -67,5 +59,6 @@ PAPER_RESULTS = {"NICE": {"mnist": 1980.50, "svhn_cropped": 11496.55, "cifar10":
 
 
 def describe(model) -> str:
+  """The paper's name for the variant of `model` (its config)."""
   del model
   return "NICE"

@@ -7,7 +7,8 @@
            Adam 2e-4, batch 100, on TFDS `binarized_mnist` (where it can be downloaded).
 Switch to the hierarchical VAE with --config.model.hierarchy=markov.
 """
-from experiments.configs import base
+
+from zoo.configs import base
 
 
 def get_config(preset: str = "default"):
@@ -20,31 +21,23 @@ def get_config(preset: str = "default"):
   config.preprocess = "binarize"
   config.batch_size = 100
   config.eval_batch_size = 100  # x num_eval_samples codes per evaluation pass
-  config.num_samples = 64
+  config.num_images = 64
+  config.figures = ("samples", "layer_grids")
   if preset == "smoke":
     config.dataset = "digits"
     config.model.hidden_dim = 32
     config.model.conv_features = (8, 16)
     config.model.num_eval_samples = 100
-    config.num_steps = 20
-    config.log_every = 10
-    config.eval_every = 10
-    config.checkpoint_every = 10
+    config.update(num_steps=20, log_every=10, eval_every=10, checkpoint_every=10)
   elif preset == "default":
     config.dataset = "digits"
     config.model.hidden_dim = 256
     config.model.conv_features = (32, 64)
     config.learning_rate = 1e-3
-    config.num_steps = 10_000
-    config.log_every = 100
-    config.eval_every = 2000
-    config.checkpoint_every = 1000
+    config.update(num_steps=10_000, log_every=100, eval_every=2000, checkpoint_every=1000)
   else:
     config.dataset = "binarized_mnist"
     config.preprocess = "none"  # already binary
     config.learning_rate = 2e-4
-    config.num_steps = 200_000
-    config.log_every = 1000
-    config.eval_every = 10_000
-    config.checkpoint_every = 10_000
+    config.update(num_steps=200_000, log_every=1000, eval_every=10_000, checkpoint_every=10_000)
   return config

@@ -11,9 +11,10 @@
 Switch the paper's variants with --config.model.*: num_layers (MADE: 1 with batch_norm=False),
 num_components (MoG base), layer=coupling (Real NVP), num_classes (conditional).
 """
+
 from ml_collections import config_dict
 
-from experiments.configs import base
+from zoo.configs import base
 
 # The MAF authors' experiments (gpapamak/maf, experiments.py: a_made = 1.0e-3, a_flow = 1.0e-4):
 # MADE and MADE MoG train at 1e-3, the flows (MAF, MAF MoG, Real NVP) at 1e-4.
@@ -33,12 +34,9 @@ def get_config(preset: str = "default"):
     config.model.num_layers = 2
     config.model.hidden_dims = (32, 32)
     config.batch_size = 64
-    config.num_steps = 40
-    config.log_every = 10
-    config.eval_every = 20
-    config.checkpoint_every = 20
+    config.update(num_steps=40, log_every=10, eval_every=20, checkpoint_every=20)
     config.eval_batch_size = 2000
-    config.num_samples = 2000
+    config.num_images = 2000
   elif preset == "default":
     config.dataset = "digits"
     config.preprocess = "logit"
@@ -47,23 +45,17 @@ def get_config(preset: str = "default"):
     config.batch_size = 100
     config.learning_rate = 1e-3
     config.weight_decay = 1e-6
-    config.num_steps = 3000
-    config.log_every = 100
-    config.eval_every = 100
-    config.checkpoint_every = 500
+    config.update(num_steps=3000, log_every=100, eval_every=100, checkpoint_every=500)
     config.early_stopping_patience = 10
   else:
     config.dataset = "maf_tabular/power"
     config.batch_size = 100
     config.learning_rate = config_dict.placeholder(float)  # by variant unless given (finalize)
     config.weight_decay = 1e-6
-    config.num_steps = 2_000_000
-    config.log_every = 1000
-    config.eval_every = 5000
-    config.checkpoint_every = 5000
+    config.update(num_steps=2_000_000, log_every=1000, eval_every=5000, checkpoint_every=5000)
     config.early_stopping_patience = 30
     config.eval_batch_size = 10_000
-    config.num_samples = 10_000
+    config.num_images = 10_000
   return config
 
 
@@ -77,20 +69,55 @@ def finalize(config):
 
 # Average test log-likelihood in nats of the paper's Table 1 (the paper adds 2 standard errors).
 PAPER_RESULTS = {
-    "MADE": {"power": -3.08, "gas": 3.56, "hepmass": -20.98, "miniboone": -15.59,
-             "bsds300": 148.85},
-    "MADE MoG": {"power": 0.40, "gas": 8.47, "hepmass": -15.15, "miniboone": -12.27,
-                 "bsds300": 153.71},
-    "Real NVP (5)": {"power": -0.02, "gas": 4.78, "hepmass": -19.62, "miniboone": -13.55,
-                     "bsds300": 152.97},
-    "Real NVP (10)": {"power": 0.17, "gas": 8.33, "hepmass": -18.71, "miniboone": -13.84,
-                      "bsds300": 153.28},
-    "MAF (5)": {"power": 0.14, "gas": 9.07, "hepmass": -17.70, "miniboone": -11.75,
-                "bsds300": 155.69},
-    "MAF (10)": {"power": 0.24, "gas": 10.08, "hepmass": -17.73, "miniboone": -12.24,
-                 "bsds300": 154.93},
-    "MAF MoG (5)": {"power": 0.30, "gas": 9.59, "hepmass": -17.39, "miniboone": -11.68,
-                    "bsds300": 156.36},
+    "MADE": {
+        "power": -3.08,
+        "gas": 3.56,
+        "hepmass": -20.98,
+        "miniboone": -15.59,
+        "bsds300": 148.85,
+    },
+    "MADE MoG": {
+        "power": 0.40,
+        "gas": 8.47,
+        "hepmass": -15.15,
+        "miniboone": -12.27,
+        "bsds300": 153.71,
+    },
+    "Real NVP (5)": {
+        "power": -0.02,
+        "gas": 4.78,
+        "hepmass": -19.62,
+        "miniboone": -13.55,
+        "bsds300": 152.97,
+    },
+    "Real NVP (10)": {
+        "power": 0.17,
+        "gas": 8.33,
+        "hepmass": -18.71,
+        "miniboone": -13.84,
+        "bsds300": 153.28,
+    },
+    "MAF (5)": {
+        "power": 0.14,
+        "gas": 9.07,
+        "hepmass": -17.70,
+        "miniboone": -11.75,
+        "bsds300": 155.69,
+    },
+    "MAF (10)": {
+        "power": 0.24,
+        "gas": 10.08,
+        "hepmass": -17.73,
+        "miniboone": -12.24,
+        "bsds300": 154.93,
+    },
+    "MAF MoG (5)": {
+        "power": 0.30,
+        "gas": 9.59,
+        "hepmass": -17.39,
+        "miniboone": -11.68,
+        "bsds300": 156.36,
+    },
 }
 
 

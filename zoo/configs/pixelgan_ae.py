@@ -6,7 +6,7 @@
   paper    the same on binarised MNIST (TFDS `mnist`, where it can be downloaded).
 Each step runs the paper's phases in order, each with its own Adam state: reconstruction
 (encoder and PixelCNN), discriminator, regularisation (the encoder against the discriminator).
---config.model.prior=gaussian for the global/local decomposition;
+--config.model.prior=gaussian --config.scores=() for the global/local decomposition;
 --config.model.semi_supervised=True --config.model.latent_dim=10 for the semi-supervised
 setting: a fourth phase fits the code to `num_labels` labels (the paper's 100 on MNIST).
 8-bit images keep their 256 levels, each channel a softmax over them, for the paper's other sets
@@ -16,7 +16,8 @@ setting: a fourth phase fits the code to `num_labels` labels (the paper's 100 on
   --config.dataset=smallnorb --config.preprocess=scale --config.model.num_levels=256
     --config.model.latent_dim=5 --config.num_labels=1000  (its 5 categories)
 """
-from experiments.configs import base
+
+from zoo.configs import base
 
 
 def get_config(preset: str = "default"):
@@ -34,30 +35,23 @@ def get_config(preset: str = "default"):
   config.preprocess = "binarize"
   config.batch_size = 100
   config.learning_rate = 1e-4
-  config.critic_steps = 1  # one discriminator phase per step
-  config.burst_critic_steps = 0
+  config.first_phase_updates = 1  # the reconstruction phase once per step, as each other
+  config.burst_updates = 0
   config.burst_first = 0
   config.burst_every = 1
-  config.num_samples = 100
+  config.figures = ("samples", "decomposition")
+  config.scores = ("clustering",)
+  config.num_images = 100
   if preset == "smoke":
     config.model.encoder_dims = (32,)
     config.model.discriminator_dims = (32,)
     config.model.features = 8
     config.model.num_blocks = 1
-    config.num_steps = 10
-    config.log_every = 5
-    config.eval_every = 10
-    config.checkpoint_every = 10
-    config.num_samples = 4
+    config.update(num_steps=10, log_every=5, eval_every=10, checkpoint_every=10)
+    config.num_images = 4
   elif preset == "default":
-    config.num_steps = 10_000
-    config.log_every = 100
-    config.eval_every = 1000
-    config.checkpoint_every = 1000
+    config.update(num_steps=10_000, log_every=100, eval_every=1000, checkpoint_every=1000)
   else:
     config.dataset = "mnist"
-    config.num_steps = 100_000
-    config.log_every = 100
-    config.eval_every = 5000
-    config.checkpoint_every = 5000
+    config.update(num_steps=100_000, log_every=100, eval_every=5000, checkpoint_every=5000)
   return config

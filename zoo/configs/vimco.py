@@ -6,7 +6,8 @@
            VIMCO with K = 5; the paper's sweep is K in {1, 2, 5, 10, 50} for each estimator.
 Switch with --config.model.estimator={vimco,nvil,reinforce,rws} and --config.model.num_samples=K.
 """
-from experiments.configs import base
+
+from zoo.configs import base
 
 
 def get_config(preset: str = "default"):
@@ -17,32 +18,23 @@ def get_config(preset: str = "default"):
   config.model.num_eval_samples = 1000
   config.preprocess = "binarize"
   config.learning_rate = 3e-4
-  config.num_samples = 64
+  config.num_images = 64
   config.gradient_statistics_draws = 16
   if preset == "smoke":
     config.dataset = "digits"
     config.model.layer_sizes = (16,)
     config.model.num_eval_samples = 100
     config.batch_size = 64
-    config.num_steps = 20
-    config.log_every = 10
-    config.eval_every = 10
-    config.checkpoint_every = 10
+    config.update(num_steps=20, log_every=10, eval_every=10, checkpoint_every=10)
   elif preset == "default":
     config.dataset = "digits"
     config.model.layer_sizes = (200,)
     config.batch_size = 100
     config.learning_rate = 1e-3
-    config.num_steps = 5000
-    config.log_every = 100
-    config.eval_every = 500
-    config.checkpoint_every = 500
+    config.update(num_steps=5000, log_every=100, eval_every=500, checkpoint_every=500)
   else:
     config.dataset = "binarized_mnist"
     config.preprocess = "none"  # already binary
     config.batch_size = 24
-    config.num_steps = 1_000_000
-    config.log_every = 1000
-    config.eval_every = 20_000
-    config.checkpoint_every = 20_000
+    config.update(num_steps=1_000_000, log_every=1000, eval_every=20_000, checkpoint_every=20_000)
   return config

@@ -1,0 +1,107 @@
+"""A run's checkpoints (the layout of `zoo.checkpoints`): the latest train state, from which a
+run started again resumes exactly, and each replica's best evaluation so far, from which its
+final evaluation, images and `zoo.load` take the model."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from experiments import logs
+from zoo import checkpoints
+from zoo import errors
+from zoo import training
+
+PROGRESS = "progress.json"  # the training seconds spent up to the last checkpoint
+
+
+class Checkpoints:
+  """The latest and the best checkpoints of the run in `workdir`, of `num_replicas` replicas.
+
+  `best_variables`, `best_value` and `best_step` are each replica's best evaluation so far
+  (None, -inf and -1 where there has been none); `update_best` records a new evaluation.
+  """
+
+  def __init__(self, workdir: str, devices: training.Devices, num_replicas: int, is_writer: bool):
+    self.workdir, self.devices, self.is_writer = workdir, devices, is_writer
+    self.latest = checkpoints.manager(os.path.join(workdir, checkpoints.CHECKPOINTS), max_to_keep=2)
+    self.best = checkpoints.manager(os.path.join(workdir, checkpoints.BEST), max_to_keep=1)
+    self.start_step = self.latest.latest_step() or 0
+    if self.best.latest_step() is None:
+      self.best_variables = None
+      self.best_value = np.full(num_replicas, -np.inf, np.float32)
+      self.best_step = np.full(num_replicas, -1)
+    else:
+      saved = devices.restore(self.best, self.best.latest_step())
+      self.best_variables = saved["variables"]
+      self.best_value, self.best_step = np.asarray(saved["value"]), np.asarray(saved["step"])
+
+  def resume(self, state: training.TrainState) -> training.TrainState:
+    """The state of the latest checkpoint, which must have the shapes of `state`; `state`
+    itself where there is none."""
+    if not self.start_step:
+      return state
+    try:
+      return self.latest.restore(self.start_step, args=ocp.args.StandardRestore(state))
+    except ValueError as e:
+      raise errors.UserError(
+          f"the checkpoint at step {self.start_step} in {self.latest.directory} does not fit "
+          f"this config (a different model, num_seeds or zoo version wrote it; "
+          f"{str(e).splitlines()[0][:200]}); train into a new workdir"
+      ) from None
+
+  def seconds_trained(self) -> float:
+    """The wall-clock seconds the run had trained when it saved the checkpoint it resumes
+    from, so that a resumed run reports its whole training time."""
+    path = os.path.join(self.workdir, PROGRESS)
+    if not self.start_step or not os.path.exists(path):
+      return 0.0
+    with open(path) as f:
+      progress = json.load(f)
+    return progress["train_seconds"] if progress["step"] == self.start_step else 0.0
+
+  def update_best(self, step: int, values: np.ndarray, active: np.ndarray, variables) -> None:
+    """Record the evaluation `values` (one per replica, larger is better) at `step`: the
+    active replicas that improved keep `variables` as their best, saved to `best/`."""
+    values = values.astype(np.float32)  # as saved, so that a resumed run ranks as the first
+    improved = active & (values > self.best_value)  # False for NaN: models that report neither
+    if not improved.any():
+      return
+    self.best_value = np.where(improved, values, self.best_value)
+    self.best_step = np.where(improved, step, self.best_step)
+    self.best_variables = jax.jit(training.select_replicas)(
+        improved, variables, variables if self.best_variables is None else self.best_variables
+    )
+    self.best.save(
+        step,
+        args=ocp.args.StandardSave(
+            {
+                "variables": self.best_variables,
+                "value": self.devices.replicate(self.best_value),
+                "step": self.devices.replicate(self.best_step),
+            }
+        ),
+    )
+
+  def save(self, step: int, state: training.TrainState, train_seconds: float) -> None:
+    """Checkpoint `state` at `step`, with the training seconds spent so far."""
+    self.latest.save(step, args=ocp.args.StandardSave(state), force=True)
+    if self.is_writer:
+      logs.write_json(
+          os.path.join(self.workdir, PROGRESS), {"step": step, "train_seconds": train_seconds}
+      )
+
+  def kept(self) -> str:
+    """What a run that stops now keeps, in words."""
+    if self.latest.latest_step():
+      return (
+          f"the last good checkpoint, step {self.latest.latest_step()}, is kept in "
+          f"{self.latest.directory}"
+      )
+    return "no checkpoint was written yet"
+
+  def wait(self) -> None:
+    self.latest.wait_until_finished()
+    self.best.wait_until_finished()

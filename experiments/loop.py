@@ -1,0 +1,359 @@
+"""The runner: every model in the zoo trains through `train_and_evaluate`.
+
+It reads top-down: `setup` checks the config and builds the run (model, data, devices,
+evaluator), `train` is the loop, `finish` evaluates the final model, adds the scores and writes
+the figures and results.json. The steps themselves are `zoo.training`'s.
+
+The batch is sharded over the `data` axis of a mesh of all devices of all processes and the
+state is replicated, so the same code runs on one CPU, several GPUs or a pod. The data stream
+is a function of (seed, step) and the step's randomness `fold_in(rng, step)`, so a resumed run
+repeats exactly what the uninterrupted one would have done. A run trains `config.num_seeds`
+replicas at once, of seeds `seed, seed + 1, ...`, each exactly the single-seed run of its seed
+(its initialisation, data order, early stopping and best checkpoint).
+"""
+
+import contextlib
+import dataclasses
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+import zoo
+from experiments import checkpointing
+from experiments import feed
+from experiments import logs
+from experiments import outputs
+from zoo import checkpoints
+from zoo import configs
+from zoo import contract
+from zoo import errors
+from zoo import evaluation
+from zoo import training
+
+
+class NonFiniteLossError(errors.UserError):
+  """The loss turned NaN or infinite; the run stops and keeps its last good checkpoint."""
+
+  exit_status = 3
+
+
+def itstime(step: int, every: int, total: int) -> bool:
+  """Whether `step` is one at which something done every `every` steps happens: its multiples
+  and the last step."""
+  return step % every == 0 or step == total
+
+
+@dataclasses.dataclass(frozen=True)
+class EarlyStopping:
+  """Each replica stops once `patience` evaluations, `eval_every` steps apart, have passed
+  without improving on its best (patience 0: never)."""
+
+  patience: int
+  eval_every: int
+
+  def stopped(self, best_step: np.ndarray, step: int) -> np.ndarray:
+    """Which replicas, of best evaluations at `best_step` (-1: none yet), have stopped by
+    `step`."""
+    return (
+        (self.patience > 0)
+        & (best_step >= 0)
+        & ((step - best_step) // self.eval_every >= self.patience)
+    )
+
+  def steps(self, best_step: np.ndarray, step: int) -> np.ndarray:
+    """The steps each replica trained, of a run that ended at `step`."""
+    return np.where(
+        self.stopped(best_step, step), best_step + self.patience * self.eval_every, step
+    )
+
+
+@dataclasses.dataclass
+class Run:
+  """What `setup` builds: the checked config and what the loop trains and evaluates with."""
+
+  config: ml_collections.ConfigDict
+  spec: zoo.ModelSpec
+  model: contract.Model
+  dataset: Any
+  preprocessing: Any
+  devices: training.Devices
+  seeds: list[int]
+  workdir: str
+  labeled: list[dict]  # each seed's labelled set, of a semi-supervised model (feed.labeled_parts)
+  evaluator: evaluation.Evaluator
+  fit_batch_norm: Callable[[dict], dict]  # the MAF paper's statistics; identity for others
+
+  @property
+  def game(self) -> bool:
+    return self.spec.family == "game"
+
+  @property
+  def monitor(self) -> str | None:
+    """The split evaluated during training: validation, where the data set has one."""
+    return "validation" if "validation" in self.dataset.builder.info.splits else None
+
+  @property
+  def is_writer(self) -> bool:
+    return jax.process_index() == 0
+
+
+def setup(config: ml_collections.ConfigDict, workdir: str, devices=None) -> Run:
+  """The run of `config` into `workdir`, every mistake a user can fix found before training:
+  a `zoo.errors.UserError` naming the field."""
+  config = configs.finalize(config)
+  spec = zoo.get(config.model_name)
+  configs.validate(config, game=spec.family == "game")
+  model = spec.build(**config.model)
+  devices = training.Devices.all(devices)
+  dataset = feed.load_data(config)
+  if "test" not in dataset.builder.info.splits:  # TFDS's dsprites has only `train`
+    raise errors.UserError(
+        f"data set {config.dataset!r} has no test split to evaluate on "
+        f"(its splits: {', '.join(dataset.builder.info.splits)})"
+    )
+  preprocessing = zoo.data.preprocessing(
+      dataset, config.preprocess, config.alpha, config.zca_epsilon
+  )
+  if model.num_levels and model.num_levels != preprocessing.levels:
+    raise errors.UserError(
+        f"config.model.num_levels={model.num_levels} needs pixels with {model.num_levels} "
+        f"values; preprocessing {config.preprocess} gives "
+        f"{preprocessing.levels or 'continuous ones'} (binarize gives 2, scale the data's "
+        f"{dataset.num_levels})"
+    )
+  if config.batch_size % devices.size:
+    raise errors.UserError(
+        f"config.batch_size ({config.batch_size}) must be divisible by the "
+        f"{devices.size} devices"
+    )
+  contract.check_outputs(config.model_name, model, config, dataset, preprocessing)
+  seeds = [config.seed + r for r in range(config.num_seeds)]
+  fit_batch_norm = (
+      evaluation.BatchNormFit(model, dataset, preprocessing, config, devices, len(seeds))
+      if spec.family == "flow"
+      else lambda variables: variables
+  )
+  run = Run(
+      config,
+      spec,
+      model,
+      dataset,
+      preprocessing,
+      devices,
+      seeds,
+      workdir,
+      feed.labeled_parts(model, dataset, config, devices, seeds),
+      evaluation.Evaluator(model, dataset, preprocessing, config, devices, seeds),
+      fit_batch_norm,
+  )
+  os.makedirs(workdir, exist_ok=True)
+  if run.is_writer:
+    logs.write_json(os.path.join(workdir, checkpoints.CONFIG), config.to_dict())
+  return run
+
+
+def train(run: Run):
+  """The training loop, from the latest checkpoint: (final state, checkpoints, last step,
+  training seconds, the open metric log)."""
+  config, devices, seeds = run.config, run.devices, run.seeds
+  saved = checkpointing.Checkpoints(run.workdir, devices, len(seeds), run.is_writer)
+  start = saved.start_step
+  stopping = EarlyStopping(config.early_stopping_patience, config.eval_every)
+  init_rngs, rngs = training.replica_keys(seeds)
+  train_step, optimizer = training.make_step(run.model, config, run.game)
+  train_step = jax.jit(training.make_replicated_step(train_step, len(seeds)), donate_argnums=0)
+  statistics = config.gradient_statistics_draws and jax.jit(
+      training.map_replicas(
+          training.make_gradient_statistics(run.model, config.gradient_statistics_draws), len(seeds)
+      )
+  )
+  feeder = feed.TrainFeed(
+      run.dataset, run.preprocessing, config, devices, seeds, run.labeled, start, run.game
+  )
+  log = logs.MetricLog(run.workdir, run.is_writer, resume_step=start)
+  progress = logs.Progress(config.num_steps, run.is_writer)
+  with contextlib.closing(feed.prefetch(feeder.batch, start)) as batches:
+    batch = next(batches)
+    one_batch = jax.tree.map(lambda x: x[:, 0], batch) if run.game else batch
+    state = saved.resume(
+        devices.replicate(training.init_replicas(run.model, optimizer, one_batch, init_rngs))
+    )
+    progress.start(start)
+    pending, step, started = [], start, time.time() - saved.seconds_trained()
+    while step < config.num_steps and not stopping.stopped(saved.best_step, step).all():
+      if step > start:
+        batch = next(batches)
+      active = ~stopping.stopped(saved.best_step, step)  # the same over a logging window
+      state, metrics = train_step(state, batch, rngs, active)
+      pending.append(metrics)
+      step += 1
+      if not itstime(step, config.log_every, config.num_steps):
+        continue
+      means = _window_means(jax.device_get(pending), active, step, saved, seeds)
+      pending = []
+      if statistics:
+        means.update(
+            jax.device_get(statistics(state, batch, training.fold_in_replicas(init_rngs, step)))
+        )
+      log.write(step, {k: _logged(v, active) for k, v in means.items()})
+      progress.update(step, {"loss": float(np.mean(means["loss"][active]))})
+      if run.monitor and itstime(step, config.eval_every, config.num_steps):
+        state = _evaluate(run, state, saved, step, active, log)
+        for r in np.flatnonzero(active & stopping.stopped(saved.best_step, step)):
+          progress.note(
+              f"early stopping{_seed_label(seeds, r)} at step {step}: no "
+              f"improvement on {run.monitor} since step {saved.best_step[r]}"
+          )
+      if (
+          itstime(step, config.checkpoint_every, config.num_steps)
+          or stopping.stopped(saved.best_step, step).all()
+      ):
+        saved.save(step, state, time.time() - started)
+  saved.wait()
+  progress.close()
+  return state, saved, step, time.time() - started, log
+
+
+def _seed_label(seeds, replica: int) -> str:
+  return f" (seed {seeds[replica]})" if len(seeds) > 1 else ""
+
+
+def _window_means(rows: list[dict], active, step: int, saved, seeds) -> dict[str, np.ndarray]:
+  """Each metric's mean over a logging window's steps, per replica; a non-finite loss of an
+  active replica ends the run (`NonFiniteLossError`), keeping its last good checkpoint."""
+  losses = np.stack([r["loss"] for r in rows])
+  bad = ~np.isfinite(losses) & active
+  if bad.any():
+    i, replica = np.argwhere(bad)[0]
+    raise NonFiniteLossError(
+        f"the loss became non-finite at step {step - len(rows) + i + 1}"
+        f"{_seed_label(seeds, replica)}; {saved.kept()}"
+    )
+  return {k: np.mean([r[k] for r in rows], axis=0) for k in rows[0]}
+
+
+def _evaluate(run: Run, state, saved, step: int, active, log) -> training.TrainState:
+  """Evaluate on the monitored split (after fitting the batch-norm statistics, which the state
+  keeps), log it, and record each replica's best; the state."""
+  fitted = run.fit_batch_norm(training.variables_of(state))
+  state = state.replace(model_state={k: fitted[k] for k in state.model_state})
+  replicas = run.evaluator(training.variables_of(state), run.monitor)
+  log.write(
+      step, {f"{run.monitor}/{k}": _logged(v, active) for k, v in _per_metric(replicas).items()}
+  )
+  values = np.array([m.get("log_prob", -m.get("loss", np.nan)) for m in replicas])
+  saved.update_best(step, values, active, training.variables_of(state))
+  return state
+
+
+SCORES = {  # the keys of zoo.contract.SCORES: (run, one replica's variables, seed) -> metrics
+    "disentanglement": lambda run, variables, seed: evaluation.disentanglement_metrics(
+        run.model, variables, run.dataset.ground_truth, run.config.disentanglement, seed + 7
+    ),
+    "clustering": lambda run, variables, seed: evaluation.clustering_metrics(
+        run.model, variables, run.dataset, run.preprocessing, run.config
+    ),
+}
+
+
+def finish(run: Run, state, saved, step: int, train_seconds: float, log) -> dict:
+  """Evaluate each replica's final model (its best evaluation, else the last state) on the
+  test and monitored splits, add the scores `config.scores` names, write the figures of the
+  first seed's model and results.json; the results."""
+  config, seeds = run.config, run.seeds
+  final = saved.best_variables
+  if final is None:
+    final = run.fit_batch_norm(training.variables_of(state))
+  tests = run.evaluator(final, "test")
+  validations = run.evaluator(final, run.monitor) if run.monitor else None
+  # this process's copy, on its first device: what follows runs on each process alone
+  final = jax.device_put(jax.device_get(final), jax.local_devices()[0])
+  for r, seed in enumerate(seeds):
+    variables = jax.tree.map(lambda x, r=r: x[r], final)
+    for score in config.scores:
+      tests[r].update(SCORES[score](run, variables, seed))
+  stopping = EarlyStopping(config.early_stopping_patience, config.eval_every)
+  results = {
+      "model": config.model_name,
+      "paper": run.spec.paper,
+      "dataset": config.dataset,
+      "seeds": seeds,
+      "steps": int(step),
+      "train_seconds": train_seconds,
+      "devices": run.devices.size,
+      "processes": jax.process_count(),
+      "num_params": int(sum(x[0].size for x in jax.tree.leaves(state.params))),
+      **summary("test", tests),
+  }
+  if run.monitor:
+    results.update(summary(run.monitor, validations))
+  best_steps = [int(s) if s >= 0 else None for s in saved.best_step]
+  if len(seeds) == 1:
+    results["best_step"] = best_steps[0]
+  else:
+    steps = stopping.steps(saved.best_step, step)
+    results["per_seed"] = [
+        {
+            "seed": seed,
+            "steps": int(steps[r]),
+            "best_step": best_steps[r],
+            "test": tests[r],
+            **({run.monitor: validations[r]} if run.monitor else {}),
+        }
+        for r, seed in enumerate(seeds)
+    ]
+  log.write(
+      step,
+      {f"test/{k}": _logged(v, np.ones(len(seeds), bool)) for k, v in _per_metric(tests).items()},
+  )
+  log.close()
+  if run.is_writer:
+    logs.write_json(os.path.join(run.workdir, "results.json"), results)
+    outputs.write_figures(
+        run.workdir,
+        run.model,
+        jax.tree.map(lambda x: x[0], final),
+        run.dataset,
+        run.preprocessing,
+        config,
+    )
+  return results
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=None) -> dict:
+  """Train `config.model_name` as `config` says, writing into `workdir`; returns results.json.
+
+  Resumes from the latest checkpoint in `workdir`. Raises `zoo.errors.UserError` for mistakes a
+  user can fix, `NonFiniteLossError` when the loss diverges.
+  """
+  run = setup(config, workdir, devices)
+  return finish(run, *train(run))
+
+
+def _per_metric(replicas: list[dict]) -> dict[str, np.ndarray]:
+  """Each replica's metrics (a dict per replica) as one array of the replicas' values per
+  metric."""
+  return {k: np.array([m[k] for m in replicas], np.float64) for k in replicas[0]}
+
+
+def _logged(values: np.ndarray, active: np.ndarray):
+  """A metric's per-replica values as logged: a number for a single seed, else a list with
+  None for the replicas that have stopped."""
+  if len(values) == 1:
+    return float(values[0])
+  return [float(v) if a else None for v, a in zip(values, active)]
+
+
+def summary(split: str, replicas: list[dict]) -> dict:
+  """`{split: mean of each metric over the replicas}`, and with several, `{split}_stderr`: the
+  standard error of that mean (sample standard deviation / sqrt(replicas))."""
+  values = _per_metric(replicas)
+  out = {split: {k: float(v.mean()) for k, v in values.items()}}
+  if len(replicas) > 1:
+    out[f"{split}_stderr"] = {k: float(v.std(ddof=1) / np.sqrt(len(v))) for k, v in values.items()}
+  return out

@@ -1,0 +1,95 @@
+"""Every runner command that README, RESULTS, BENCHMARKS and BUILD show still runs: each is run
+as written but for its length (a few steps, into a temporary workdir and data dir). A command
+on data that cannot be had here must end in one line naming it, never a traceback."""
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DOCS = ("README.md", "RESULTS.md", "BENCHMARKS.md", "BUILD.md")
+SHORT = (
+    "--config.num_steps=2",
+    "--config.log_every=1",
+    "--config.eval_every=2",
+    "--config.checkpoint_every=2",
+    "--config.early_stopping_patience=0",
+    "--config.num_images=4",
+)
+DISENTANGLEMENT = (
+    "--config.disentanglement.num_points=300",
+    "--config.disentanglement.score_train=20",
+    "--config.disentanglement.score_eval=10",
+)
+
+
+def _commands():
+  """(doc, command) of every `python -m experiments.*` line, continuation lines joined and
+  shell variables of the same code block (R=..., S=...) substituted; multi-process commands
+  (tested by test_multiprocess), placeholders (NAME) and those that rewrite BENCHMARKS.md
+  (--all, --render) left out."""
+  found = []
+  for doc in DOCS:
+    with open(os.path.join(ROOT, doc)) as f:
+      text = f.read().replace("\\\n", " ")
+    variables = {}
+    for line in text.splitlines():
+      if re.match(r"\s*\w+=", line) and "python -m" not in line:  # R=... S="..."
+        variables.update(token.split("=", 1) for token in shlex.split(line) if "=" in token)
+      match = re.search(r"python -m (experiments\.\w+)([^`#]*)", line)
+      if not match:
+        continue
+      command = match.group(0).strip()
+      for name, value in variables.items():
+        command = command.replace(f"${name}", value)
+      if re.search(
+          r"[$\[]|\.\.\.|NAME|DATA|STEPS|VARIANT|--all|--render|--distributed|"
+          r"--coordinator|--process_id",
+          command,
+      ):
+        continue
+      found.append((doc, command))
+  return sorted(set(found))
+
+
+def _runnable(command: str, tmp_path, data_dir) -> list[str]:
+  """The command with a short run's flags, into `tmp_path`."""
+  args = [a for a in shlex.split(command)[2:] if not a.startswith("--workdir")]
+  module, args = args[0], args[1:]
+  if module == "experiments.bench":
+    return [module, *args, "--seconds=0.05", "--repeats=1"]
+  if module == "experiments.report":
+    return [module, *args]
+  extra = [f"--workdir={tmp_path / 'run'}", f"--config.data_dir={data_dir}", *SHORT]
+  if re.search(r"--model=(beta_vae|dip_vae)", command):
+    extra += DISENTANGLEMENT
+    if "--config.dataset" not in command:
+      extra.append("--config.dataset=dsprites_procedural/coarse")  # full: 128 s to prepare
+  if module == "experiments.sweep":
+    extra.append("--config.num_steps=2")
+  return [module, *args, *extra]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("doc,command", _commands())
+def test_a_documented_command_runs(doc, command, tmp_path, data_dir):
+  result = subprocess.run(
+      [sys.executable, "-m", *_runnable(command, tmp_path, data_dir)],
+      cwd=ROOT,
+      capture_output=True,
+      text=True,
+      timeout=900,
+      env={**os.environ, "XLA_FLAGS": ""},
+  )
+  if result.returncode == 0:
+    return
+  lines = result.stderr.strip().splitlines()
+  assert (
+      result.returncode == 2
+      and len(lines) == 1
+      and re.search(r"download|manual directory|cannot be prepared|data set", lines[0])
+  ), (doc, command, result.stderr[-2000:])

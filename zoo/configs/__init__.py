@@ -1,0 +1,111 @@
+"""Training configurations, one file per model: `get_config(preset)` for smoke, default, paper.
+
+`validate` rejects a configuration that cannot run, with a message naming the field; `lookup`
+resolves a dotted key (`model.num_layers`) the way the command line names one.
+"""
+
+import importlib
+
+import ml_collections
+
+from zoo import errors
+
+PRESETS = ("smoke", "default", "paper")
+
+
+def base(model_name: str, preset: str) -> ml_collections.ConfigDict:
+  """The fields every model's config has, with values that every preset overrides as needed."""
+  if preset not in PRESETS:
+    raise ValueError(f"unknown preset {preset!r}; presets are {', '.join(PRESETS)}")
+  config = ml_collections.ConfigDict()
+  config.model_name = model_name
+  config.seed = 0
+  config.num_seeds = 1  # replicas trained at once in one step, of seeds seed, seed + 1, ...
+  config.dataset = ""
+  config.data_dir = ""  # TFDS's default (~/tensorflow_datasets) when empty
+  config.preprocess = "none"  # one of zoo.data.transforms.KINDS: none, scale, binarize, ...
+  config.alpha = 1e-6  # of the logit transform
+  config.zca_epsilon = 1e-4  # added to the covariance's eigenvalues before ZCA whitening
+  config.batch_size = 128
+  config.eval_batch_size = 1000
+  config.optimizer = "adam"  # adam | rmsprop (zoo.training.make_optimizer)
+  config.learning_rate = 1e-3
+  config.adam_b1 = 0.9
+  config.adam_b2 = 0.999
+  config.adam_eps = 1e-8
+  config.weight_decay = 0.0  # L2 penalty on all parameters, added to the gradient
+  config.update(num_steps=1000, log_every=50, eval_every=500, checkpoint_every=500)
+  config.early_stopping_patience = 0  # evaluations without improvement; 0 trains all steps
+  config.num_images = 64  # drawn for samples.png
+  config.figures = ("samples",)  # the PNGs a run writes (zoo.contract.FIGURES)
+  config.scores = ()  # the final scores beside the test metrics (zoo.contract.SCORES)
+  config.bfloat16 = False  # mixed precision: compute in bfloat16, keep float32 parameters
+  config.gradient_statistics_draws = 0  # >0: log the estimator's variance and SNR per group
+  config.model = ml_collections.ConfigDict()
+  return config
+
+
+def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A copy of `config` with the settings that its model's config module derives from other
+  fields filled in (by that module's `finalize`, where it has one: WGAN's optimiser follows
+  its variant unless given), and the figures and scores as tuples of names."""
+  module = importlib.import_module(f"zoo.configs.{config.model_name}")
+  config = config.copy_and_resolve_references()
+  for key in ("figures", "scores"):  # the command line's --config.figures=samples,traversals
+    config[key] = tuple(name for entry in config[key] for name in entry.split(",") if name)
+  return module.finalize(config) if hasattr(module, "finalize") else config
+
+
+def lookup(config: ml_collections.ConfigDict, key: str):
+  """(the ConfigDict holding `key`, its last part) of a dotted key; an unknown key is a
+  `UserError` that lists what the level it stops at has."""
+  *parents, leaf = key.split(".")
+  node = config
+  for depth, part in enumerate([*parents, leaf]):
+    if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+      known = (
+          ", ".join(sorted(node.keys())) if isinstance(node, ml_collections.ConfigDict) else "none"
+      )
+      where = ".".join(["config", *key.split(".")[:depth]])
+      raise errors.UserError(f"unknown config key --config.{key}; {where} has: {known}")
+    if depth < len(parents):
+      node = node[part]
+  return node, leaf
+
+
+OPTIMIZERS = ("adam", "rmsprop")
+
+
+def validate(config: ml_collections.ConfigDict, game: bool = False) -> None:
+  """Reject configurations that cannot run, with a message naming the field."""
+  for key in (
+      "batch_size",
+      "eval_batch_size",
+      "num_steps",
+      "log_every",
+      "eval_every",
+      "checkpoint_every",
+      "num_seeds",
+  ):
+    if config[key] <= 0:
+      raise errors.UserError(f"config.{key} must be positive, not {config[key]}")
+  if config.optimizer not in OPTIMIZERS:
+    raise errors.UserError(
+        f"config.optimizer must be one of {', '.join(OPTIMIZERS)}, not {config.optimizer!r}"
+    )
+  for key in ("checkpoint_every", "eval_every"):
+    if config[key] % config.log_every:
+      raise errors.UserError(
+          f"config.{key} ({config[key]}) must be a multiple of config.log_every "
+          f"({config.log_every}): checkpoints and evaluations happen at logging steps"
+      )
+  if game and (config.first_phase_updates <= 0 or config.burst_updates < 0):
+    raise errors.UserError(
+        "config.first_phase_updates must be positive and "
+        "config.burst_updates zero (no bursts) or positive"
+    )
+  if game and config.gradient_statistics_draws:
+    raise errors.UserError(
+        "config.gradient_statistics_draws is for single-objective models; "
+        f"{config.model_name} is a game"
+    )

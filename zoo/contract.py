@@ -1,0 +1,137 @@
+"""The model contract: what the runner, `zoo.training` and `zoo.evaluation` may call on a model.
+
+Every registered model (`zoo.registry.register`) is a Flax linen module deriving from `Model`,
+its field defaults the paper's hyper-parameters, applied with an RNG stream named `sample`. A
+batch is a dict with `x` (B, *example_shape) and, where the data set has them, `label`; a
+semi-supervised model's training batches add `labeled_x` and `labeled_label`.
+
+Required of every model:
+  evaluate(batch) -> {metric: (B,) array}  per-example test metrics, which the evaluator
+                                          averages over a split; `log_prob` (else minus `loss`)
+                                          ranks evaluations for the best checkpoint.
+  sample(n) -> (n, ...) array             n draws in the model's space (the data's after
+                                          preprocessing).
+Required by family (`zoo.registry.ModelSpec.family`):
+  flow, latent: loss(batch, train) -> (loss, metrics)  the objective, minimised
+  game (`zoo.nn.games.Game`): `phases` and `<phase>_loss(batch, train)` for each, `project`.
+  flow (`zoo.nn.flows.Flow`): `batch_norm_inputs`, for the MAF paper's batch-norm statistics.
+Optional, each what an output or a score that a config names (`config.figures`,
+`config.scores`) needs; `implements` tells whether a model has it, `check_outputs` rejects a
+config that names one its model or data cannot give:
+  encode(x)                 a code of x: (mean, log_var) of q(z | x) for the disentanglement
+                            scores; the cluster probabilities q(y | x) where num_clusters > 0.
+  traverse(x, values)       (latent_dim, len(values), *example_shape) latent traversals.
+  layer_grid(layer, r, c)   (r, c, *example_shape): only code `layer` changes along a row.
+  decompose(codes, per)     (codes, per, *example_shape): samples given each of `codes` codes.
+  inpaint(x, observed, ...) x with its unobserved entries filled by the model.
+and attributes with defaults here: `num_clusters`, `semi_supervised`, `num_levels`.
+"""
+
+import flax.linen as nn
+
+from zoo import errors
+
+
+class Model(nn.Module):
+  """The base of every zoo model; the methods below raise until a model defines them."""
+
+  def evaluate(self, batch):
+    """{metric: (B,) array} of per-example test metrics."""
+    raise NotImplementedError
+
+  def sample(self, n):
+    """n draws from the model."""
+    raise NotImplementedError
+
+  def loss(self, batch, train=True):
+    """(loss, metrics) of a single-objective model."""
+    raise NotImplementedError
+
+  def encode(self, x):
+    """The code of x (see the module docstring)."""
+    raise NotImplementedError
+
+  def traverse(self, x, values):
+    """Latent traversals of the first example of x."""
+    raise NotImplementedError
+
+  def layer_grid(self, layer, rows, columns):
+    """Samples in which only code `layer` changes along a row."""
+    raise NotImplementedError
+
+  def decompose(self, num_codes, per_code):
+    """Samples given each of `num_codes` codes."""
+    raise NotImplementedError
+
+  def inpaint(self, x, observed, num_steps=1000, low=0.0, high=1.0, context=None):
+    """x with the entries where `observed` is False filled by the model."""
+    raise NotImplementedError
+
+  @property
+  def num_clusters(self) -> int:
+    """K of a model whose code is K categories (q(y | x) from `encode`); 0 for other codes."""
+    return 0
+
+  @property
+  def semi_supervised(self) -> bool:
+    """Whether training batches carry a labelled set (`labeled_x`, `labeled_label`) and the
+    categorical code is the class."""
+    return False
+
+  @property
+  def num_levels(self) -> int:
+    """The values per channel of a model of discrete pixels; 0 for continuous data."""
+    return 0
+
+
+def implements(model: nn.Module, method: str) -> bool:
+  """Whether `model` defines `method` of the contract, rather than inheriting the raising one."""
+  return getattr(type(model), method) is not getattr(Model, method)
+
+
+# What each output a config may name needs of its model (`config.figures`, `config.scores`).
+FIGURES = {
+    "samples": "sample",
+    "layer_grids": "layer_grid",
+    "decomposition": "decompose",
+    "traversals": "traverse",
+    "inpainting": "inpaint",
+}
+SCORES = {"disentanglement": "encode", "clustering": "encode"}
+
+
+def check_outputs(name: str, model: nn.Module, config, dataset, preprocessing) -> None:
+  """Reject, with a message naming the field, a figure or score of `config` that `model` (the
+  registry's `name`) or its data cannot give."""
+  for field, table in (("figures", FIGURES), ("scores", SCORES)):
+    for output in config[field]:
+      if output not in table:
+        raise errors.UserError(
+            f"config.{field} names {output!r}; the {field} are " f"{', '.join(table)}"
+        )
+      if not implements(model, table[output]):
+        raise errors.UserError(
+            f"config.{field} names {output!r}, which needs the model's "
+            f"`{table[output]}`; {name} has none"
+        )
+  needs = {
+      "inpainting": (
+          dataset.is_image and preprocessing.elementwise,
+          "image data preprocessed pixel by pixel (not zca)",
+      ),
+      "disentanglement": (
+          dataset.ground_truth is not None,
+          "a data set with ground-truth factors (dsprites)",
+      ),
+      "clustering": (
+          model.num_clusters > 0 and bool(dataset.num_classes),
+          "a categorical code (num_clusters > 0) and labelled data",
+      ),
+  }
+  for output, (possible, what) in needs.items():
+    field = "figures" if output in FIGURES else "scores"
+    if output in config[field] and not possible:
+      raise errors.UserError(
+          f"config.{field} names {output!r}, which needs {what}; drop it "
+          f"with --config.{field}=" + ",".join(o for o in config[field] if o != output)
+      )

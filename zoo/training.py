@@ -1,0 +1,351 @@
+"""Training a zoo model: the train state, the optimiser, the pure train steps of a single
+objective and of a game, the replica axis of several seeds, and the device mesh.
+
+Everything here is a pure function of its arguments (no flags, no files), so a notebook trains
+any model of the zoo in a few lines (README, "In a notebook"); `experiments.loop` is the runner
+that adds data streams, evaluation, checkpoints and outputs around these steps.
+
+A step is `train_step(state, batch, rng) -> (state, metrics)`, jitted once with the state
+donated. Randomness at step s is `fold_in(rng, s)`. A run of several seeds trains replicas at
+once: the state, the batch and the step's randomness have a leading replica axis, and each
+replica is exactly the single-seed run of its seed.
+"""
+
+import dataclasses
+from typing import Any
+
+import flax
+import jax
+import jax.extend
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec
+
+from zoo import checkpoints
+
+
+class TrainState(flax.struct.PyTreeNode):
+  """What a step updates: the step count, the parameters, the optimiser state (a game's one
+  per phase) and the model's other variables."""
+
+  step: jax.Array
+  params: Any
+  opt_state: Any
+  model_state: Any  # the non-parameter collections, such as batch norm's `batch_stats`
+
+
+def make_optimizer(config) -> optax.GradientTransformation:
+  """`config.optimizer` (Adam, or RMSProp as the WGAN paper's code: PyTorch's defaults, decay
+  0.99 and eps outside the square root), with the L2 penalty `weight_decay` added to the
+  gradient (the MAF paper's 1e-6)."""
+  if config.optimizer == "adam":
+    update = optax.adam(
+        config.learning_rate, b1=config.adam_b1, b2=config.adam_b2, eps=config.adam_eps
+    )
+  else:
+    update = optax.rmsprop(config.learning_rate, decay=0.99, eps=1e-8, eps_in_sqrt=False)
+  return optax.chain(optax.add_decayed_weights(config.weight_decay), update)
+
+
+def _cast(tree, dtype):
+  """The floating arrays of `tree` in `dtype`; the others as they are."""
+  return jax.tree.map(
+      lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree
+  )
+
+
+def apply_loss(model, method: str, bfloat16: bool, params, state: TrainState, batch, rng):
+  """The model's loss `method` in training mode: (loss, (metrics, updated model state)). With
+  `bfloat16`, mixed precision: the parameters and the batch's floating arrays are cast to
+  bfloat16 for the computation (the stored parameters, the optimiser and the gradients, which
+  flow back through the cast, stay float32) and the results cast back to float32."""
+  model_state = state.model_state
+  if bfloat16:
+    params, batch, model_state = _cast((params, batch, model_state), jnp.bfloat16)
+  (loss, metrics), model_state = model.apply(
+      {"params": params, **model_state},
+      batch,
+      train=True,
+      method=method,
+      rngs={"sample": rng},
+      mutable=list(model_state),
+  )
+  if bfloat16:
+    loss, metrics, model_state = _cast((loss, metrics, model_state), jnp.float32)
+  return loss, (metrics, model_state)
+
+
+def make_train_step(model, optimizer, bfloat16: bool = False):
+  """The pure train step of a single-objective model: its `loss` method, one optimiser update."""
+
+  def train_step(state: TrainState, batch, rng):
+    rng = jax.random.fold_in(rng, state.step)
+    (loss, (metrics, model_state)), grads = jax.value_and_grad(
+        lambda params: apply_loss(model, "loss", bfloat16, params, state, batch, rng), has_aux=True
+    )(state.params)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    state = state.replace(
+        step=state.step + 1,
+        params=optax.apply_updates(state.params, updates),
+        opt_state=opt_state,
+        model_state=model_state,
+    )
+    return state, {"loss": loss, "grad_norm": optax.global_norm(grads), **metrics}
+
+  return train_step
+
+
+def make_phase_update(model, optimizers: dict, bfloat16: bool = False):
+  """`update(phase, state, batch, rng) -> (state, metrics)`: one optimiser update of one phase
+  of a game (`zoo.nn.games.Game`). It differentiates only the parameters of the phase's
+  submodules, with the phase's own optimiser and state, and projects them after the update
+  (`model.project`: WGAN's weight clipping). Metrics are named `<phase>/...`."""
+
+  def update(phase, state: TrainState, batch, rng):
+    trained = {name: state.params[name] for name in model.phases[phase]}
+    (loss, (metrics, model_state)), grads = jax.value_and_grad(
+        lambda trained: apply_loss(
+            model, f"{phase}_loss", bfloat16, {**state.params, **trained}, state, batch, rng
+        ),
+        has_aux=True,
+    )(trained)
+    updates, opt_state = optimizers[phase].update(grads, state.opt_state[phase], trained)
+    trained = model.project(phase, optax.apply_updates(trained, updates))
+    state = state.replace(
+        params={**state.params, **trained},
+        opt_state={**state.opt_state, phase: opt_state},
+        model_state=model_state,
+    )
+    metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), **metrics}
+    return state, {f"{phase}/{k}": v for k, v in metrics.items()}
+
+  return update
+
+
+UNROLL_LIMIT = 10
+
+
+def make_game_step(model, optimizers: dict, bfloat16: bool = False):
+  """The pure train step of a game: `batches` stacks one batch per update of the first phase
+  (WGAN's critic steps), run through in order; every other phase is then updated once, in
+  order, on the last batch. Metrics are each phase's last; `loss` is the first
+  phase's (WGAN's critic loss, minus its Wasserstein estimate)."""
+  first, *rest = model.phases
+  update = make_phase_update(model, optimizers, bfloat16)
+
+  def first_phase(state, batches, keys):
+    """The first phase once per stacked batch; its last metrics. XLA:CPU runs a convolution
+    inside a loop some 45x slower than outside one (a PixelGAN reconstruction update: 14 s in
+    a lax.scan, 0.3 s unrolled), so on CPU up to UNROLL_LIMIT updates are unrolled at trace
+    time; longer stacks (WGAN's bursts of 100) stay a scan, whose compile time does not grow."""
+    if jax.default_backend() != "cpu" or len(keys) > UNROLL_LIMIT:
+      state, metrics = jax.lax.scan(lambda s, xs: update(first, s, *xs), state, (batches, keys))
+      return state, jax.tree.map(lambda m: m[-1], metrics)
+    for i, key in enumerate(keys):
+      state, metrics = update(first, state, jax.tree.map(lambda x, i=i: x[i], batches), key)
+    return state, metrics
+
+  def train_step(state: TrainState, batches, rng):
+    rng = jax.random.fold_in(rng, state.step)
+    keys = jax.random.split(rng, len(jax.tree.leaves(batches)[0]) + len(rest))
+    repeats = len(keys) - len(rest)
+    state, metrics = first_phase(state, batches, keys[:repeats])
+    last = jax.tree.map(lambda x: x[-1], batches)
+    for phase, key in zip(rest, keys[repeats:]):
+      state, phase_metrics = update(phase, state, last, key)
+      metrics.update(phase_metrics)
+    return state.replace(step=state.step + 1), {"loss": metrics[f"{first}/loss"], **metrics}
+
+  return train_step
+
+
+def make_step(model, config, game: bool):
+  """(train step, optimiser) of `model` as `config` trains it: a game's step with an optimiser
+  per phase, or the single-objective step."""
+  if game:
+    optimizer = {phase: make_optimizer(config) for phase in model.phases}
+    return make_game_step(model, optimizer, config.bfloat16), optimizer
+  optimizer = make_optimizer(config)
+  return make_train_step(model, optimizer, config.bfloat16), optimizer
+
+
+def first_phase_updates_at(config, step: int) -> int:
+  """Updates of a game's first phase at step `step` (WGAN's critic, PixelGAN's reconstruction):
+  `first_phase_updates`, but `burst_updates` for the first `burst_first` steps and every
+  `burst_every`-th (the WGAN paper's 100 critic updates for the first 25 generator iterations
+  and every 500th, so the critic stays near optimal)."""
+  if config.burst_updates and (step < config.burst_first or step % config.burst_every == 0):
+    return config.burst_updates
+  return config.first_phase_updates
+
+
+def batches_before(config, step: int) -> int:
+  """How many batches a game consumes before step `step`: where its data resumes."""
+  return sum(first_phase_updates_at(config, s) for s in range(step))
+
+
+def make_gradient_statistics(model, draws: int):
+  """The variance and signal-to-noise ratio of a stochastic gradient estimator on one batch, per
+  top-level parameter group: `draws` independent gradients (vmapped over the step's randomness),
+  per parameter their variance and |mean| / std, averaged over the group's parameters."""
+
+  def statistics(state: TrainState, batch, rng):
+    gradient = lambda key: jax.grad(
+        lambda p: apply_loss(model, "loss", False, p, state, batch, key)[0]
+    )(state.params)
+    grads = jax.vmap(gradient)(jax.random.split(rng, draws))
+    out = {}
+    for group, tree in grads.items():
+      g = jnp.concatenate([x.reshape(draws, -1) for x in jax.tree.leaves(tree)], 1)
+      mean, var = g.mean(0), g.var(0)
+      out[f"grad_variance/{group}"] = var.mean()
+      out[f"grad_snr/{group}"] = (jnp.abs(mean) / jnp.sqrt(var + 1e-30)).mean()
+    return out
+
+  return statistics
+
+
+def init_state(model, optimizer, batch, rng) -> TrainState:
+  """The initial state of `model` for batches like `batch`; `optimizer` is one optax
+  optimiser, or a game's one per phase (`make_step`)."""
+  method = "__call__" if isinstance(optimizer, dict) else "loss"
+  variables = jax.jit(lambda b: model.init({"params": rng, "sample": rng}, b, method=method))(batch)
+  params = variables.pop("params")
+  if isinstance(optimizer, dict):
+    opt_state = {
+        phase: optimizer[phase].init({name: params[name] for name in model.phases[phase]})
+        for phase in optimizer
+    }
+  else:
+    opt_state = optimizer.init(params)
+  return TrainState(
+      step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state, model_state=dict(variables)
+  )
+
+
+def init_replicas(model, optimizer, batch, rngs) -> TrainState:
+  """The initial state of each replica, stacked: `batch` and `rngs` have a replica axis."""
+  return jax.jit(map_replicas(lambda b, key: init_state(model, optimizer, b, key), len(rngs)))(
+      batch, rngs
+  )
+
+
+def variables_of(state: TrainState) -> dict:
+  """The model's variables in `state`: what `model.apply` takes."""
+  return {"params": state.params, **state.model_state}
+
+
+def inner_jaxprs(equation):
+  """The jaxprs nested in a jaxpr's `equation`: a scan's body, a conditional's branches, ..."""
+  for param in equation.params.values():
+    for inner in param if isinstance(param, (tuple, list)) else (param,):
+      if isinstance(inner, jax.extend.core.ClosedJaxpr):
+        inner = inner.jaxpr
+      if isinstance(inner, jax.extend.core.Jaxpr):
+        yield inner
+
+
+def _primitives(jaxpr):
+  """The names of the primitives of `jaxpr` and of the jaxprs nested in it."""
+  for equation in jaxpr.eqns:
+    yield equation.primitive.name
+    for inner in inner_jaxprs(equation):
+      yield from _primitives(inner)
+
+
+def _unroll_replicas(fn, *args) -> bool:
+  """Whether to unroll replicas of `fn` on `args` (one replica's shapes) rather than vmap them:
+  on CPU, where `fn` convolves. XLA:CPU runs a vmapped convolution with a kernel per replica as
+  a grouped convolution whose gradient is slow there: the beta-VAE step for 4 seeds takes 2.25 s
+  vmapped, 0.47 s unrolled, 0.14 s for one seed. An MLP's step is fastest vmapped (MAF on
+  toy2d: 0.24 ms vmapped, 0.37 ms unrolled for 4 seeds, 0.20 ms for one)."""
+  if jax.default_backend() != "cpu":
+    return False
+  return "conv_general_dilated" in set(_primitives(jax.make_jaxpr(fn)(*args).jaxpr))
+
+
+def map_replicas(fn, num_replicas: int, in_axes=0):
+  """`fn` over the leading replica axis of the arguments whose `in_axes` entry is 0 (the others
+  are shared by all replicas): `jax.vmap`, or where `_unroll_replicas` says so the replicas
+  unrolled into one program. A single replica is `fn` on its slice, not vmapped over an axis of
+  one (XLA still rounds that program a little differently from `fn` on unstacked arrays)."""
+  vmapped = jax.vmap(fn, in_axes=in_axes)
+
+  def mapped(*args):
+    axes = in_axes if isinstance(in_axes, tuple) else (in_axes,) * len(args)
+
+    def replica(i, arrays):
+      return fn(
+          *(jax.tree.map(lambda x: x[i], a) if axis == 0 else a for a, axis in zip(arrays, axes))
+      )
+
+    shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), args)
+    if num_replicas > 1 and not _unroll_replicas(lambda *one: replica(0, one), *shapes):
+      return vmapped(*args)
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *(replica(i, args) for i in range(num_replicas)))
+
+  return mapped
+
+
+def select_replicas(mask, new, old):
+  """`new` for the replicas where `mask` is True, `old` for the others."""
+  return jax.tree.map(
+      lambda n, o: jnp.where(jnp.reshape(mask, (-1,) + (1,) * (n.ndim - 1)), n, o), new, old
+  )
+
+
+def make_replicated_step(train_step, num_replicas: int):
+  """The step of `num_replicas` independent runs stacked on a leading axis, `(state, batch,
+  rng, active) -> (state, metrics)`; a replica whose `active` entry is False (stopped early)
+  keeps its state."""
+  step = map_replicas(train_step, num_replicas)
+
+  def replicated_step(state, batch, rng, active):
+    new, metrics = step(state, batch, rng)
+    return select_replicas(active, new, state), metrics
+
+  return replicated_step
+
+
+def fold_in_replicas(keys: jax.Array, data: int) -> jax.Array:
+  """`jax.random.fold_in` of each replica's key."""
+  return jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, data)
+
+
+def replica_keys(seeds) -> tuple[jax.Array, jax.Array]:
+  """(init keys, step keys), one of each per seed: the split of `jax.random.key(seed)`."""
+  keys = jnp.stack([jax.random.split(jax.random.key(seed)) for seed in seeds])
+  return keys[:, 0], keys[:, 1]
+
+
+@dataclasses.dataclass
+class Devices:
+  """The mesh over all devices of all processes, and how to put arrays on it."""
+
+  mesh: Mesh
+
+  @classmethod
+  def all(cls, devices=None):
+    return cls(Mesh(np.asarray(devices if devices is not None else jax.devices()), ("data",)))
+
+  @property
+  def size(self) -> int:
+    return self.mesh.size
+
+  def replicate(self, tree):
+    return jax.device_put(tree, NamedSharding(self.mesh, PartitionSpec()))
+
+  def restore(self, manager, step: int):
+    """Checkpoint `step` of `manager`, replicated over the mesh (every process calls it)."""
+    return checkpoints.restore(manager, step, NamedSharding(self.mesh, PartitionSpec()))
+
+  def shard_batch(self, local_batch, leading_axes: int = 0):
+    """This process's slice of a batch, as a global array sharded on `data`, the axis after
+    `leading_axes` others (replicas; a game's stack of batches)."""
+    sharding = NamedSharding(self.mesh, PartitionSpec(*(None,) * leading_axes, "data"))
+    return jax.tree.map(
+        lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), local_batch
+    )
