@@ -5,7 +5,7 @@ PEERS := .venv-peers
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv run test test-slow bench bench-peers report clean
+.PHONY: venv run test lint test-slow bench bench-peers report clean
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,12 @@ run: $(STAMP)
 # The fast suite (minutes); the slow checks are behind the `slow` marker.
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 -m "not slow"
+
+# Style (pyink, as flax formats), lint (ruff) and types (mypy on the library), as CI runs them.
+lint: $(STAMP)
+	$(VENV)/bin/pyink --check --quiet zoo experiments tests benchmarks
+	$(VENV)/bin/ruff check --quiet .
+	$(VENV)/bin/mypy
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
