@@ -45,6 +45,7 @@ def parse(argv):
   (an unknown key is an error naming the keys its level has)."""
   from ml_collections import config_flags  # pylint: disable=import-outside-toplevel
 
+  FLAGS.unparse_flags()  # the defaults, whatever an earlier call in this process parsed
   FLAGS(argv, known_only=True)
   if not FLAGS.model:
     raise zoo.errors.UserError(f"--model is required: one of {', '.join(zoo.list_models())}")
@@ -52,6 +53,8 @@ def parse(argv):
   for arg in argv[1:]:
     if arg.startswith("--config."):
       configs.lookup(config, arg[len("--config.") :].split("=", 1)[0])
+  for name in [n for n in FLAGS if n == "config" or n.startswith("config.")]:
+    delattr(FLAGS, name)  # an earlier call's
   config_flags.DEFINE_config_dict("config", config)
   FLAGS.unparse_flags()
   FLAGS(argv)
