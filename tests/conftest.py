@@ -1,4 +1,5 @@
-"""Every test sees 4 emulated CPU devices, so sharded code paths run everywhere."""
+"""Every test sees 4 emulated CPU devices, so sharded code paths run everywhere; a test run
+compiles each program once (`JAX_COMPILATION_CACHE_DIR`)."""
 
 import os
 
@@ -6,8 +7,10 @@ os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
 ).strip()
 
+import shutil  # pylint: disable=wrong-import-position
 import subprocess  # pylint: disable=wrong-import-position
 import sys  # pylint: disable=wrong-import-position
+import tempfile  # pylint: disable=wrong-import-position
 
 import h5py  # pylint: disable=wrong-import-position
 import jax  # pylint: disable=wrong-import-position
@@ -16,6 +19,25 @@ import pandas as pd  # pylint: disable=wrong-import-position
 import pytest  # pylint: disable=wrong-import-position
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def pytest_configure(config):
+  """One persistent compilation cache for the whole test run, made by the pytest process that
+  starts the xdist workers and inherited by them and by the runs they start: a step that several
+  tests compile (a smoke run, its resume, its compile count, its multi-process twin) is compiled
+  once. A fresh cache each run, so nothing is reused from a run of other code."""
+  if "PYTEST_XDIST_WORKER" in os.environ or "JAX_COMPILATION_CACHE_DIR" in os.environ:
+    return
+  config.own_cache = tempfile.mkdtemp(prefix="zoo-tests-jax-cache-")
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = config.own_cache
+  os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.2"
+  jax.config.update("jax_compilation_cache_dir", config.own_cache)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+
+
+def pytest_unconfigure(config):
+  if hasattr(config, "own_cache"):
+    shutil.rmtree(config.own_cache, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
