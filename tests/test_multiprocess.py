@@ -11,12 +11,16 @@ import subprocess
 import sys
 import time
 
+import jax
 import numpy as np
 import pytest
 from conftest import ROOT
 
 import zoo
+from experiments import feed
 from experiments import loop
+from zoo import configs
+from zoo import training
 
 
 def read_metrics(workdir):
@@ -86,7 +90,10 @@ def finish(processes, workdir):
         pytest.fail(f"process {i} exited with {process.returncode}: {f.read()[-3000:]}")
 
 
-@pytest.mark.parametrize("model, slurm", [("maf", False), ("wgan", True)])
+@pytest.mark.parametrize(
+    "model, slurm",
+    [("maf", True), pytest.param("wgan", False, marks=pytest.mark.slow)],  # the game: see below
+)
 def test_two_processes_of_two_devices_train_as_one_of_four(tmp_path, data_dir, model, slurm):
   config = zoo.get(model).default_config("smoke")
   config.data_dir = data_dir
@@ -105,12 +112,48 @@ def test_two_processes_of_two_devices_train_as_one_of_four(tmp_path, data_dir, m
   assert results["processes"] == 2 and results["devices"] == 4
 
 
+class _LocalDevices:
+  """`training.Devices`' batch placement without the devices: the process's part as it is."""
+
+  def shard_batch(self, local_batch, leading_axes=0):
+    del leading_axes
+    return local_batch
+
+
+def test_each_process_stacks_its_slice_of_the_games_global_batches(data_dir, monkeypatch):
+  """What a game adds to a run of several processes (its step, sharded, is tested on 4 devices
+  in test_wgan; the whole game on 2 processes is a slow test): every process stacks its own
+  slice of the same batches, so that the slices laid side by side on the batch axis, after the
+  replica and stack axes, are the one process's stack."""
+  config = zoo.get("wgan").default_config("smoke")
+  config.update(data_dir=data_dir, num_seeds=2)
+  config = configs.finalize(config)
+  dataset = feed.load_data(config)
+  preprocessing = zoo.data.preprocessing(dataset, config.preprocess, config.alpha, 0.0)
+
+  def batches(index, count):
+    monkeypatch.setattr(jax, "process_index", lambda: index)
+    monkeypatch.setattr(jax, "process_count", lambda: count)
+    start = 1  # the last step of the smoke preset's burst (100 critic updates), and one of 5
+    stream = feed.TrainFeed(
+        dataset, preprocessing, config, _LocalDevices(), [5, 6], [{}, {}], start, game=True
+    )
+    return [stream.batch(step) for step in range(start, start + 2)]
+
+  alone, parts = batches(0, 1), [batches(i, 2) for i in (0, 1)]
+  for step, whole in enumerate(alone):
+    assert whole["x"].shape[:2] == (2, training.first_phase_updates_at(config, 1 + step))
+    np.testing.assert_array_equal(
+        np.concatenate([part[step]["x"] for part in parts], axis=2), whole["x"]
+    )
+
+
 def test_a_killed_two_process_run_resumes_exactly(tmp_path, data_dir):
   flags = (
-      "--config.num_steps=200",
+      "--config.num_steps=80",
       "--config.checkpoint_every=20",
       "--config.log_every=10",
-      "--config.eval_every=100",
+      "--config.eval_every=40",
   )
   whole, killed = str(tmp_path / "whole"), str(tmp_path / "killed")
   finish(launch(whole, data_dir, "maf", *flags), whole)
@@ -122,13 +165,13 @@ def test_a_killed_two_process_run_resumes_exactly(tmp_path, data_dir):
         if os.path.isdir(checkpoint_dir)
         else []
     )
-    if steps and max(steps) >= 40:
+    if steps and max(steps) >= 20:
       break
     time.sleep(0.05)
   for process in processes:
     process.send_signal(signal.SIGKILL)
     process.wait()
-  assert read_metrics(killed)[-1]["step"] < 200, "the run finished before it could be killed"
+  assert read_metrics(killed)[-1]["step"] < 80, "the run finished before it could be killed"
   finish(launch(killed, data_dir, "maf", *flags), killed)
   assert read_metrics(killed) == read_metrics(whole)
   with open(os.path.join(killed, "results.json")) as f, open(
