@@ -242,7 +242,7 @@ def test_flow_loss_gradients_are_those_of_the_exact_negative_log_likelihood(name
 
   assert_trees_close(
       runner_gradient(model, state, {"x": x}, jax.random.key(0)),
-      jax.grad(objective)(state.params),
+      jax.jit(jax.grad(objective))(state.params),
       name,
       rtol=1e-3,
       atol=1e-5,
@@ -345,7 +345,7 @@ def test_vae_loss_gradients_are_unbiased_for_their_papers_objectives(name, hyper
     return -reconstruction + kl + penalty
 
   assert_mean_gradient_matches(
-      mean_runner_gradients(model, state), jax.grad(objective)(state.params)
+      mean_runner_gradients(model, state), jax.jit(jax.grad(objective))(state.params)
   )
 
 
@@ -382,7 +382,7 @@ def test_the_ladders_loss_gradient_is_unbiased_for_the_warmed_up_elbo():
     return -(expected_reconstruction(decode, mean, std) - weight * gaussian_kl(mean, std)).mean()
 
   assert_mean_gradient_matches(
-      mean_runner_gradients(model, state), jax.grad(objective)(state.params)
+      mean_runner_gradients(model, state), jax.jit(jax.grad(objective))(state.params)
   )
 
 

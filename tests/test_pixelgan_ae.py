@@ -29,7 +29,7 @@ def unchanged(before, after):
 @pytest.mark.parametrize("prior", ["gaussian", "categorical"])
 def test_each_phase_updates_only_its_own_submodules(prior):
   model, optimizers, state = game(prior)
-  update = training.make_phase_update(model, optimizers)
+  update = jax.jit(training.make_phase_update(model, optimizers), static_argnums=0)
   for phase, trained in model.phases.items():
     new, metrics = update(phase, state, {"x": X}, jax.random.key(2))
     assert np.isfinite(metrics[f"{phase}/loss"])
@@ -209,7 +209,7 @@ def test_the_adversarial_phases_alone_spread_the_code_over_every_cluster(data_di
   )
   optimizers = {phase: optax.adam(1e-3) for phase in model.phases}
   state = training.init_state(model, optimizers, {"x": x[:100]}, jax.random.key(0))
-  update = training.make_phase_update(model, optimizers)
+  update = jax.jit(training.make_phase_update(model, optimizers), static_argnums=0)
 
   @jax.jit
   def adversarial_step(state, batch, rng):

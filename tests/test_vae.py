@@ -16,8 +16,8 @@ SMALL = dict(conv_features=(4, 4, 8, 8), hidden_dim=16, latent_dim=3)
 
 def model_and_variables(name, **hyperparameters):
   model = zoo.build(name, **SMALL, **hyperparameters)
-  variables = model.init(
-      {"params": jax.random.key(1), "sample": jax.random.key(2)}, {"x": X}, method="loss"
+  variables = jax.jit(lambda rngs: model.init(rngs, {"x": X}, method="loss"))(
+      {"params": jax.random.key(1), "sample": jax.random.key(2)}
   )
   variables = jax.tree.map(
       lambda p: p + 0.2 * jax.random.normal(jax.random.key(3), p.shape), variables
@@ -26,12 +26,14 @@ def model_and_variables(name, **hyperparameters):
 
 
 def loss(model, variables):
-  return model.apply(variables, {"x": X}, method="loss", rngs={"sample": jax.random.key(4)})
+  return jax.jit(
+      lambda v: model.apply(v, {"x": X}, method="loss", rngs={"sample": jax.random.key(4)})
+  )(variables)
 
 
 def test_kl_term_matches_monte_carlo():
   model, variables = model_and_variables("beta_vae")
-  mean, log_var = model.apply(variables, X, method="encode")
+  mean, log_var = jax.jit(lambda v: model.apply(v, X, method="encode"))(variables)
   _, metrics = loss(model, variables)
   q = distrax.Normal(mean, jnp.exp(0.5 * log_var))
   z = q.sample(seed=jax.random.key(5), sample_shape=20_000)
