@@ -17,7 +17,7 @@ def run(entry, interrupted: str = "interrupted") -> None:
   exits 2, a `zoo.errors.UserError` its `exit_status`, Ctrl-C 130 with `interrupted` said."""
   warnings.filterwarnings("ignore")
   tfds.disable_progress_bar()
-  logging.set_verbosity(logging.ERROR)
+  flags.FLAGS.set_default("verbosity", logging.ERROR)  # kept by parsing, unless --verbosity
   try:
     status = entry(sys.argv)
   except flags.Error as e:

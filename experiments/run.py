@@ -11,7 +11,6 @@ asked for ends with one line on stderr and exit status 2; a diverged loss with e
 import os
 
 from absl import flags
-from absl import logging
 
 import zoo
 from experiments import cli
@@ -85,7 +84,6 @@ def _start_processes():
 
 def main(argv) -> int:
   config = parse(argv)
-  logging.set_verbosity(logging.ERROR)  # after parsing, which applies --verbosity
   _start_processes()
   workdir = FLAGS.workdir or os.path.join("workdirs", f"{FLAGS.model}-{FLAGS.preset}")
   results = loop.train_and_evaluate(config, workdir)

@@ -87,10 +87,10 @@ def assert_samples_follow(log_prob_fn, samples, half_width=20.0):
   assert total_variation < 0.03
 
 
-def run_cli(*args, timeout=300):
-  """`python -m experiments.run ARGS` in a subprocess: (return code, stdout, stderr)."""
+def run_cli(*args, timeout=300, module="experiments.run"):
+  """`python -m MODULE ARGS` in a subprocess: (return code, stdout, stderr)."""
   result = subprocess.run(
-      [sys.executable, "-m", "experiments.run", *args],
+      [sys.executable, "-m", module, *args],
       cwd=ROOT,
       capture_output=True,
       text=True,

@@ -140,6 +140,24 @@ def test_nice_smoke_writes_inpainting(tmp_path, data_dir):
   assert os.path.exists(tmp_path / "inpainting.png")
 
 
+@pytest.mark.parametrize("module", ["experiments.run", "experiments.sweep"])
+def test_a_half_prepared_set_is_still_one_line(tmp_path, module):
+  """A version folder without its dataset_info.json (a build that stopped) makes TFDS warn
+  through absl: every command keeps absl to errors unless --verbosity asks for more."""
+  data_dir = tmp_path / "data"
+  os.makedirs(data_dir / "binarized_mnist" / "1.0.0")
+  code, _, stderr = run_cli(
+      "--model=vimco",
+      "--preset=paper",
+      f"--workdir={tmp_path / 'run'}",
+      f"--config.data_dir={data_dir}",
+      module=module,
+  )
+  assert code == 2
+  assert stderr.strip().splitlines() == [stderr.strip()]
+  assert "cannot be downloaded here" in stderr
+
+
 def test_nice_on_mnist_offline_is_one_line(tmp_path, data_dir):
   code, _, stderr = run_cli(
       "--model=nice",
