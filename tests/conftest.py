@@ -1,5 +1,5 @@
 """Every test sees 4 emulated CPU devices, so sharded code paths run everywhere; a test run
-compiles each program once (`JAX_COMPILATION_CACHE_DIR`)."""
+compiles each slow-to-compile program once (`JAX_COMPILATION_CACHE_DIR`)."""
 
 import os
 
@@ -25,7 +25,8 @@ def pytest_configure(config):
   """One persistent compilation cache for the whole test run, made by the pytest process that
   starts the xdist workers and inherited by them and by the runs they start: a step that several
   tests compile (a smoke run, its resume, its compile count, its multi-process twin) is compiled
-  once. A fresh cache each run, so nothing is reused from a run of other code."""
+  once; programs that compile in under 0.2 s (the many small eager ones) are not kept. A fresh
+  cache each run, so nothing is reused from a run of other code."""
   if "PYTEST_XDIST_WORKER" in os.environ or "JAX_COMPILATION_CACHE_DIR" in os.environ:
     return
   config.own_cache = tempfile.mkdtemp(prefix="zoo-tests-jax-cache-")
