@@ -3,12 +3,26 @@
 Five independent factors, every combination once in the original's 737,280 images:
   shape        3   square, ellipse, heart
   scale        6   linearly spaced in [0.5, 1]
-  orientation  40  k * 2 pi / 40, in [0, 2 pi)
+  orientation  40  linearly spaced in [0, 2 pi], ends included (so the first and last coincide)
   position_x   32  linearly spaced in [0, 1]
   position_y   32  linearly spaced in [0, 1]
 Each 64x64 binary image is the set of pixel centres inside the shape, placed, scaled and rotated
-by the factors; nothing is downloaded. The geometry (a unit shape 10 pixels across at scale 1,
-positions mapped to centres in [12, 52] pixels) is ours; the factor grid is the original's.
+(counter-clockwise) by the factors; nothing is downloaded.
+
+The geometry is calibrated to the 320 frames of the animation published with the real data set
+(rendered by the program that rendered its images; `tests/data/dsprites.gif`), whose order gives
+each frame's factors. Measured there: the sprite centre travels from pixel coordinate 16 to 48
+(32 px, 1.03 px a position step); at scale 1 the square's side is 19.2 px and the ellipse's
+semi-axes 12.8 and 7.2 px; every length is proportional to the scale. The heart (two discs, each
+joined to the tip by its tangents) has its four lengths fitted by maximising intersection over
+union on its 110 frames of known factors: mean 0.965, against 1.000 for the square and 0.995 for
+the ellipse. The orientation grid includes 2 pi: frame 57 (orientation 39) repeats frame 18
+(orientation 0), and k * 2 pi / 40 matches the rotation frames at 0.92-0.93 mean intersection over
+union, not 0.97-1.00. Over all 320 frames, a search of the factor grid finds a setting at median
+intersection over union 0.97 (the worst 0.91, the smallest heart); the mean pixel over the grid is
+0.0426 against the real set's 0.0427 (estimated from the frames). Before this calibration
+(version 1) squares and ellipses were a quarter narrower, hearts a third larger in area, and the
+centre travelled 40 px. `tests/test_dsprites.py` checks all of this.
 
 `DSprites` is the ground-truth interface the disentanglement metrics take: `factor_names`,
 `factor_sizes`, `sample_factors(n, rng)` and `sample_observations_from_factors(factors, rng)`;
@@ -24,36 +38,62 @@ FACTOR_NAMES = ("shape", "scale", "orientation", "position_x", "position_y")
 FACTOR_SIZES = (3, 6, 40, 32, 32)
 SHAPES = ("square", "ellipse", "heart")
 SCALES = np.linspace(0.5, 1.0, 6)
-ORIENTATIONS = np.arange(40) * 2 * np.pi / 40
+ORIENTATIONS = np.linspace(0.0, 2 * np.pi, 40)
 POSITIONS = np.linspace(0.0, 1.0, 32)
-UNIT_PIXELS = 10.0  # pixels per unit length of the unit shapes at scale 1
-MARGIN = 12.0  # pixels between the image border and the extreme shape centres
+CENTRES = (16.0, 48.0)  # pixel coordinate of the sprite centre at positions 0 and 1
+# Lengths at scale 1 in pixels, y up from the sprite centre (fitted to the real frames, above).
+SQUARE_HALF_SIDE = 9.6
+ELLIPSE_SEMI_AXES = (12.8, 7.2)
+HEART_LOBES = (4.6, 3.94, 5.14)  # discs centred at (+-4.6, 3.94) of radius 5.14
+HEART_TIP = 8.76  # the tip at (0, -8.76)
+
+
+def _cone(u: np.ndarray, v: np.ndarray, tip: np.ndarray, centre: np.ndarray, radius: float):
+  """Whether points (u, v) are in the convex hull of the point `tip` and a disc."""
+  axis = centre - tip
+  length = np.linalg.norm(axis)
+  axis = axis / length
+  du, dv = u - tip[0], v - tip[1]
+  along = du * axis[0] + dv * axis[1]
+  across = np.abs(du * axis[1] - dv * axis[0])
+  tangent_along = (length**2 - radius**2) / length  # where the tangents touch the disc
+  slope = radius / np.sqrt(length**2 - radius**2)
+  in_disc = (u - centre[0]) ** 2 + (v - centre[1]) ** 2 <= radius**2
+  return in_disc | ((along >= 0) & (along <= tangent_along) & (across <= along * slope))
 
 
 def _inside(shape: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-  """Whether points (u, v) of the shape's own frame (unit scale, y up) are inside it."""
-  if shape == 0:  # square of side 1.5
-    return np.maximum(np.abs(u), np.abs(v)) <= 0.75
-  if shape == 1:  # ellipse with semi-axes 1 and 0.5
-    return u**2 + (v / 0.5) ** 2 <= 1.0
-  x, y = u / 0.9, v / 0.9 + 0.1  # heart curve (x^2 + y^2 - 1)^3 <= x^2 y^3, about 2 units tall
-  return (x**2 + y**2 - 1) ** 3 - x**2 * y**3 <= 0
+  """Whether points (u, v) of the shape's own frame (pixels at scale 1, y up) are inside it."""
+  if shape == 0:
+    return np.maximum(np.abs(u), np.abs(v)) <= SQUARE_HALF_SIDE
+  if shape == 1:
+    return (u / ELLIPSE_SEMI_AXES[0]) ** 2 + (v / ELLIPSE_SEMI_AXES[1]) ** 2 <= 1.0
+  a, b, radius = HEART_LOBES
+  tip = np.array([0.0, -HEART_TIP])
+  return _cone(u, v, tip, np.array([-a, b]), radius) | _cone(u, v, tip, np.array([a, b]), radius)
 
 
-def render(factors: np.ndarray) -> np.ndarray:
-  """(n, 5) factor indices -> (n, 64, 64, 1) uint8 images in {0, 1}."""
-  factors = np.asarray(factors).reshape(-1, len(FACTOR_SIZES))
-  centres = np.arange(SIZE) + 0.5
-  images = np.zeros((len(factors), SIZE, SIZE, 1), np.uint8)
-  for i, (shape, scale, orientation, x, y) in enumerate(factors):
-    cx = MARGIN + POSITIONS[x] * (SIZE - 2 * MARGIN)
-    cy = MARGIN + POSITIONS[y] * (SIZE - 2 * MARGIN)
-    dx = (centres[None, :] - cx) / (UNIT_PIXELS * SCALES[scale])
-    dy = -(centres[:, None] - cy) / (UNIT_PIXELS * SCALES[scale])  # rows grow downwards
-    cos, sin = np.cos(ORIENTATIONS[orientation]), np.sin(ORIENTATIONS[orientation])
-    u, v = cos * dx + sin * dy, -sin * dx + cos * dy  # rotate the point by -orientation
-    images[i, :, :, 0] = _inside(int(shape), u, v)
+def _render_chunk(factors: np.ndarray) -> np.ndarray:
+  shape, scale, orientation, x, y = (factors[:, i, None, None] for i in range(len(FACTOR_SIZES)))
+  pixel_centres = np.arange(SIZE) + 0.5
+  low, high = CENTRES
+  dx = (pixel_centres[None, None, :] - (low + (high - low) * POSITIONS[x])) / SCALES[scale]
+  dy = ((low + (high - low) * POSITIONS[y]) - pixel_centres[None, :, None]) / SCALES[scale]
+  cos, sin = np.cos(ORIENTATIONS[orientation]), np.sin(ORIENTATIONS[orientation])
+  u, v = cos * dx + sin * dy, cos * dy - sin * dx  # rotate the point by -orientation
+  images = np.zeros((len(factors), SIZE, SIZE), np.uint8)
+  for s in range(len(SHAPES)):
+    chosen = shape[:, 0, 0] == s
+    images[chosen] = _inside(s, u[chosen], v[chosen])
   return images
+
+
+def render(factors: np.ndarray, chunk: int = 64) -> np.ndarray:
+  """(n, 5) factor indices -> (n, 64, 64, 1) uint8 images in {0, 1}. Rendered `chunk` images at a
+  time: 64 keeps the arrays in cache, 4x faster for hearts than 4,096 at once (measured here)."""
+  factors = np.asarray(factors).reshape(-1, len(FACTOR_SIZES))
+  images = [_render_chunk(factors[i : i + chunk]) for i in range(0, len(factors), chunk)]
+  return np.concatenate(images or [np.zeros((0, SIZE, SIZE), np.uint8)])[..., None]
 
 
 def factors_of(index: np.ndarray) -> np.ndarray:
@@ -90,11 +130,13 @@ class DspritesProcedural(tfds.core.GeneratorBasedBuilder):
   five factor indices) and `label` (the shape). `train` holds every combination of the config's
   grid; `test` a seeded sample of 5,000 (with repeats) for held-out evaluation."""
 
-  VERSION = tfds.core.Version("1.1.0")
+  VERSION = tfds.core.Version("2.0.0")
   RELEASE_NOTES = {
+      "2.0.0": "the renderer calibrated to the real data set's published frames: larger sprites, "
+      "32 px of travel, orientations in [0, 2 pi] ends included",
       "1.1.0": "images stored zlib-compressed (62 bytes each rather than 4,096), so "
       "the full grid's preparation stays in TFDS's in-memory shuffle buffer, "
-      "which spills to disk only through TensorFlow"
+      "which spills to disk only through TensorFlow",
   }
   BUILDER_CONFIGS = [
       tfds.core.BuilderConfig(name="full", description="all 737,280 combinations"),
