@@ -64,11 +64,13 @@ def _runnable(command: str, tmp_path, data_dir) -> list[str]:
     return [module, *args, "--seconds=0.05", "--repeats=1"]
   if module == "experiments.report":
     return [module, *args]
+  if module == "experiments.position_diagnostic":
+    return [module, *args, "--seeds=1", "--steps=2"]
   extra = [f"--workdir={tmp_path / 'run'}", f"--config.data_dir={data_dir}", *SHORT]
   if re.search(r"--model=(beta_vae|dip_vae)", command):
     extra += DISENTANGLEMENT
     if "--config.dataset" not in command:
-      extra.append("--config.dataset=dsprites_procedural/coarse")  # full: 128 s to prepare
+      extra.append("--config.dataset=dsprites_procedural/coarse")  # full: minutes to prepare
   if module == "experiments.sweep":
     extra.append("--config.num_steps=2")
   return [module, *args, *extra]

@@ -9,6 +9,7 @@ from PIL import Image
 from PIL import ImageSequence
 
 import zoo
+from experiments import position_diagnostic
 from zoo.data import dsprites
 
 FRAMES = pathlib.Path(__file__).parent / "data" / "dsprites.gif"
@@ -173,3 +174,16 @@ def test_dsprites_builder_stores_the_renders_of_its_factors(data_dir):
   np.testing.assert_array_equal(np.stack([r["image"] for r in records]), dsprites.render(factors))
   assert [r["label"] for r in records] == list(factors[:, 0])
   assert set(np.unique(factors[:, 3])) <= set(range(0, 32, 8))
+
+
+def test_the_position_diagnostic_finds_the_latent_that_is_a_position():
+  """A code whose latent 3 is position x rescaled and latent 0 position y squared, the rest
+  noise. For y uniform on 0..31, corr(y, y^2)^2 = 0.9339 (from the sums of k, k^2, k^3, k^4)."""
+  factors = position_diagnostic.FACTORS
+  x, y = factors[:, 3].astype(float), factors[:, 4].astype(float)
+  noise = RNG.normal(size=(len(factors), 4))
+  code = np.c_[y**2, noise[:, :2], -3 * x + 1, noise[:, 2:]]
+  (x_r2, x_latent), (y_r2, y_latent) = position_diagnostic.best_latents(code, factors)
+  assert (x_latent, y_latent) == (3, 0)
+  np.testing.assert_allclose(x_r2, 1.0)
+  np.testing.assert_allclose(y_r2, 0.9339, atol=1e-4)

@@ -2,7 +2,7 @@
 
 smoke    seconds: narrow layers on dsprites_procedural/coarse (11,520 images).
 default  tens of minutes on 2 CPU cores: the papers' architecture on dsprites_procedural/full
-         (all 737,280 images, prepared once on first use: 128 s on this 2-core CPU).
+         (all 737,280 images, prepared once on first use: under 2 minutes on this 2-core CPU).
 paper    the papers' architecture and optimiser as disentanglement_lib fixes them: Adam 1e-4,
          batch 64, 300,000 steps.
 """
