@@ -45,8 +45,7 @@ def best_latents(means: np.ndarray, factors: np.ndarray) -> list[tuple[float, in
   return best
 
 
-def train_and_score(seed: int) -> list[tuple[float, int]]:
-  images = dsprites.render(FACTORS).astype(np.float32)
+def train_and_score(images: np.ndarray, seed: int) -> list[tuple[float, int]]:
   layers = {} if FLAGS.paper_layers else {"conv_features": (16, 16, 32, 32), "hidden_dim": 128}
   model = zoo.build("beta_vae", beta=FLAGS.beta, **layers)
   config = zoo.get("beta_vae").default_config("default")
@@ -69,8 +68,9 @@ def main(argv) -> int:
   FLAGS(argv)
   print("| seed | x: R^2 (latent) | y: R^2 (latent) | passes |")
   print("|---:|---:|---:|---|")
+  images = dsprites.render(FACTORS).astype(np.float32)
   for seed in range(FLAGS.seeds):
-    (x, x_latent), (y, y_latent) = train_and_score(seed)
+    (x, x_latent), (y, y_latent) = train_and_score(images, seed)
     passes = min(x, y) >= FLAGS.threshold and x_latent != y_latent
     print(f"| {seed} | {x:.2f} ({x_latent}) | {y:.2f} ({y_latent}) | {'yes' if passes else 'no'} |")
   return 0

@@ -132,8 +132,9 @@ class DspritesProcedural(tfds.core.GeneratorBasedBuilder):
 
   VERSION = tfds.core.Version("2.0.0")
   RELEASE_NOTES = {
-      "2.0.0": "the renderer calibrated to the real data set's published frames: larger sprites, "
-      "32 px of travel, orientations in [0, 2 pi] ends included",
+      "2.0.0": "the renderer calibrated to the real data set's published frames: larger squares "
+      "and ellipses, smaller hearts, 32 px of travel, orientations in [0, 2 pi] ends "
+      "included",
       "1.1.0": "images stored zlib-compressed (62 bytes each rather than 4,096), so "
       "the full grid's preparation stays in TFDS's in-memory shuffle buffer, "
       "which spills to disk only through TensorFlow",
