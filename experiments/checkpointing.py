@@ -39,18 +39,22 @@ class Checkpoints:
       self.best_value, self.best_step = np.asarray(saved["value"]), np.asarray(saved["step"])
 
   def resume(self, state: training.TrainState) -> training.TrainState:
-    """The state of the latest checkpoint, which must have the shapes of `state`; `state`
-    itself where there is none."""
+    """The state of the latest checkpoint, which must have the arrays of `state`; `state`
+    itself where there is none. A checkpoint that does not fit is refused before it is read
+    (a read that orbax abandons half done leaves callbacks to an event loop it has closed)."""
     if not self.start_step:
       return state
-    try:
-      return self.latest.restore(self.start_step, args=ocp.args.StandardRestore(state))
-    except ValueError as e:
+    difference = _first_difference(
+        ocp.tree.to_flat_dict(self.latest.item_metadata(self.start_step).tree),
+        ocp.tree.to_flat_dict(state),
+    )
+    if difference:
       raise errors.UserError(
           f"the checkpoint at step {self.start_step} in {self.latest.directory} does not fit "
-          f"this config (a different model, num_seeds or zoo version wrote it; "
-          f"{str(e).splitlines()[0][:200]}); train into a new workdir"
-      ) from None
+          f"this config (a different model, num_seeds or zoo version wrote it; {difference}); "
+          f"train into a new workdir"
+      )
+    return self.latest.restore(self.start_step, args=ocp.args.StandardRestore(state))
 
   def seconds_trained(self) -> float:
     """The wall-clock seconds the run had trained when it saved the checkpoint it resumes
@@ -102,6 +106,21 @@ class Checkpoints:
       )
     return "no checkpoint was written yet"
 
-  def wait(self) -> None:
-    self.latest.wait_until_finished()
-    self.best.wait_until_finished()
+  def close(self) -> None:
+    """Wait for the saves in flight, then release the managers' threads and event loops."""
+    self.latest.close()
+    self.best.close()
+
+
+def _first_difference(saved: dict, wanted: dict) -> str | None:
+  """The first array of the flat trees `saved` and `wanted` that differs, in words."""
+  for path in sorted(set(saved) | set(wanted)):
+    name = "/".join(map(str, path))
+    if path not in wanted:
+      return f"{name} is only in the checkpoint"
+    if path not in saved:
+      return f"{name} is not in the checkpoint"
+    was, now = saved[path], wanted[path]
+    if (tuple(was.shape), was.dtype) != (tuple(now.shape), now.dtype):
+      return f"{name} is {was.dtype}{list(was.shape)} there, {now.dtype}{list(now.shape)} here"
+  return None

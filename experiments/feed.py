@@ -140,6 +140,11 @@ class TrainFeed:
         for seed, part in zip(seeds, labeled)
     ]
 
+  def close(self) -> None:
+    """Stop the streams' reading threads."""
+    for stream in self.streams:
+      stream.close()
+
   def batch(self, step: int):
     if not self.game:
       return self.devices.shard_batch(stack([next(s) for s in self.streams]), leading_axes=1)

@@ -158,26 +158,40 @@ def setup(config: ml_collections.ConfigDict, workdir: str, devices=None) -> Run:
 
 
 def train(run: Run):
-  """The training loop, from the latest checkpoint: (final state, checkpoints, last step,
-  training seconds, the open metric log)."""
+  """The training loop, from the latest checkpoint: (final state, the checkpoints (closed; their
+  record of each replica's best evaluation stays), last step, training seconds, the open metric
+  log). Whatever it opened is closed when it raises, the metric log included."""
   config, devices, seeds = run.config, run.devices, run.seeds
-  saved = checkpointing.Checkpoints(run.workdir, devices, len(seeds), run.is_writer)
-  start = saved.start_step
-  stopping = EarlyStopping(config.early_stopping_patience, config.eval_every)
-  init_rngs, rngs = training.replica_keys(seeds)
-  train_step, optimizer = training.make_step(run.model, config, run.game)
-  train_step = jax.jit(training.make_replicated_step(train_step, len(seeds)), donate_argnums=0)
-  statistics = config.gradient_statistics_draws and jax.jit(
-      training.map_replicas(
-          training.make_gradient_statistics(run.model, config.gradient_statistics_draws), len(seeds)
-      )
-  )
-  feeder = feed.TrainFeed(
-      run.dataset, run.preprocessing, config, devices, seeds, run.labeled, start, run.game
-  )
-  log = logs.MetricLog(run.workdir, run.is_writer, resume_step=start)
-  progress = logs.Progress(config.num_steps, run.is_writer)
-  with contextlib.closing(feed.prefetch(feeder.batch, start)) as batches:
+  with contextlib.ExitStack() as cleanup:
+    saved = cleanup.enter_context(
+        contextlib.closing(
+            checkpointing.Checkpoints(run.workdir, devices, len(seeds), run.is_writer)
+        )
+    )
+    start = saved.start_step
+    stopping = EarlyStopping(config.early_stopping_patience, config.eval_every)
+    init_rngs, rngs = training.replica_keys(seeds)
+    train_step, optimizer = training.make_step(run.model, config, run.game)
+    train_step = jax.jit(training.make_replicated_step(train_step, len(seeds)), donate_argnums=0)
+    statistics = config.gradient_statistics_draws and jax.jit(
+        training.map_replicas(
+            training.make_gradient_statistics(run.model, config.gradient_statistics_draws),
+            len(seeds),
+        )
+    )
+    feeder = cleanup.enter_context(
+        contextlib.closing(
+            feed.TrainFeed(
+                run.dataset, run.preprocessing, config, devices, seeds, run.labeled, start, run.game
+            )
+        )
+    )
+    log = logs.MetricLog(run.workdir, run.is_writer, resume_step=start)
+    cleanup.push(lambda failed, *_: failed and log.close())  # else `finish` writes and closes it
+    progress = cleanup.enter_context(
+        contextlib.closing(logs.Progress(config.num_steps, run.is_writer))
+    )
+    batches = cleanup.enter_context(contextlib.closing(feed.prefetch(feeder.batch, start)))
     batch = next(batches)
     one_batch = jax.tree.map(lambda x: x[:, 0], batch) if run.game else batch
     state = saved.resume(
@@ -214,8 +228,6 @@ def train(run: Run):
           or stopping.stopped(saved.best_step, step).all()
       ):
         saved.save(step, state, time.time() - started)
-  saved.wait()
-  progress.close()
   return state, saved, step, time.time() - started, log
 
 

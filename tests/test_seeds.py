@@ -1,7 +1,10 @@
 """Several seeds in one step: each replica is exactly the single-seed run of its seed."""
 
+import gc
 import json
 import os
+import sys
+import threading
 
 import jax
 import numpy as np
@@ -146,11 +149,23 @@ def test_summary_is_the_mean_and_its_standard_error():
   assert loop.summary("test", [{"a": 1.0}]) == {"test": {"a": 1.0}}
 
 
-def test_resuming_with_another_number_of_seeds_is_one_clear_error(tmp_path, data_dir):
+def test_resuming_with_another_number_of_seeds_is_one_clear_error(tmp_path, data_dir, monkeypatch):
+  """And the refusal leaves nothing running: every thread the refused run started ends (the
+  metric log's too), and no exception is left unraisable (as is one raised into an event loop
+  of a checkpoint read that was left half done)."""
   workdir = str(tmp_path / "run")
   loop.train_and_evaluate(config_of("maf", data_dir, num_steps=20), workdir)
-  with pytest.raises(zoo.errors.UserError, match="does not fit this config"):
+  threads, unraisable = set(threading.enumerate()), []
+  monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+  with pytest.raises(
+      zoo.errors.UserError, match=r"does not fit this config .*\w+\[1(, \d+)*\] there, \w+\[2"
+  ):  # an array with the seed axis: one replica saved, two wanted
     loop.train_and_evaluate(config_of("maf", data_dir, num_steps=40, num_seeds=2), workdir)
+  gc.collect()
+  for thread in set(threading.enumerate()) - threads:
+    thread.join(timeout=5)
+    assert not thread.is_alive(), thread
+  assert not unraisable, [u.exc_value for u in unraisable]
 
 
 def test_replicas_are_unrolled_on_cpu_only_where_the_step_convolves():
