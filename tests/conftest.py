@@ -1,10 +1,15 @@
-"""Every test sees 4 emulated CPU devices, so sharded code paths run everywhere; a test run
-compiles each slow-to-compile program once (`JAX_COMPILATION_CACHE_DIR`)."""
+"""Every test sees 4 emulated CPU devices, so sharded code paths run everywhere. A test run
+compiles each slow-to-compile program once (`JAX_COMPILATION_CACHE_DIR`), and compiles with
+XLA's backend (LLVM) optimisation off, in the commands the tests start too: the programs are
+the same and compute the same up to rounding, in half the compile time (the beta-VAE smoke
+run's 132 programs: 4.2 s against 9.8 s; the fast suite, 2 cores, 2026-12-02: 578 s against
+617 s). Users' commands compile at XLA's default level."""
 
 import os
 
 os.environ["XLA_FLAGS"] = (
-    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+    f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4"
+    " --xla_backend_optimization_level=0"
 ).strip()
 
 import shutil  # pylint: disable=wrong-import-position
@@ -88,6 +93,17 @@ def assert_samples_follow(log_prob_fn, samples, half_width=20.0):
   assert total_variation < 0.03
 
 
+def command_env(xla_flags: str = "") -> dict:
+  """The environment of a command a test starts: the tests' XLA flags, but one CPU device
+  unless `xla_flags` says otherwise."""
+  kept = [
+      flag
+      for flag in os.environ["XLA_FLAGS"].split()
+      if not flag.startswith("--xla_force_host_platform_device_count")
+  ]
+  return {**os.environ, "XLA_FLAGS": " ".join([*kept, xla_flags]).strip()}
+
+
 def run_cli(*args, timeout=300, module="experiments.run"):
   """`python -m MODULE ARGS` in a subprocess: (return code, stdout, stderr)."""
   result = subprocess.run(
@@ -96,7 +112,7 @@ def run_cli(*args, timeout=300, module="experiments.run"):
       capture_output=True,
       text=True,
       timeout=timeout,
-      env={**os.environ, "XLA_FLAGS": ""},
+      env=command_env(),
   )
   return result.returncode, result.stdout, result.stderr
 

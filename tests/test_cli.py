@@ -171,30 +171,17 @@ def test_nice_on_mnist_offline_is_one_line(tmp_path, data_dir):
 
 
 def test_sweep_trains_each_combination_and_writes_table_and_plot(tmp_path, data_dir):
-  import subprocess  # pylint: disable=import-outside-toplevel
-  import sys  # pylint: disable=import-outside-toplevel
-
-  from conftest import ROOT  # pylint: disable=import-outside-toplevel
-
-  result = subprocess.run(
-      [
-          sys.executable,
-          "-m",
-          "experiments.sweep",
-          "--model=vimco",
-          "--preset=smoke",
-          f"--workdir={tmp_path}",
-          f"--config.data_dir={data_dir}",
-          "--sweep=model.estimator=vimco,reinforce",
-          "--sweep=model.num_samples=1,2",
-      ],
-      cwd=ROOT,
-      capture_output=True,
-      text=True,
+  code, _, stderr = run_cli(
+      "--model=vimco",
+      "--preset=smoke",
+      f"--workdir={tmp_path}",
+      f"--config.data_dir={data_dir}",
+      "--sweep=model.estimator=vimco,reinforce",
+      "--sweep=model.num_samples=1,2",
       timeout=600,
-      env={**os.environ, "XLA_FLAGS": ""},
+      module="experiments.sweep",
   )
-  assert result.returncode == 0, result.stderr
+  assert code == 0, stderr
   table = (tmp_path / "sweep.md").read_text()
   assert table.count("| estimator=") == 3
   assert "skipped: estimator=vimco,num_samples=1" in table

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import command_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS = ("README.md", "RESULTS.md", "BENCHMARKS.md", "BUILD.md")
@@ -85,7 +86,7 @@ def test_a_documented_command_runs(doc, command, tmp_path, data_dir):
       capture_output=True,
       text=True,
       timeout=900,
-      env={**os.environ, "XLA_FLAGS": ""},
+      env=command_env(),
   )
   if result.returncode == 0:
     return

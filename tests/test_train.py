@@ -16,6 +16,7 @@ import numpy as np
 import optax
 import pytest
 from conftest import ROOT
+from conftest import command_env
 from conftest import perturbed
 
 import zoo
@@ -177,7 +178,7 @@ def _cli(workdir, data_dir, *extra):
 
 
 def test_resume_after_kill_equals_the_uninterrupted_run(tmp_path, data_dir):
-  env = {**os.environ, "XLA_FLAGS": ""}
+  env = command_env()
   whole, killed = str(tmp_path / "whole"), str(tmp_path / "killed")
   subprocess.run(_cli(whole, data_dir), cwd=ROOT, env=env, check=True, capture_output=True)
   process = subprocess.Popen(
