@@ -18,9 +18,10 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(PY) -m experiments.run --model=maf
 
-# The fast suite (minutes); the slow checks are behind the `slow` marker.
+# The fast suite (minutes); the slow checks are behind the `slow` marker. Tests that share a
+# module's expensive fixture are marked to run on one worker (`xdist_group`).
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 -m "not slow"
+	$(PY) -m pytest -q -n 2 --dist loadgroup -m "not slow"
 
 # Style (pyink, as flax formats), lint (ruff) and types (mypy on the library), as CI runs them.
 lint: $(STAMP)

@@ -79,6 +79,7 @@ def single_maf_runs(tmp_path_factory, data_dir):
   return runs
 
 
+@pytest.mark.xdist_group("single_maf_runs")  # one worker trains the fixture's runs for both
 @pytest.mark.parametrize("unrolled", [True, False], ids=["unrolled", "vmapped"])
 def test_each_replica_equals_the_single_seed_run(
     single_maf_runs, tmp_path, data_dir, monkeypatch, unrolled
