@@ -160,6 +160,9 @@ def test_a_finished_run_writes_every_output(tmp_path, data_dir, monkeypatch):
   assert model.apply(variables, x, method="log_prob").shape == (3,)
 
 
+KILLED_RUN = {"num_steps": 400, "checkpoint_every": 20, "log_every": 10, "eval_every": 100}
+
+
 def _cli(workdir, data_dir, *extra):
   return [
       sys.executable,
@@ -169,10 +172,7 @@ def _cli(workdir, data_dir, *extra):
       "--preset=smoke",
       f"--workdir={workdir}",
       f"--config.data_dir={data_dir}",
-      "--config.num_steps=400",
-      "--config.checkpoint_every=20",
-      "--config.log_every=10",
-      "--config.eval_every=100",
+      *(f"--config.{key}={value}" for key, value in KILLED_RUN.items()),
       *extra,
   ]
 
@@ -180,7 +180,8 @@ def _cli(workdir, data_dir, *extra):
 def test_resume_after_kill_equals_the_uninterrupted_run(tmp_path, data_dir):
   env = command_env()
   whole, killed = str(tmp_path / "whole"), str(tmp_path / "killed")
-  subprocess.run(_cli(whole, data_dir), cwd=ROOT, env=env, check=True, capture_output=True)
+  # uninterrupted here, on one device as the command sees one: the same arithmetic
+  loop.train_and_evaluate(smoke_config(data_dir, **KILLED_RUN), whole, devices=jax.devices()[:1])
   process = subprocess.Popen(
       _cli(killed, data_dir),
       cwd=ROOT,
@@ -202,7 +203,7 @@ def test_resume_after_kill_equals_the_uninterrupted_run(tmp_path, data_dir):
   process.send_signal(signal.SIGKILL)
   process.wait()
   stopped_at = read_metrics(killed)[-1]["step"]
-  assert stopped_at < 400, "the run finished before it could be killed"
+  assert stopped_at < KILLED_RUN["num_steps"], "the run finished before it could be killed"
   subprocess.run(_cli(killed, data_dir), cwd=ROOT, env=env, check=True, capture_output=True)
   assert read_metrics(killed) == read_metrics(whole)
   with open(os.path.join(killed, "results.json")) as f, open(
