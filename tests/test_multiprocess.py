@@ -101,6 +101,13 @@ def assert_equal_up_to_reduction_order(one, two):
       np.testing.assert_allclose(a[key], b[key], rtol=1e-3, err_msg=key)
 
 
+def assert_trained_by_two_processes_of_four_devices(workdir, num_steps):
+  with open(os.path.join(workdir, "results.json")) as f:
+    results = json.load(f)
+  assert results["steps"] == num_steps
+  assert results["processes"] == 2 and results["devices"] == 4
+
+
 @pytest.mark.slow  # the game's twin of the test below (which shares its runs with the kill)
 def test_two_processes_of_two_devices_train_a_game_as_one_of_four(tmp_path, data_dir):
   config = zoo.get("wgan").default_config("smoke")
@@ -108,6 +115,7 @@ def test_two_processes_of_two_devices_train_a_game_as_one_of_four(tmp_path, data
   loop.train_and_evaluate(config, str(tmp_path / "one"))  # this process: 4 devices
   finish(launch(str(tmp_path / "two"), data_dir, "wgan"), str(tmp_path / "two"))
   assert_equal_up_to_reduction_order(read_metrics(tmp_path / "one"), read_metrics(tmp_path / "two"))
+  assert_trained_by_two_processes_of_four_devices(tmp_path / "two", config.num_steps)
 
 
 class _LocalDevices:
@@ -162,10 +170,7 @@ def test_two_processes_train_as_one_of_four_and_a_killed_pair_resumes_exactly(tm
       [r for r in read_metrics(one) if not any(k.startswith("test/") for k in r)],
       [r for r in read_metrics(whole) if r["step"] <= config.num_steps],
   )
-  with open(os.path.join(whole, "results.json")) as f:
-    results = json.load(f)
-  assert results["steps"] == settings["num_steps"]
-  assert results["processes"] == 2 and results["devices"] == 4
+  assert_trained_by_two_processes_of_four_devices(whole, settings["num_steps"])
   processes = launch(killed, data_dir, "maf", *flags)
   deadline, checkpoint_dir = time.time() + 300, os.path.join(killed, "checkpoints")
   while time.time() < deadline and all(p.poll() is None for p in processes):
