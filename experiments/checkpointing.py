@@ -16,6 +16,72 @@ from zoo import training
 
 PROGRESS = "progress.json"  # the training seconds spent up to the last checkpoint
 
+# The config's top-level keys that a resumed run may change (with --allow_config_change): every
+# step computes what it did (the model, data, optimiser and seeds are as they were); only how
+# long the run trains, how often it logs, evaluates and checkpoints, and what it measures and
+# draws at the end differ.
+RESUMABLE_CHANGES = (
+    "num_steps",
+    "log_every",
+    "eval_every",
+    "checkpoint_every",
+    "early_stopping_patience",
+    "eval_batch_size",
+    "gradient_statistics_draws",
+    "num_images",
+    "figures",
+    "scores",
+    "disentanglement",
+    "data_dir",
+)
+
+
+def has_checkpoint(workdir: str) -> bool:
+  """Whether the run in `workdir` has saved a train state (orbax names a finished step's
+  directory by the step alone)."""
+  path = os.path.join(workdir, checkpoints.CHECKPOINTS)
+  return os.path.isdir(path) and any(name.isdigit() for name in os.listdir(path))
+
+
+def check_config(workdir: str, config: dict, allow_changes: bool = False) -> None:
+  """Refuse to resume the run in `workdir` with a config other than its config.json: one
+  `UserError` naming each changed key. With `allow_changes` a run continues where only
+  `RESUMABLE_CHANGES` changed. A workdir with no checkpoint has trained nothing to keep."""
+  path = os.path.join(workdir, checkpoints.CONFIG)
+  if not has_checkpoint(workdir) or not os.path.exists(path):
+    return
+  with open(path) as f:
+    saved = _flat(json.load(f))
+  wanted = _flat(json.loads(json.dumps(config)))  # as config.json holds it: tuples as lists
+  changed = sorted(
+      k for k in set(saved) | set(wanted) if saved.get(k, "unset") != wanted.get(k, "unset")
+  )
+  if not changed:
+    return
+  fixed = [k for k in changed if k.split(".")[0] not in RESUMABLE_CHANGES]
+  if allow_changes and not fixed:
+    return
+  what = ", ".join(f"{k} {saved.get(k, 'unset')} -> {wanted.get(k, 'unset')}" for k in changed)
+  if fixed:
+    advice = (
+        f"{', '.join(fixed)} cannot change in a resumed run (only "
+        f"{', '.join(RESUMABLE_CHANGES)} can): train into a new workdir"
+    )
+  else:
+    advice = "pass --allow_config_change to continue with these changes, or use a new workdir"
+  raise errors.UserError(f"{workdir} holds a run trained with another config ({what}); {advice}")
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+  """A nested dict's leaves by dotted key."""
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      flat.update(_flat(value, f"{prefix}{key}."))
+    else:
+      flat[f"{prefix}{key}"] = value
+  return flat
+
 
 class Checkpoints:
   """The latest and the best checkpoints of the run in `workdir`, of `num_replicas` replicas.

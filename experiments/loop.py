@@ -102,12 +102,17 @@ class Run:
     return jax.process_index() == 0
 
 
-def setup(config: ml_collections.ConfigDict, workdir: str, devices=None) -> Run:
+def setup(
+    config: ml_collections.ConfigDict, workdir: str, devices=None, allow_config_change=False
+) -> Run:
   """The run of `config` into `workdir`, every mistake a user can fix found before training:
-  a `zoo.errors.UserError` naming the field."""
+  a `zoo.errors.UserError` naming the field. A workdir that has trained resumes only with its
+  own config, or with `allow_config_change` one that changes only
+  `checkpointing.RESUMABLE_CHANGES`."""
   config = configs.finalize(config)
   spec = zoo.get(config.model_name)
   configs.validate(config, game=spec.family == "game")
+  checkpointing.check_config(workdir, config.to_dict(), allow_config_change)
   model = spec.build(**config.model)
   devices = training.Devices.all(devices)
   dataset = feed.load_data(config)
@@ -337,13 +342,16 @@ def finish(run: Run, state, saved, step: int, train_seconds: float, log) -> dict
   return results
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=None) -> dict:
+def train_and_evaluate(
+    config: ml_collections.ConfigDict, workdir: str, devices=None, allow_config_change=False
+) -> dict:
   """Train `config.model_name` as `config` says, writing into `workdir`; returns results.json.
 
-  Resumes from the latest checkpoint in `workdir`. Raises `zoo.errors.UserError` for mistakes a
-  user can fix, `NonFiniteLossError` when the loss diverges.
+  Resumes from the latest checkpoint in `workdir` (with a changed config only as `setup` says).
+  Raises `zoo.errors.UserError` for mistakes a user can fix, `NonFiniteLossError` when the loss
+  diverges.
   """
-  run = setup(config, workdir, devices)
+  run = setup(config, workdir, devices, allow_config_change)
   return finish(run, *train(run))
 
 

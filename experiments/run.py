@@ -2,9 +2,11 @@
 
   python -m experiments.run --model=NAME [--preset=default|smoke|paper] [--workdir=DIR]
       [--config.KEY=VALUE ...] [--coordinator_address=H:P --num_processes=N --process_id=I]
-      [--distributed]
+      [--distributed] [--allow_config_change]
 
-Started again on the same workdir, it resumes from the last checkpoint. A mistake in what was
+Started again on the same workdir, it resumes from the last checkpoint, with the config it
+trained with (--allow_config_change: or one that changes only how long it trains and how often
+it logs, evaluates and checkpoints). A mistake in what was
 asked for ends with one line on stderr and exit status 2; a diverged loss with exit status 3.
 """
 
@@ -21,6 +23,12 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "Registry name of the model: " + ", ".join(zoo.list_models()))
 flags.DEFINE_enum("preset", "default", configs.PRESETS, "Configuration preset.")
 flags.DEFINE_string("workdir", None, "Where to write; default workdirs/MODEL-PRESET.")
+flags.DEFINE_bool(
+    "allow_config_change",
+    False,
+    "Resume a workdir with a config that differs from its config.json in keys that leave each "
+    "step as it was (num_steps, log_every, eval_every, checkpoint_every, ...).",
+)
 flags.DEFINE_string(
     "coordinator_address",
     None,
@@ -86,7 +94,7 @@ def main(argv) -> int:
   config = parse(argv)
   _start_processes()
   workdir = FLAGS.workdir or os.path.join("workdirs", f"{FLAGS.model}-{FLAGS.preset}")
-  results = loop.train_and_evaluate(config, workdir)
+  results = loop.train_and_evaluate(config, workdir, allow_config_change=FLAGS.allow_config_change)
   test = ", ".join(f"{k} {v:.4f}" for k, v in results["test"].items())
   print(f"{FLAGS.model} on {config.dataset}: test {test}  ({workdir})")
   return 0

@@ -151,17 +151,22 @@ def test_summary_is_the_mean_and_its_standard_error():
 
 
 def test_resuming_with_another_number_of_seeds_is_one_clear_error(tmp_path, data_dir, monkeypatch):
-  """And the refusal leaves nothing running: every thread the refused run started ends (the
-  metric log's too), and no exception is left unraisable (as is one raised into an event loop
-  of a checkpoint read that was left half done)."""
+  """Refused by the config, and where there is none (a checkpoint copied without it), by the
+  checkpoint's arrays. And the refusal leaves nothing running: every thread the refused run
+  started ends (the metric log's too), and no exception is left unraisable (as is one raised
+  into an event loop of a checkpoint read that was left half done)."""
   workdir = str(tmp_path / "run")
   loop.train_and_evaluate(config_of("maf", data_dir, num_steps=20), workdir)
   threads, unraisable = set(threading.enumerate()), []
   monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+  two_seeds = config_of("maf", data_dir, num_steps=20, num_seeds=2)
+  with pytest.raises(zoo.errors.UserError, match=r"num_seeds 1 -> 2\); num_seeds cannot change"):
+    loop.train_and_evaluate(two_seeds, workdir)
+  os.remove(os.path.join(workdir, "config.json"))
   with pytest.raises(
       zoo.errors.UserError, match=r"does not fit this config .*\w+\[1(, \d+)*\] there, \w+\[2"
   ):  # an array with the seed axis: one replica saved, two wanted
-    loop.train_and_evaluate(config_of("maf", data_dir, num_steps=40, num_seeds=2), workdir)
+    loop.train_and_evaluate(two_seeds, workdir)
   gc.collect()
   for thread in set(threading.enumerate()) - threads:
     thread.join(timeout=5)

@@ -212,15 +212,45 @@ def test_resume_after_kill_equals_the_uninterrupted_run(tmp_path, data_dir):
     assert json.load(f)["test"] == json.load(g)["test"]
 
 
-def test_divergence_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path, data_dir):
+def test_divergence_names_the_step_and_keeps_the_last_good_checkpoint(
+    tmp_path, data_dir, monkeypatch
+):
   workdir = str(tmp_path / "run")
-  loop.train_and_evaluate(smoke_config(data_dir, num_steps=20), workdir)
-  with pytest.raises(loop.NonFiniteLossError, match=r"non-finite at step 2[1-9]"):
-    loop.train_and_evaluate(smoke_config(data_dir, num_steps=40, learning_rate=1e12), workdir)
+  batch = feed.TrainFeed.batch
+
+  def poisoned_from_step_25(self, step):
+    clean = batch(self, step)
+    return {**clean, "x": clean["x"] * np.nan} if step >= 25 else clean
+
+  monkeypatch.setattr(feed.TrainFeed, "batch", poisoned_from_step_25)
+  with pytest.raises(
+      loop.NonFiniteLossError, match="non-finite at step 26; .*checkpoint, step 20, is kept"
+  ):
+    loop.train_and_evaluate(smoke_config(data_dir, num_steps=40, checkpoint_every=20), workdir)
   checkpoints = zoo.checkpoints.manager(os.path.join(workdir, "checkpoints"))
   assert checkpoints.latest_step() == 20
   restored = zoo.checkpoints.restore_local(checkpoints, 20)
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(restored["params"]))
+
+
+def test_a_changed_config_resumes_only_where_it_leaves_the_steps_as_they_were(tmp_path, data_dir):
+  workdir = str(tmp_path / "run")
+  loop.train_and_evaluate(smoke_config(data_dir, num_steps=20), workdir)
+  wider = smoke_config(data_dir, num_steps=20)
+  wider.model.hidden_dims = (64, 64)
+  for allowed in (False, True):
+    with pytest.raises(
+        zoo.errors.UserError, match=r"model\.hidden_dims \[32, 32\] -> \[64, 64\]\); .*new workdir"
+    ):
+      loop.train_and_evaluate(wider, workdir, allow_config_change=allowed)
+  longer = smoke_config(data_dir, num_steps=40)
+  with pytest.raises(
+      zoo.errors.UserError, match="num_steps 20 -> 40\\); pass --allow_config_change"
+  ):
+    loop.train_and_evaluate(longer, workdir)
+  assert loop.train_and_evaluate(longer, workdir, allow_config_change=True)["steps"] == 40
+  assert [r["step"] for r in read_metrics(workdir) if "loss" in r] == [10, 20, 30, 40]
+  assert zoo.checkpoints.read_config(workdir).num_steps == 40
 
 
 def test_metric_log_drops_lines_past_the_resumed_step(tmp_path):

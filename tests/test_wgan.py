@@ -193,8 +193,9 @@ def test_a_resumed_game_equals_the_uninterrupted_one(tmp_path, data_dir):
   config.num_steps = 10
   first = loop.train_and_evaluate(config, resumed)
   config.num_steps = 20
-  results = loop.train_and_evaluate(config, resumed)
+  results = loop.train_and_evaluate(config, resumed, allow_config_change=True)
   assert results["test"] == expected["test"]
+  assert not os.path.exists(os.path.join(whole, "best"))  # a game ranks no evaluation
   assert results["train_seconds"] > first["train_seconds"]  # the time before the stop counts
 
   def training_rows(workdir):
