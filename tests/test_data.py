@@ -18,6 +18,12 @@ from zoo.data import transforms
 from zoo.metrics import likelihood
 
 
+def test_preparing_a_set_keeps_standard_output_for_results(tmp_path, capsys):
+  data.load("toy2d/two_moons", str(tmp_path))
+  captured = capsys.readouterr()
+  assert captured.out == "" and "Downloading and preparing" in captured.err
+
+
 def test_digits_builder(data_dir):
   digits = data.load("digits", data_dir)
   sizes = {s: digits.num_examples(s) for s in ("train", "validation", "test")}

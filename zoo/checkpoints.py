@@ -26,7 +26,7 @@ def manager(directory: str, max_to_keep: int | None = None) -> ocp.CheckpointMan
       item_handlers=ocp.StandardCheckpointHandler(),
       options=ocp.CheckpointManagerOptions(
           max_to_keep=max_to_keep,
-          create=True,
+          create=False,  # a directory appears with its first checkpoint
           multiprocessing_options=ocp.options.MultiprocessingOptions(
               barrier_sync_key_prefix=os.path.basename(os.path.normpath(directory))
           ),

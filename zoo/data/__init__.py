@@ -6,10 +6,12 @@
 with one `DatasetUnavailableError` that says so.
 """
 
+import contextlib
 import dataclasses
 import functools
 import os
 import socket
+import sys
 import urllib.parse
 
 import numpy as np
@@ -134,7 +136,9 @@ def load(name: str, data_dir: str | None = None) -> Dataset:
         f"maf_tabular/<{'|'.join(c.name for c in tabular.MafTabular.BUILDER_CONFIGS)}>; "
         "or any TFDS name"
     ) from None
-  if not builder.is_prepared():
+  if builder.is_prepared():
+    return Dataset(name=name, builder=builder)
+  with contextlib.redirect_stdout(sys.stderr):  # TFDS says what it prepares on stdout
     if builder.name in _EMBEDDED:
       manual_dir = os.path.join(builder.data_dir_root, "downloads", "manual")
       if isinstance(builder, tabular.MafTabular):
