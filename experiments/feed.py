@@ -5,6 +5,7 @@ The stream of a seed is a function of (seed, step) (`zoo.data.train_batches`), s
 reads exactly the batches the uninterrupted one would have.
 """
 
+import functools
 import itertools
 import queue
 import threading
@@ -93,12 +94,16 @@ def labeled_parts(model, dataset, config, devices, seeds) -> list[dict]:
 def load_data(config):
   """`zoo.data.load`; in a multi-process run process 0 prepares the data set while the others
   wait, so that no two write it at once."""
+  framing = zoo.data.Framing(config.image_size, config.center_crop) if config.image_size else None
+  load = functools.partial(
+      zoo.data.load, config.dataset, config.data_dir or None, config.splits.to_dict(), framing
+  )
   if jax.process_index() == 0:
-    dataset = zoo.data.load(config.dataset, config.data_dir or None)
+    dataset = load()
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices("data set prepared")
   if jax.process_index() != 0:
-    dataset = zoo.data.load(config.dataset, config.data_dir or None)
+    dataset = load()
   return dataset
 
 

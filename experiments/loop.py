@@ -95,7 +95,7 @@ class Run:
   @property
   def monitor(self) -> str | None:
     """The split evaluated during training: validation, where the data set has one."""
-    return "validation" if "validation" in self.dataset.builder.info.splits else None
+    return "validation" if self.dataset.has("validation") else None
 
   @property
   def is_writer(self) -> bool:
@@ -116,11 +116,6 @@ def setup(
   model = spec.build(**config.model)
   devices = training.Devices.all(devices)
   dataset = feed.load_data(config)
-  if "test" not in dataset.builder.info.splits:  # TFDS's dsprites has only `train`
-    raise errors.UserError(
-        f"data set {config.dataset!r} has no test split to evaluate on "
-        f"(its splits: {', '.join(dataset.builder.info.splits)})"
-    )
   preprocessing = zoo.data.preprocessing(
       dataset, config.preprocess, config.alpha, config.zca_epsilon
   )

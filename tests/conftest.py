@@ -12,16 +12,22 @@ os.environ["XLA_FLAGS"] = (
     " --xla_backend_optimization_level=0"
 ).strip()
 
+import contextlib  # pylint: disable=wrong-import-position
 import shutil  # pylint: disable=wrong-import-position
 import subprocess  # pylint: disable=wrong-import-position
 import sys  # pylint: disable=wrong-import-position
 import tempfile  # pylint: disable=wrong-import-position
+import types  # pylint: disable=wrong-import-position
+from unittest import mock  # pylint: disable=wrong-import-position
 
 import h5py  # pylint: disable=wrong-import-position
 import jax  # pylint: disable=wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
 import pandas as pd  # pylint: disable=wrong-import-position
 import pytest  # pylint: disable=wrong-import-position
+import tensorflow_datasets as tfds  # pylint: disable=wrong-import-position
+
+import zoo  # pylint: disable=wrong-import-position
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -115,6 +121,82 @@ def run_cli(*args, timeout=300, module="experiments.run"):
       env=command_env(),
   )
   return result.returncode, result.stdout, result.stderr
+
+
+class _MockedSource:
+  """A TFDS data source of TFDS's own fake examples (`tfds.testing.mock_data`'s generator,
+  which follows the builder's feature spec); its own batched read, which the mock's source gets
+  wrong (its `__getitems__` is bound without the source)."""
+
+  def __init__(self, generator, size):
+    self.generator, self.size = generator, size
+
+  def __len__(self):
+    return self.size
+
+  def __getitem__(self, key):
+    return self.generator[int(key)]
+
+  def __getitems__(self, keys):
+    return [self.generator[int(k)] for k in keys]
+
+
+class RenderedDSpritesSource:
+  """TFDS's `dsprites` as its data source serves it, with the procedural renderer's images in
+  the place of the published ones: every factor combination once, in a shuffled order, each
+  record holding the published latents_classes under the names TFDS's builder gives them
+  (`dsprites_dataset_builder.py`: classes[1] label_shape, [2] label_scale, [3]
+  label_orientation, [4] label_x_position, [5] label_y_position; column 0 is the colour).
+  (The `value_*` features, which the zoo does not read, are left out.) Images are rendered when
+  read; with TFDS's `SkipDecoding` for `image` they stay encoded (here:
+  unrendered), as TFDS returns an undecoded feature."""
+
+  def __init__(self, split="train", decoders=None):
+    self.skip_images = isinstance((decoders or {}).get("image"), tfds.decode.SkipDecoding)
+    whole = {"train": types.SimpleNamespace(num_examples=737_280)}  # as TFDS's SplitInfo
+    (part,) = tfds.core.ReadInstruction.from_spec(split).to_absolute(whole)
+    self.order = np.random.default_rng(0).permutation(737_280)[part.from_ : part.to]
+
+  def __len__(self):
+    return len(self.order)
+
+  def __getitems__(self, keys):
+    classes = np.concatenate(
+        [np.zeros((len(keys), 1), np.int64), zoo.data.dsprites.factors_of(self.order[keys])], 1
+    )
+    images = [b""] * len(keys) if self.skip_images else zoo.data.dsprites.render(classes[:, 1:])
+    names = ("shape", "scale", "orientation", "x_position", "y_position")
+    return [
+        {
+            "image": image,
+            **{f"label_{name}": c[i + 1] for i, name in enumerate(names)},
+        }
+        for image, c in zip(images, classes)
+    ]
+
+  def __getitem__(self, key):
+    return self.__getitems__([key])[0]
+
+
+@contextlib.contextmanager
+def mocked_tfds(num_examples: int, max_value: int | None = None, sources=None):
+  """TFDS mocked as `tfds.testing.mock_data` mocks it: any registered builder is "prepared"
+  without a download and serves `num_examples` fake examples per split, their integers below
+  `max_value` (2 for a set of binary pixels), or where `sources` names the builder, the data
+  source `sources[name](split, decoders)` makes; the zoo's check for download hosts is off."""
+
+  def as_data_source(builder, split, decoders=None, deserialize_method=None, **kwargs):
+    del deserialize_method, kwargs
+    if builder.name in (sources or {}):
+      return sources[builder.name](split, decoders)
+    generator = tfds.testing.mocking.RandomFakeGenerator(
+        builder.info.features, num_examples, max_value=max_value
+    )
+    return _MockedSource(generator, num_examples)
+
+  with mock.patch.object(zoo.data, "_unreachable_hosts", lambda *_, **__: []):
+    with tfds.testing.mock_data(num_examples=num_examples, as_data_source_fn=as_data_source):
+      yield
 
 
 def write_maf_archive(manual, rng):

@@ -6,8 +6,10 @@ import socket
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 import pytest
 import tensorflow_datasets as tfds
+from conftest import mocked_tfds
 from conftest import write_maf_archive
 
 from zoo import data
@@ -18,10 +20,11 @@ from zoo.data import transforms
 from zoo.metrics import likelihood
 
 
-def test_preparing_a_set_keeps_standard_output_for_results(tmp_path, capsys):
+def test_preparing_an_embedded_set_writes_nothing(tmp_path, capfd):
+  """Standard output is kept for results and standard error for one-line errors; TFDS's
+  "Downloading and preparing" would be in both, and false (nothing is downloaded)."""
   data.load("toy2d/two_moons", str(tmp_path))
-  captured = capsys.readouterr()
-  assert captured.out == "" and "Downloading and preparing" in captured.err
+  assert capfd.readouterr() == ("", "")
 
 
 def test_digits_builder(data_dir):
@@ -32,6 +35,23 @@ def test_digits_builder(data_dir):
   assert batch["x"].shape == (360, 8, 8, 1) and batch["x"].dtype == np.uint8
   assert batch["x"].max() == 16 and set(np.unique(batch["label"])) == set(range(10))
   assert digits.is_image and digits.num_levels == 17 and digits.num_classes == 10
+
+
+def test_a_validation_split_carved_from_train_is_its_tail(data_dir):
+  whole = data.load("digits", data_dir)
+  assert whole.splits == {"train": "train", "validation": "validation", "test": "test"}
+  carved = data.load("digits", data_dir, {"train": "train[:1000]", "validation": "train[1000:]"})
+  sizes = {role: carved.num_examples(role) for role in data.SPLIT_ROLES}
+  assert sizes == {"train": 1000, "validation": 257, "test": 360}
+  train = whole.read("train", np.arange(1257))
+  np.testing.assert_array_equal(carved.read("validation", np.arange(257))["x"], train["x"][1000:])
+  np.testing.assert_array_equal(carved.read("train", np.arange(1000))["x"], train["x"][:1000])
+  for splits, message in (
+      ({"train": "train[:2000]"}, "no split 'train\\[:2000\\]' for its train examples"),
+      ({"holdout": "test"}, "roles train, validation, test, not holdout"),
+  ):
+    with pytest.raises(errors.UserError, match=message):
+      data.load("digits", data_dir, splits)
 
 
 @pytest.mark.parametrize("name", sorted(toy2d.DENSITIES))
@@ -55,20 +75,49 @@ def test_toy2d_builder(data_dir):
   assert moons.num_examples("train") == toy2d.SPLIT_SIZES["train"]
 
 
+def _paper_split_sizes(rows: int) -> dict:
+  """The MAF paper's split of `rows` (its loaders): the last 10% for test, then the last 10% of
+  the rest for validation."""
+  test = int(0.1 * rows)
+  validation = int(0.1 * (rows - test))
+  return {"train": rows - test - validation, "validation": validation, "test": test}
+
+
 @pytest.mark.parametrize(
     "name, dims", [("power", 6), ("gas", 8), ("hepmass", 21), ("miniboone", 43), ("bsds300", 63)]
 )
 def test_maf_tabular_builders_apply_the_papers_preprocessing(tmp_path, name, dims):
-  write_maf_archive(tmp_path / "downloads" / "manual", np.random.default_rng(0))
+  manual = tmp_path / "downloads" / "manual"
+  write_maf_archive(manual, np.random.default_rng(0))
   dataset = data.load(f"maf_tabular/{name}", str(tmp_path))
   assert dataset.example_shape == (dims,)
   sizes = {s: dataset.num_examples(s) for s in ("train", "validation", "test")}
+  if name == "hepmass":  # signal events only; the test file is split off already
+    signal = [
+        int((pd.read_csv(manual / "hepmass" / f"1000_{s}.csv").iloc[:, 0] == 1).sum())
+        for s in ("train", "test")
+    ]
+    validation = int(0.1 * signal[0])
+    expected = {"train": signal[0] - validation, "validation": validation, "test": signal[1]}
+  elif name == "bsds300":  # its file holds its splits as the paper prepared them
+    expected = {"train": 500, "validation": 100, "test": 200}
+  else:
+    expected = _paper_split_sizes(2000)
+  assert sizes == expected
   train = dataset.read("train", np.arange(sizes["train"]))["x"]
   assert train.dtype == np.float32 and train.shape == (sizes["train"], dims)
-  if name != "bsds300":  # BSDS300's file holds its splits as the paper prepared them
-    assert sizes["test"] < sizes["validation"] + sizes["train"]
+  if name != "bsds300":
     np.testing.assert_allclose(train.mean(0), 0, atol=0.15)
     np.testing.assert_allclose(train.std(0), 1, atol=0.15)
+
+
+def test_binary_sets_have_two_levels_and_binarizing_keeps_their_pixels(tmp_path):
+  for name in ("binarized_mnist", "dsprites"):  # TFDS's builders: their features, no data
+    dataset = data.Dataset(name, tfds.builder(name, data_dir=str(tmp_path)))
+    assert dataset.num_levels == 2, name
+    pixels = np.tile(np.array([0, 1], np.uint8), (1000, 1))
+    noise = np.random.default_rng(0).random(pixels.shape, dtype=np.float32)
+    np.testing.assert_array_equal(data.preprocessing(dataset, "binarize")(pixels, noise), pixels)
 
 
 def test_missing_manual_files_say_where_to_put_them(tmp_path):
@@ -100,6 +149,67 @@ def test_small_norb_by_its_tfds_name_labels_its_examples_by_category(tmp_path):
   }
   batch = norb._stack([record, {**record, "label_category": 4}])
   assert batch["x"].shape == (2, 96, 96, 1) and batch["label"].tolist() == [2, 4]
+
+
+def _smooth_image(height, width, channels, seed=0):
+  """An image of smooth random content (low frequencies), so that two correct resamplers agree
+  to rounding."""
+  rows, cols = np.meshgrid(np.linspace(0, 1, height), np.linspace(0, 1, width), indexing="ij")
+  rng = np.random.default_rng(seed)
+  waves = [
+      np.sin(2 * np.pi * (a * rows + b * cols) + c)
+      for a, b, c in rng.uniform(0, 3, size=(channels, 3))
+  ]
+  return np.round(127.5 + 100 * np.stack(waves, -1)).astype(np.uint8)
+
+
+def _resized(image, height, width):
+  """An independent resampler: JAX's antialiased linear (triangle-filter) resize."""
+  shape = (height, width, image.shape[-1])
+  return np.asarray(jax.image.resize(image.astype(np.float32), shape, "linear", antialias=True))
+
+
+@pytest.mark.parametrize("stored", [(256, 341, 3), (341, 256, 3), (240, 240, 1)])
+def test_framing_resizes_the_shorter_side_then_cuts_the_centre_as_torchvision(stored):
+  """WGAN's LSUN frames: torchvision's Resize(64) (shorter side 64, the longer truncated) then
+  CenterCrop(64) (offset round((side - 64) / 2)), the sides computed here from that recipe."""
+  image = _smooth_image(*stored)
+  framed = transforms.Framing(64)(image)
+  short, long = sorted(stored[:2])
+  resized = (64, int(64 * long / short))
+  if stored[0] > stored[1]:
+    resized = resized[::-1]
+  top, left = (round((side - 64) / 2) for side in resized)
+  expected = _resized(image, *resized)[top : top + 64, left : left + 64]
+  assert framed.shape == (64, 64, stored[2]) and framed.dtype == np.uint8
+  interior = np.s_[2:-2, 2:-2]  # the resamplers treat the image's edge differently
+  np.testing.assert_allclose(framed[interior], expected[interior], atol=1.5)
+
+
+def test_framing_with_a_crop_cuts_the_centre_square_then_resizes():
+  """CelebA's face crop: the centre 148 x 148 of a 218 x 178 image (rows 35..182, columns
+  15..162), resized to 64 x 64."""
+  image = _smooth_image(218, 178, 3, seed=1)
+  framed = transforms.Framing(64, crop=148)(image)
+  expected = _resized(image[35:183, 15:163], 64, 64)
+  np.testing.assert_allclose(framed[2:-2, 2:-2], expected[2:-2, 2:-2], atol=1.5)
+  with pytest.raises(errors.UserError, match="center_crop=200 does not fit a 218 x 178 image"):
+    transforms.Framing(64, crop=200)(image)
+
+
+def test_the_papers_photographs_are_read_framed(tmp_path):
+  """TFDS's lsun/bedroom (JPEGs of any size) and celeb_a (218 x 178) on mocked examples: LSUN
+  refused unframed with one line, both read at 64 x 64 when framed."""
+  with mocked_tfds(8):
+    with pytest.raises(errors.UserError, match="varying sizes.*config.image_size"):
+      data.load("lsun/bedroom", str(tmp_path))
+    bedrooms = data.load("lsun/bedroom", str(tmp_path), {"test": "validation"}, data.Framing(64))
+    faces = data.load("celeb_a", str(tmp_path), framing=data.Framing(64, crop=148))
+    for photographs in (bedrooms, faces):
+      assert photographs.example_shape == (64, 64, 3)
+      assert photographs.read("train", np.arange(8))["x"].shape == (8, 64, 64, 3)
+  with pytest.raises(errors.UserError, match="frames images; data set 'toy2d/two_moons'"):
+    data.load("toy2d/two_moons", str(tmp_path), framing=data.Framing(64))
 
 
 def test_unknown_data_set(tmp_path):

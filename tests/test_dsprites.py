@@ -5,6 +5,9 @@ import pathlib
 
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
+from conftest import RenderedDSpritesSource
+from conftest import mocked_tfds
 from PIL import Image
 from PIL import ImageSequence
 
@@ -187,3 +190,30 @@ def test_the_position_diagnostic_finds_the_latent_that_is_a_position():
   assert (x_latent, y_latent) == (3, 0)
   np.testing.assert_allclose(x_r2, 1.0)
   np.testing.assert_allclose(y_r2, 0.9339, atol=1e-4)
+
+
+def test_tfds_dsprites_has_the_renderers_factors_in_its_order(tmp_path):
+  features = tfds.builder("dsprites", data_dir=str(tmp_path)).info.features  # no data needed
+  sizes = tuple(features[key].num_classes for key in dsprites.TFDS_FACTOR_KEYS)
+  assert sizes == dsprites.FACTOR_SIZES == (3, 6, 40, 32, 32)
+
+
+def test_the_published_sets_ground_truth_finds_the_image_of_each_factor_setting(tmp_path):
+  """On TFDS's `dsprites` serving the renderer's images as the published set holds them (by
+  their latents_classes, in a shuffled order): the image it finds for a factor setting is the
+  one the renderer draws for it."""
+  with mocked_tfds(0, sources={"dsprites": RenderedDSpritesSource}):
+    ground_truth = zoo.data.load("dsprites", str(tmp_path), {"test": "train"}).ground_truth
+  rng = np.random.default_rng(0)
+  factors = ground_truth.sample_factors(200, rng)
+  np.testing.assert_array_equal(
+      ground_truth.sample_observations_from_factors(factors, rng),
+      dsprites.render(factors).astype(np.float32),
+  )
+
+
+def test_a_set_without_every_factor_combination_has_no_ground_truth(tmp_path):
+  with mocked_tfds(64):  # 64 records of random labels
+    dataset = zoo.data.load("dsprites", str(tmp_path), {"test": "train"})
+    with pytest.raises(zoo.errors.UserError, match="holds 64 images, not the 737,280"):
+      assert dataset.ground_truth is None

@@ -7,7 +7,6 @@ import subprocess
 import sys
 import threading
 import time
-import types
 
 import flax.linen as nn
 import jax
@@ -262,14 +261,11 @@ def test_metric_log_drops_lines_past_the_resumed_step(tmp_path):
   assert [json.loads(l)["step"] for l in path.read_text().splitlines()] == [10, 20, 30]
 
 
-def test_a_set_without_a_test_split_is_refused_before_training(tmp_path, data_dir, monkeypatch):
-  digits = zoo.data.load("digits", data_dir)
-  train_only = types.SimpleNamespace(
-      info=types.SimpleNamespace(splits={"train": digits.builder.info.splits["train"]})
-  )  # as TFDS's dsprites
-  monkeypatch.setattr(zoo.data, "load", lambda *_: zoo.data.Dataset("digits", train_only))
-  with pytest.raises(zoo.errors.UserError, match="has no test split"):
-    loop.train_and_evaluate(smoke_config(data_dir), str(tmp_path))
+def test_a_set_without_the_split_a_role_names_is_refused_before_training(tmp_path, data_dir):
+  config = smoke_config(data_dir)
+  config.splits.test = "holdout"  # as TFDS's dsprites, which has only `train`
+  with pytest.raises(zoo.errors.UserError, match="no split 'holdout' for its test examples"):
+    loop.train_and_evaluate(config, str(tmp_path))
   assert not os.path.exists(tmp_path / "checkpoints")
 
 

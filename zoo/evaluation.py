@@ -225,9 +225,7 @@ def clustering_metrics(model, variables, dataset, preprocessing, config) -> dict
   train_probabilities, train_labels = codes("train")
   test_probabilities, test_labels = codes("test")
   labelling = (
-      (train_probabilities, train_labels)
-      if "validation" not in dataset.builder.info.splits
-      else codes("validation")
+      (train_probabilities, train_labels) if not dataset.has("validation") else codes("validation")
   )
   test_clusters = test_probabilities.argmax(-1)
   metrics = {

@@ -12,6 +12,14 @@ from zoo import errors
 
 PRESETS = ("smoke", "default", "paper")
 
+# MNIST's customary validation set, which TFDS's `mnist` (train and test only) lacks: the last
+# 10,000 of the 60,000 training images held out, as NICE's released config does
+# (laurent-dinh/nice, exp/nice_mnist.yaml: train start 0 stop 50000, valid start 50000 stop
+# 60000) and the 50,000 / 10,000 / 10,000 files of its time. TFDS stores the training images in
+# an order shuffled once when it prepares them, so these are 10,000 fixed images, not the same
+# ones as pylearn2's.
+MNIST_SPLITS = {"train": "train[:50000]", "validation": "train[50000:]", "test": "test"}
+
 
 def base(model_name: str, preset: str) -> ml_collections.ConfigDict:
   """The fields every model's config has, with values that every preset overrides as needed."""
@@ -23,6 +31,13 @@ def base(model_name: str, preset: str) -> ml_collections.ConfigDict:
   config.num_seeds = 1  # replicas trained at once in one step, of seeds seed, seed + 1, ...
   config.dataset = ""
   config.data_dir = ""  # TFDS's default (~/tensorflow_datasets) when empty
+  # The TFDS split (or slice: "train[50000:]") of each role; validation "": the set's own where
+  # it has one (evaluated every eval_every steps, for early stopping and the best checkpoint).
+  config.splits = ml_collections.ConfigDict({"train": "train", "validation": "", "test": "test"})
+  # Images framed to image_size x image_size (0: as stored), by zoo.data.Framing: the shorter
+  # side resized and the centre cut (center_crop 0), or the centre center_crop square resized.
+  config.image_size = 0
+  config.center_crop = 0
   config.preprocess = "none"  # one of zoo.data.transforms.KINDS: none, scale, binarize, ...
   config.alpha = 1e-6  # of the logit transform
   config.zca_epsilon = 1e-4  # added to the covariance's eigenvalues before ZCA whitening
@@ -89,6 +104,15 @@ def validate(config: ml_collections.ConfigDict, game: bool = False) -> None:
   ):
     if config[key] <= 0:
       raise errors.UserError(f"config.{key} must be positive, not {config[key]}")
+  if (
+      config.image_size < 0
+      or config.center_crop < 0
+      or (config.center_crop and not config.image_size)
+  ):
+    raise errors.UserError(
+        f"config.image_size ({config.image_size}) and config.center_crop ({config.center_crop}) "
+        "must be sizes, and a crop needs the size it is resized to"
+    )
   if config.optimizer not in OPTIMIZERS:
     raise errors.UserError(
         f"config.optimizer must be one of {', '.join(OPTIMIZERS)}, not {config.optimizer!r}"

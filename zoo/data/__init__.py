@@ -1,6 +1,9 @@
 """The data layer: TFDS builders read without TensorFlow, fed by grain.
 
-`load(name, data_dir)` resolves any TFDS name. The zoo's own builders (`digits`, `toy2d/<density>`,
+`load(name, data_dir, splits)` resolves any TFDS name. A data set is read by role: `train`,
+`validation` (optional) and `test`, each any TFDS split or slice of one (`train[50000:]`), so that
+a set without a validation split (MNIST) has one carved from its training split as the papers did.
+The zoo's own builders (`digits`, `toy2d/<density>`,
 `maf_tabular/<set>`) are prepared locally on first use and never download; any other TFDS name
 (`mnist`, `cifar10`, ...) is prepared by TFDS where the machine can download it, and otherwise fails
 with one `DatasetUnavailableError` that says so.
@@ -9,6 +12,7 @@ with one `DatasetUnavailableError` that says so.
 import contextlib
 import dataclasses
 import functools
+import io
 import os
 import socket
 import sys
@@ -27,6 +31,7 @@ from zoo.data.pipeline import balanced_subset
 from zoo.data.pipeline import eval_batches
 from zoo.data.pipeline import train_batches
 from zoo.data.transforms import KINDS as PREPROCESSING_KINDS
+from zoo.data.transforms import Framing
 from zoo.data.transforms import Preprocessing
 
 _EMBEDDED = ("digits", "toy2d", "maf_tabular", "dsprites_procedural")
@@ -38,11 +43,22 @@ EMBEDDED_NAMES = (
 )
 _IN_MEMORY_BYTES = 2 << 30
 _LABEL_KEYS = {"smallnorb": "label_category"}  # the class where a set names it otherwise
+# Grey levels of the sets whose uint8 pixels take fewer than 256 values.
+_NUM_LEVELS = {
+    "digits": digits.NUM_LEVELS,
+    "binarized_mnist": 2,
+    "dsprites": 2,
+    "dsprites_procedural": 2,
+}
+
+
+SPLIT_ROLES = ("train", "validation", "test")
 
 
 @dataclasses.dataclass(eq=False)
 class Dataset:
-  """A prepared TFDS data set: its splits' sizes, example shape, and batched random access.
+  """A prepared TFDS data set read by role (`SPLIT_ROLES`): each role's size, the example shape,
+  and batched random access. `splits` maps each role the set has to its TFDS split.
 
   Examples are dicts with `x` (the image or vector, as stored) and, where the set has one, `label`
   (small NORB's `label_category`).
@@ -50,6 +66,10 @@ class Dataset:
 
   name: str
   builder: tfds.core.DatasetBuilder
+  splits: dict[str, str] = dataclasses.field(
+      default_factory=lambda: {"train": "train", "test": "test"}
+  )
+  framing: Framing | None = None
 
   @property
   def _features(self):
@@ -66,7 +86,9 @@ class Dataset:
 
   @property
   def example_shape(self) -> tuple[int, ...]:
-    return tuple(self._features[self._x_key].shape)
+    """The shape of `x` as read: as stored, or as framed."""
+    stored = tuple(self._features[self._x_key].shape)
+    return self.framing.shape(stored) if self.framing else stored
 
   @property
   def is_image(self) -> bool:
@@ -75,9 +97,9 @@ class Dataset:
   @property
   def num_levels(self) -> int | None:
     """The number of grey levels of discrete pixels, or None for real-valued data."""
-    if self.name == "digits":
-      return digits.NUM_LEVELS
-    return 256 if self._features[self._x_key].np_dtype == np.uint8 else None
+    if self._features[self._x_key].np_dtype != np.uint8:
+      return None
+    return _NUM_LEVELS.get(self.builder.name, 256)
 
   @property
   def num_classes(self) -> int | None:
@@ -90,18 +112,28 @@ class Dataset:
     family, _, config = self.name.partition("/")
     return toy2d.MIXTURES.get(config) if family == "toy2d" else None
 
-  @property
-  def ground_truth(self) -> dsprites.DSprites | None:
-    """The ground-truth-factor object (ARCHITECTURE.md, "Data") of a set rendered from known
-    factors, procedural dSprites; None for any other set."""
-    return dsprites.DSprites() if self.name.partition("/")[0] == "dsprites_procedural" else None
+  @functools.cached_property
+  def ground_truth(self) -> dsprites.DSprites | dsprites.LabelledDSprites | None:
+    """The ground-truth-factor object (ARCHITECTURE.md, "Data") of a set of known factors:
+    procedural dSprites, or TFDS's `dsprites` by its labels (all of its one split, whatever
+    the roles hold out); None for any other set."""
+    if self.builder.name == "dsprites_procedural":
+      return dsprites.DSprites()
+    if self.builder.name == "dsprites":
+      return dsprites.LabelledDSprites(self.builder)
+    return None
 
-  def num_examples(self, split: str) -> int:
-    return self.builder.info.splits[split].num_examples
+  def has(self, role: str) -> bool:
+    return role in self.splits
+
+  def num_examples(self, role: str) -> int:
+    """The size of the role's split, as read (`len` of its source: what TFDS's metadata says
+    for a prepared set)."""
+    return len(self._source(role))
 
   @functools.cache  # noqa: B019 (a Dataset lives as long as its run)
-  def _source(self, split):
-    return self.builder.as_data_source(split=split)
+  def _source(self, role):
+    return self.builder.as_data_source(split=self.splits[role])
 
   @functools.cache  # noqa: B019 (a Dataset lives as long as its run)
   def _in_memory(self, split):
@@ -110,24 +142,71 @@ class Dataset:
     return self._stack(records)
 
   def _stack(self, records):
-    batch = {"x": np.stack([r[self._x_key] for r in records])}
+    frame = self.framing or (lambda x: x)
+    batch = {"x": np.stack([frame(r[self._x_key]) for r in records])}
     if self._label_key:
       batch["label"] = np.asarray([r[self._label_key] for r in records], np.int32)
     return batch
 
-  def read(self, split: str, indices: np.ndarray) -> dict[str, np.ndarray]:
-    """The examples at `indices` of `split`, stacked; splits small once decoded are read once
-    into memory."""
-    x = self._features[self._x_key]
-    decoded_bytes = self.num_examples(split) * int(np.prod(x.shape)) * np.dtype(x.np_dtype).itemsize
+  def read(self, role: str, indices: np.ndarray) -> dict[str, np.ndarray]:
+    """The examples at `indices` of the role's split, stacked; splits small once decoded are
+    read once into memory."""
+    itemsize = np.dtype(self._features[self._x_key].np_dtype).itemsize
+    decoded_bytes = self.num_examples(role) * int(np.prod(self.example_shape)) * itemsize
     if decoded_bytes < _IN_MEMORY_BYTES:
-      return {k: v[indices] for k, v in self._in_memory(split).items()}
-    return self._stack(self._source(split).__getitems__(list(indices)))
+      return {k: v[indices] for k, v in self._in_memory(role).items()}
+    return self._stack(self._source(role).__getitems__(list(indices)))
 
 
-def load(name: str, data_dir: str | None = None) -> Dataset:
-  """The data set `name`, prepared in `data_dir` (TFDS's default when None)."""
+def load(
+    name: str,
+    data_dir: str | None = None,
+    splits: dict[str, str] | None = None,
+    framing: Framing | None = None,
+) -> Dataset:
+  """The data set `name`, prepared in `data_dir` (TFDS's default when None), read by the
+  `splits` it maps roles to (any TFDS split or slice); a role left out or empty is the split of
+  its own name, and `validation` only where the set has one. Images are read as `framing`
+  crops and resizes them, where given."""
   data_dir = os.path.expanduser(data_dir) if data_dir else None
+  builder = _prepared_builder(name, data_dir)
+  given = {role: split for role, split in (splits or {}).items() if split}
+  dataset = Dataset(name=name, builder=builder, splits=_splits_by_role(builder, given))
+  if framing:
+    if not dataset.is_image:
+      raise errors.UserError(f"config.image_size frames images; data set {name!r} holds vectors")
+    dataset = dataclasses.replace(dataset, framing=framing)
+  if None in dataset.example_shape:
+    raise errors.UserError(
+        f"data set {name!r} holds images of varying sizes {dataset.example_shape}; frame them "
+        "with config.image_size (and config.center_crop)"
+    )
+  for role, split in dataset.splits.items():
+    try:
+      dataset.num_examples(role)
+    except ValueError as e:  # TFDS's unknown split or slice out of range
+      raise errors.UserError(
+          f"data set {name!r} has no split {split!r} for its {role} examples ({e}); "
+          f"name one with splits.{role}, e.g. a held-out slice: train[:10000]"
+      ) from None
+  return dataset
+
+
+def _splits_by_role(builder, given: dict[str, str]) -> dict[str, str]:
+  unknown = set(given) - set(SPLIT_ROLES)
+  if unknown:
+    raise errors.UserError(
+        f"splits are named for the roles {', '.join(SPLIT_ROLES)}, not {', '.join(sorted(unknown))}"
+    )
+  splits = {"train": "train", "test": "test", **given}
+  if "validation" not in splits and "validation" in builder.info.splits:
+    splits["validation"] = "validation"
+  return splits
+
+
+def _prepared_builder(name: str, data_dir: str | None):
+  """The TFDS builder of `name`, prepared in `data_dir`: the zoo's own from local files, any
+  other by TFDS's download where it can reach the network."""
   try:
     builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
   except tfds.core.registered.DatasetNotFoundError:
@@ -137,18 +216,23 @@ def load(name: str, data_dir: str | None = None) -> Dataset:
         "or any TFDS name"
     ) from None
   if builder.is_prepared():
-    return Dataset(name=name, builder=builder)
-  with contextlib.redirect_stdout(sys.stderr):  # TFDS says what it prepares on stdout
-    if builder.name in _EMBEDDED:
-      manual_dir = os.path.join(builder.data_dir_root, "downloads", "manual")
-      if isinstance(builder, tabular.MafTabular):
-        builder.check_manual_files(manual_dir)
+    return builder
+  if builder.name in _EMBEDDED:
+    manual_dir = os.path.join(builder.data_dir_root, "downloads", "manual")
+    if isinstance(builder, tabular.MafTabular):
+      builder.check_manual_files(manual_dir)
+    # TFDS announces "Downloading and preparing" on stdout and draws progress bars on stderr; an
+    # embedded set downloads nothing and is written in seconds, so both are dropped rather than
+    # mixed into results and one-line errors.
+    quiet = io.StringIO()
+    with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
       builder.download_and_prepare(
           download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
       )
-    else:
+  else:
+    with contextlib.redirect_stdout(sys.stderr):  # a download's progress is worth seeing
       _prepare_by_download(name, builder)
-  return Dataset(name=name, builder=builder)
+  return builder
 
 
 def _unreachable_hosts(builder, timeout=5.0):
@@ -213,4 +297,5 @@ __all__ = [
     "eval_batches",
     "balanced_subset",
     "EMBEDDED_NAMES",
+    "SPLIT_ROLES",
 ]

@@ -26,12 +26,15 @@ centre travelled 40 px. `tests/test_dsprites.py` checks all of this.
 
 `DSprites` is the ground-truth interface the disentanglement metrics take: `factor_names`,
 `factor_sizes`, `sample_factors(n, rng)` and `sample_observations_from_factors(factors, rng)`;
-`DspritesProcedural` the TFDS builder (`dsprites_procedural/full`, `/coarse`) for training. TFDS's
-own `dsprites` (a download) has the same factors and is accepted where it can be had.
+`DspritesProcedural` the TFDS builder (`dsprites_procedural/full`, `/coarse`) for training.
+`LabelledDSprites` is the same interface over TFDS's own `dsprites` (the published images, a
+download), its factors read from the images' labels.
 """
 
 import numpy as np
 import tensorflow_datasets as tfds
+
+from zoo import errors
 
 SIZE = 64
 FACTOR_NAMES = ("shape", "scale", "orientation", "position_x", "position_y")
@@ -101,8 +104,9 @@ def factors_of(index: np.ndarray) -> np.ndarray:
   return np.stack(np.unravel_index(np.asarray(index), FACTOR_SIZES), -1)
 
 
-class DSprites:
-  """The ground-truth-factor interface (ARCHITECTURE.md, "Data") over procedural dSprites."""
+class _GroundTruth:
+  """What every ground-truth set shares: factors named and sized as `FACTOR_NAMES` and
+  `FACTOR_SIZES`, each independent and uniform over its values."""
 
   factor_names = FACTOR_NAMES
   factor_sizes = FACTOR_SIZES
@@ -116,6 +120,10 @@ class DSprites:
     """n factor vectors, each factor uniform over its values: (n, 5) ints."""
     return np.stack([rng.integers(0, size, n) for size in self.factor_sizes], -1)
 
+
+class DSprites(_GroundTruth):
+  """The ground-truth-factor interface (ARCHITECTURE.md, "Data") over procedural dSprites."""
+
   def sample_observations_from_factors(
       self, factors: np.ndarray, rng: np.random.Generator
   ) -> np.ndarray:
@@ -123,6 +131,64 @@ class DSprites:
     deterministic, so `rng` is unused."""
     del rng
     return render(factors).astype(np.float32)
+
+
+# The features of TFDS's `dsprites` that hold the factors, in FACTOR_NAMES' order: its builder
+# stores the published latents_classes columns 1-5 under these names (column 0, the colour, is
+# always white and not stored).
+TFDS_FACTOR_KEYS = (
+    "label_shape",
+    "label_scale",
+    "label_orientation",
+    "label_x_position",
+    "label_y_position",
+)
+
+
+class LabelledDSprites(_GroundTruth):
+  """The ground-truth-factor interface over TFDS's `dsprites`, the published 737,280 images:
+  each image's factors from its labels (TFDS stores the images in an order shuffled when it
+  prepared them), and the image of a factor setting looked up, as disentanglement_lib's
+  `DSprites` does, among images holding every combination once."""
+
+  def __init__(self, builder: tfds.core.DatasetBuilder, split: str = "train"):
+    features = builder.info.features
+    sizes = tuple(features[key].num_classes for key in TFDS_FACTOR_KEYS)
+    if sizes != FACTOR_SIZES:
+      raise errors.UserError(
+          f"{builder.name}'s factors have sizes {sizes}, not dSprites' {FACTOR_SIZES}"
+      )
+    self._images = builder.as_data_source(split=split)
+    labels = builder.as_data_source(  # the labels alone: the images are left undecoded
+        split=split, decoders={"image": tfds.decode.SkipDecoding()}
+    )
+    factors = np.concatenate(
+        [
+            np.array([[r[key] for key in TFDS_FACTOR_KEYS] for r in chunk], np.int64)
+            for chunk in (
+                labels.__getitems__(range(start, min(start + 65536, len(labels))))
+                for start in range(0, len(labels), 65536)
+            )
+        ]
+    )
+    self._index = np.full(self.num_combinations, -1, np.int64)
+    self._index[np.ravel_multi_index(factors.T, FACTOR_SIZES)] = np.arange(len(factors))
+    if len(factors) != self.num_combinations or (self._index < 0).any():
+      raise errors.UserError(
+          f"{builder.name} ({split}) holds {len(factors):,} images, not the "
+          f"{self.num_combinations:,} combinations of its factors once each, which its ground "
+          "truth needs"
+      )
+
+  def sample_observations_from_factors(
+      self, factors: np.ndarray, rng: np.random.Generator
+  ) -> np.ndarray:
+    """The images of `factors` as floats in {0, 1}, (n, 64, 64, 1); `rng` is unused (one image
+    per setting)."""
+    del rng
+    flat = np.ravel_multi_index(np.asarray(factors).reshape(-1, len(FACTOR_SIZES)).T, FACTOR_SIZES)
+    records = self._images.__getitems__(self._index[flat].tolist())
+    return np.stack([r["image"] for r in records]).astype(np.float32)
 
 
 class DspritesProcedural(tfds.core.GeneratorBasedBuilder):

@@ -8,6 +8,9 @@ that it depends on the global batch alone, not on how many hosts read it).
 import dataclasses
 
 import numpy as np
+from PIL import Image
+
+from zoo import errors
 
 KINDS = ("none", "scale", "dequantize", "logit", "zca", "binarize")
 
@@ -50,6 +53,54 @@ def fit_zca(pixels: np.ndarray, num_levels: int, epsilon: float, rng: np.random.
   eigenvalues, eigenvectors = np.linalg.eigh(np.cov(x - mean, rowvar=False))
   whitening = (eigenvectors / np.sqrt(eigenvalues + epsilon)) @ eigenvectors.T
   return mean.astype(np.float32), whitening.astype(np.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class Framing:
+  """Images of any size brought to `size` x `size`, by one of the two recipes the papers' code
+  uses, each with PIL's antialiased bilinear resize:
+
+  - crop 0: the shorter side resized to `size`, then the centre square cut: torchvision's
+    Resize(size) + CenterCrop(size), as WGAN's code frames LSUN bedrooms
+    (martinarjovsky/WassersteinGAN, main.py).
+  - crop C: the centre C x C square cut first, then resized to `size` x `size` (the face
+    crops of CelebA: the papers of the zoo that show CelebA do not give C; 148 of its 178
+    columns is the custom of VAE code, 108 DCGAN's).
+  """
+
+  size: int
+  crop: int = 0
+
+  def shape(self, stored_shape: tuple) -> tuple[int, int, int]:
+    return (self.size, self.size, stored_shape[-1])
+
+  def __call__(self, image: np.ndarray) -> np.ndarray:
+    """One (height, width, channels) uint8 image, framed."""
+    height, width = image.shape[:2]
+    if self.crop > min(height, width):
+      raise errors.UserError(
+          f"config.center_crop={self.crop} does not fit a {height} x {width} image"
+      )
+    picture = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
+    if self.crop:
+      top, left = _centred(height, self.crop), _centred(width, self.crop)
+      picture = picture.crop((left, top, left + self.crop, top + self.crop))
+      picture = picture.resize((self.size, self.size), Image.Resampling.BILINEAR)
+    else:
+      new_height, new_width = (  # torchvision's rounding: the longer side truncated
+          (self.size, int(self.size * width / height))
+          if height <= width
+          else (int(self.size * height / width), self.size)
+      )
+      picture = picture.resize((new_width, new_height), Image.Resampling.BILINEAR)
+      top, left = _centred(new_height, self.size), _centred(new_width, self.size)
+      picture = picture.crop((left, top, left + self.size, top + self.size))
+    return np.asarray(picture).reshape(self.shape(image.shape))
+
+
+def _centred(side: int, crop: int) -> int:
+  """The first index of the centre `crop` of `side` (torchvision's CenterCrop rounding)."""
+  return int(round((side - crop) / 2.0))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
