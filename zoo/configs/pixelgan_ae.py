@@ -3,7 +3,9 @@
   smoke    seconds: a small encoder and PixelCNN on the embedded digits.
   default  the categorical prior with K = 30 clusters (the paper's unsupervised MNIST setting) on
            the embedded 8x8 digits, dynamically binarised.
-  paper    the same on binarised MNIST (TFDS `mnist`, where it can be downloaded).
+  paper    the same on binarised MNIST (TFDS `mnist`, where it can be downloaded), with 10,000
+           training images held out (`MNIST_SPLITS`): the clustering protocol labels each
+           cluster by its most confident validation example.
 Each step runs the paper's phases in order, each with its own Adam state: reconstruction
 (encoder and PixelCNN), discriminator, regularisation (the encoder against the discriminator).
 --config.model.prior=gaussian --config.scores=() for the global/local decomposition;
@@ -17,6 +19,7 @@ setting: a fourth phase fits the code to `num_labels` labels (the paper's 100 on
     --config.model.latent_dim=5 --config.num_labels=1000  (its 5 categories)
 """
 
+from zoo.configs import MNIST_SPLITS
 from zoo.configs import base
 
 
@@ -53,5 +56,6 @@ def get_config(preset: str = "default"):
     config.update(num_steps=10_000, log_every=100, eval_every=1000, checkpoint_every=1000)
   else:
     config.dataset = "mnist"
+    config.splits.update(MNIST_SPLITS)
     config.update(num_steps=100_000, log_every=100, eval_every=5000, checkpoint_every=5000)
   return config

@@ -6,8 +6,8 @@
            the toy experiments' 3 x 512 ReLU players on the 8-Gaussian mixture
            (toy2d/eight_gaussians; the narrower toy2d/ring_of_8 and toy2d/grid_of_25 are the
            harder tests).
-  paper    the paper's DCGAN setting on CIFAR-10 (TFDS `cifar10`, where it can be downloaded),
-           WGAN-GP's lambda = 10.
+  paper    the paper's DCGAN setting on its LSUN bedrooms (TFDS `lsun/bedroom`, prepared where
+           it can be downloaded), framed to 64 x 64 as its code does; WGAN-GP's lambda = 10.
 Switch the objective with --config.model.variant={wgan,wgan_gp,gan}: the optimiser and critic
 schedule left unset below follow the variant's paper (`TRAINING`), unless given on the command
 line. Pick the data with --config.dataset (toy2d/grid_of_25, digits, mnist, ...).
@@ -84,7 +84,12 @@ def get_config(preset: str = "default"):
     config.dataset = "toy2d/eight_gaussians"
     config.update(num_steps=5000, log_every=100, eval_every=500, checkpoint_every=500)
   else:
-    config.dataset = "cifar10"
+    # martinarjovsky/WassersteinGAN main.py: --dataset lsun (bedroom_train), --imageSize 64
+    # through Resize(64) + CenterCrop(64); TFDS's lsun/bedroom holds train and validation only,
+    # and its 300 validation images are the test role's.
+    config.dataset = "lsun/bedroom"
+    config.splits.test = "validation"
+    config.image_size = 64
     config.preprocess = "dequantize"
     config.model.latent_dim = 100
     config.update(num_steps=100_000, log_every=100, eval_every=5000, checkpoint_every=5000)
