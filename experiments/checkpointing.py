@@ -2,8 +2,12 @@
 run started again resumes exactly, and each replica's best evaluation so far, from which its
 final evaluation, images and `zoo.load` take the model."""
 
+import contextlib
+import fcntl
 import json
 import os
+import socket
+import time
 
 import jax
 import numpy as np
@@ -15,6 +19,7 @@ from zoo import errors
 from zoo import training
 
 PROGRESS = "progress.json"  # the training seconds spent up to the last checkpoint
+LOCK = "run.lock"  # held by the run training in the workdir (`workdir_lock`)
 
 # The config's top-level keys that a resumed run may change (with --allow_config_change): every
 # step computes what it did (the model, data, optimiser and seeds are as they were); only how
@@ -34,6 +39,34 @@ RESUMABLE_CHANGES = (
     "disentanglement",
     "data_dir",
 )
+
+
+@contextlib.contextmanager
+def workdir_lock(workdir: str, is_writer: bool = True):
+  """Hold `workdir` for this run while it trains: a second run started on it is refused with one
+  `UserError` naming the holder. The lock is the kernel's (flock on LOCK), released however the
+  holding process ends, so a crashed run leaves nothing stuck; it holds across the hosts of a
+  shared file system that supports flock (NFSv4; Lustre mounted with `flock`). Only the writing
+  process of a multi-process run takes it."""
+  if not is_writer:
+    yield
+    return
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, LOCK), "a+") as lock:
+    try:
+      fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      lock.seek(0)
+      holder = lock.read().strip() or "another run"
+      raise errors.UserError(
+          f"{workdir} is in use by {holder}; wait for it to end or train into another workdir"
+      ) from None
+    lock.seek(0)
+    lock.truncate()
+    started = time.strftime("%Y-%m-%d %H:%M:%S")
+    lock.write(f"the run of process {os.getpid()} on {socket.gethostname()} (since {started})")
+    lock.flush()
+    yield
 
 
 def has_checkpoint(workdir: str) -> bool:

@@ -9,12 +9,14 @@ import tensorflow_datasets as tfds
 from absl import flags
 from absl import logging
 
+from experiments import preemption
 from zoo import errors
 
 
 def run(entry, interrupted: str = "interrupted") -> None:
   """`sys.exit(entry(sys.argv))` with library warnings and TFDS progress bars off; a flag error
-  exits 2, a `zoo.errors.UserError` its `exit_status`, Ctrl-C 130 with `interrupted` said."""
+  exits 2, a `zoo.errors.UserError` its `exit_status`, a run stopped on a notice
+  (`preemption.Preempted`) 143, Ctrl-C outside training 130 with `interrupted` said."""
   warnings.filterwarnings("ignore")
   tfds.disable_progress_bar()
   flags.FLAGS.set_default("verbosity", logging.ERROR)  # kept by parsing, unless --verbosity
@@ -25,6 +27,9 @@ def run(entry, interrupted: str = "interrupted") -> None:
     status = 2
   except errors.UserError as e:
     print(f"error: {e}", file=sys.stderr)
+    status = e.exit_status
+  except preemption.Preempted as e:
+    print(e, file=sys.stderr)
     status = e.exit_status
   except KeyboardInterrupt:
     print(interrupted, file=sys.stderr)

@@ -28,6 +28,7 @@ from experiments import checkpointing
 from experiments import feed
 from experiments import logs
 from experiments import outputs
+from experiments import preemption
 from zoo import checkpoints
 from zoo import configs
 from zoo import contract
@@ -197,6 +198,7 @@ def train(run: Run):
     state = saved.resume(
         devices.replicate(training.init_replicas(run.model, optimizer, one_batch, init_rngs))
     )
+    notice = cleanup.enter_context(preemption.Notice())
     progress.start(start)
     pending, step, started = [], start, time.time() - saved.seconds_trained()
     while step < config.num_steps and not stopping.stopped(saved.best_step, step).all():
@@ -206,7 +208,8 @@ def train(run: Run):
       state, metrics = train_step(state, batch, rngs, active)
       pending.append(metrics)
       step += 1
-      if not itstime(step, config.log_every, config.num_steps):
+      preempted = notice.reached(step)
+      if not (itstime(step, config.log_every, config.num_steps) or preempted):
         continue
       means = _window_means(jax.device_get(pending), active, step, saved, seeds)
       pending = []
@@ -226,8 +229,14 @@ def train(run: Run):
       if (
           itstime(step, config.checkpoint_every, config.num_steps)
           or stopping.stopped(saved.best_step, step).all()
+          or preempted
       ):
         saved.save(step, state, time.time() - started)
+      if preempted:
+        raise preemption.Preempted(
+            f"stopped by {notice.signal_name} at step {step}, its checkpoint saved in "
+            f"{saved.latest.directory}; run the same command again to resume"
+        )
   return state, saved, step, time.time() - started, log
 
 
@@ -342,12 +351,14 @@ def train_and_evaluate(
 ) -> dict:
   """Train `config.model_name` as `config` says, writing into `workdir`; returns results.json.
 
-  Resumes from the latest checkpoint in `workdir` (with a changed config only as `setup` says).
-  Raises `zoo.errors.UserError` for mistakes a user can fix, `NonFiniteLossError` when the loss
-  diverges.
+  Resumes from the latest checkpoint in `workdir` (with a changed config only as `setup` says);
+  holds the workdir while it runs (`checkpointing.workdir_lock`). Raises `zoo.errors.UserError`
+  for mistakes a user can fix (a workdir in use among them), `NonFiniteLossError` when the loss
+  diverges, `preemption.Preempted` when SIGTERM or SIGINT stopped it at a saved step.
   """
-  run = setup(config, workdir, devices, allow_config_change)
-  return finish(run, *train(run))
+  with checkpointing.workdir_lock(workdir, jax.process_index() == 0):
+    run = setup(config, workdir, devices, allow_config_change)
+    return finish(run, *train(run))
 
 
 def _per_metric(replicas: list[dict]) -> dict[str, np.ndarray]:

@@ -23,6 +23,7 @@ from experiments import checkpointing
 from experiments import feed
 from experiments import logs
 from experiments import loop
+from zoo import errors
 from zoo import evaluation
 from zoo import training
 from zoo.nn import games
@@ -176,20 +177,29 @@ def _cli(workdir, data_dir, *extra):
   ]
 
 
-def test_resume_after_kill_equals_the_uninterrupted_run(tmp_path, data_dir):
-  env = command_env()
-  whole, killed = str(tmp_path / "whole"), str(tmp_path / "killed")
-  # uninterrupted here, on one device as the command sees one: the same arithmetic
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, data_dir):
+  """The workdir of KILLED_RUN trained without a break, here, on one device as the command sees
+  one: the same arithmetic."""
+  whole = str(tmp_path_factory.mktemp("uninterrupted"))
   loop.train_and_evaluate(smoke_config(data_dir, **KILLED_RUN), whole, devices=jax.devices()[:1])
+  return whole
+
+
+def _start_and_stop(workdir, data_dir, stop_signal):
+  """The command of KILLED_RUN started on `workdir` and sent `stop_signal` once it has
+  checkpointed step 40: (its exit status, its stderr, the seconds from the signal to its
+  exit)."""
   process = subprocess.Popen(
-      _cli(killed, data_dir),
+      _cli(workdir, data_dir),
       cwd=ROOT,
-      env=env,
+      env=command_env(),
       stdout=subprocess.DEVNULL,
-      stderr=subprocess.DEVNULL,
+      stderr=subprocess.PIPE,
+      text=True,
   )
   deadline = time.time() + 240
-  checkpoint_dir = os.path.join(killed, "checkpoints")
+  checkpoint_dir = os.path.join(workdir, "checkpoints")
   while time.time() < deadline and process.poll() is None:
     steps = (
         [d for d in os.listdir(checkpoint_dir) if d.isdigit()]
@@ -199,16 +209,79 @@ def test_resume_after_kill_equals_the_uninterrupted_run(tmp_path, data_dir):
     if steps and max(map(int, steps)) >= 40:
       break
     time.sleep(0.05)
-  process.send_signal(signal.SIGKILL)
-  process.wait()
-  stopped_at = read_metrics(killed)[-1]["step"]
-  assert stopped_at < KILLED_RUN["num_steps"], "the run finished before it could be killed"
-  subprocess.run(_cli(killed, data_dir), cwd=ROOT, env=env, check=True, capture_output=True)
-  assert read_metrics(killed) == read_metrics(whole)
-  with open(os.path.join(killed, "results.json")) as f, open(
-      os.path.join(whole, "results.json")
-  ) as g:
-    assert json.load(f)["test"] == json.load(g)["test"]
+  signalled = time.time()
+  process.send_signal(stop_signal)
+  _, stderr = process.communicate()
+  assert read_metrics(workdir)[-1]["step"] < KILLED_RUN["num_steps"], "it finished first"
+  return process.returncode, stderr, time.time() - signalled
+
+
+def _results(workdir):
+  with open(os.path.join(workdir, "results.json")) as f:
+    return json.load(f)
+
+
+@pytest.mark.xdist_group("uninterrupted_maf")  # one worker trains the reference for both
+def test_resume_after_kill_equals_the_uninterrupted_run(tmp_path, data_dir, uninterrupted):
+  killed = str(tmp_path / "killed")
+  _start_and_stop(killed, data_dir, signal.SIGKILL)
+  subprocess.run(_cli(killed, data_dir), cwd=ROOT, env=command_env(), check=True)
+  assert read_metrics(killed) == read_metrics(uninterrupted)
+  assert _results(killed)["test"] == _results(uninterrupted)["test"]
+
+
+@pytest.mark.xdist_group("uninterrupted_maf")
+def test_sigterm_saves_the_step_it_stops_at_and_the_next_start_resumes_exactly(
+    tmp_path, data_dir, uninterrupted
+):
+  """A scheduler's notice: the run stops after the step it is in, checkpoints that step (not a
+  multiple of checkpoint_every but where it was), says so in one line and exits 143; started
+  again it ends as the uninterrupted run. Its metric log has a row at the step it stopped (the
+  steps of the window so far) and the window after it holds the rest."""
+  preempted = str(tmp_path / "preempted")
+  status, stderr, _ = _start_and_stop(preempted, data_dir, signal.SIGTERM)
+  last = stderr.strip().splitlines()[-1]  # after the progress lines
+  assert status == 143 and "Traceback" not in stderr, (status, stderr)
+  assert last.startswith("stopped by SIGTERM at step") and "run the same command" in last, last
+  stopped = int(last.split(" at step ")[1].split(",")[0])
+  checkpoints = zoo.checkpoints.manager(os.path.join(preempted, "checkpoints"))
+  assert checkpoints.latest_step() == stopped == read_metrics(preempted)[-1]["step"]
+  subprocess.run(_cli(preempted, data_dir), cwd=ROOT, env=command_env(), check=True)
+  assert _results(preempted)["test"] == _results(uninterrupted)["test"]
+  every = KILLED_RUN["log_every"]
+  window = range(stopped - stopped % every, stopped - stopped % every + every + 1)
+  assert [r for r in read_metrics(preempted) if r["step"] not in window] == [
+      r for r in read_metrics(uninterrupted) if r["step"] not in window
+  ]
+
+
+def test_a_second_run_on_a_workdir_in_use_is_refused_until_its_holder_ends(tmp_path, data_dir):
+  """A run in progress (a real process holding the workdir) refuses a second one with one line
+  naming it, before the second writes anything; killed, it leaves no lock behind."""
+  workdir = str(tmp_path / "run")
+  holder = subprocess.Popen(
+      [
+          sys.executable,
+          "-c",
+          "import sys, time\n"
+          "from experiments import checkpointing\n"
+          "with checkpointing.workdir_lock(sys.argv[1]):\n"
+          "  print('holding', flush=True)\n"
+          "  time.sleep(600)\n",
+          workdir,
+      ],
+      cwd=ROOT,
+      env=command_env(),
+      stdout=subprocess.PIPE,
+      text=True,
+  )
+  assert holder.stdout.readline().strip() == "holding"
+  with pytest.raises(errors.UserError, match=f"is in use by the run of process {holder.pid} on "):
+    loop.train_and_evaluate(smoke_config(data_dir, num_steps=10), workdir)
+  assert os.listdir(workdir) == ["run.lock"]  # no config.json, no checkpoint of the refused run
+  holder.kill()
+  holder.wait()
+  assert loop.train_and_evaluate(smoke_config(data_dir, num_steps=10), workdir)["steps"] == 10
 
 
 def test_divergence_names_the_step_and_keeps_the_last_good_checkpoint(

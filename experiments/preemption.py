@@ -1,0 +1,65 @@
+"""Ending a run on a scheduler's notice: SIGTERM (what SLURM and preemptible TPU VMs send before
+they kill) or SIGINT stops the run at a step that every process agrees on, after a checkpoint
+at that step, so that the next start resumes exactly where it stopped.
+
+One process notes the signal itself. Several agree on the step through JAX's preemption sync
+point (`multihost_utils.reached_preemption_sync_point`): its service, started with the
+distributed runtime, catches SIGTERM in any process and has all of them stop at the step after
+the furthest any had reached. SIGINT is passed on to it as SIGTERM.
+"""
+
+import os
+import signal
+import threading
+
+import jax
+from jax.experimental import multihost_utils
+
+# 128 + SIGTERM: the status of a process the notice killed, which requeueing wrappers (SLURM's
+# `--requeue` scripts, Kubernetes' pod failure policies) already read as "preempted".
+EXIT_STATUS = 128 + signal.SIGTERM
+
+
+class Preempted(Exception):
+  """The run stopped on a notice, its checkpoint at the step it stopped saved."""
+
+  exit_status = EXIT_STATUS
+
+
+class Notice:
+  """`reached(step)`: whether the run stops after `step`, with the same answer in every process.
+
+  A context manager: the signal handlers are this run's while it trains (only where it runs on
+  the main thread, the only one Python delivers signals to), the earlier ones afterwards.
+  """
+
+  def __init__(self):
+    self.signal_name: str | None = None
+    self._previous: dict = {}
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      several = jax.process_count() > 1
+      for signum in (signal.SIGINT,) if several else (signal.SIGTERM, signal.SIGINT):
+        self._previous[signum] = signal.signal(signum, self._noted)
+    return self
+
+  def __exit__(self, *_):
+    for signum, handler in self._previous.items():
+      signal.signal(signum, handler)
+
+  def _noted(self, signum, frame):
+    del frame
+    if self.signal_name and signum == signal.SIGINT:
+      raise KeyboardInterrupt  # a second Ctrl-C: stop now, keeping the last checkpoint
+    self.signal_name = signal.Signals(signum).name
+    if jax.process_count() > 1:  # JAX's service catches SIGTERM and tells every process
+      os.kill(os.getpid(), signal.SIGTERM)
+
+  def reached(self, step: int) -> bool:
+    if jax.process_count() > 1:
+      if multihost_utils.reached_preemption_sync_point(step):
+        self.signal_name = self.signal_name or "SIGTERM"
+        return True
+      return False
+    return self.signal_name is not None
