@@ -20,6 +20,10 @@ from zoo import training
 
 PROGRESS = "progress.json"  # the training seconds spent up to the last checkpoint
 LOCK = "run.lock"  # held by the run training in the workdir (`workdir_lock`)
+# Beside checkpoint <step>/: the size of each of its files once it is finished, so that a
+# resume finds a truncated or missing file before orbax reads it (a read orbax abandons half
+# done leaves tracebacks of its event loop on stderr, even when its error is caught).
+SIZES = ".sizes.json"
 
 # The config's top-level keys that a resumed run may change (with --allow_config_change): every
 # step computes what it did (the model, data, optimiser and seeds are as they were); only how
@@ -143,6 +147,9 @@ class Checkpoints:
     (a read that orbax abandons half done leaves callbacks to an event loop it has closed)."""
     if not self.start_step:
       return state
+    damage = self._damage(self.start_step)
+    if damage:
+      raise self._unreadable(damage)
     difference = _first_difference(
         ocp.tree.to_flat_dict(self.latest.item_metadata(self.start_step).tree),
         ocp.tree.to_flat_dict(state),
@@ -188,8 +195,71 @@ class Checkpoints:
         ),
     )
 
+  def _sizes_path(self, step: int) -> str:
+    return os.path.join(self.latest.directory, f"{step}{SIZES}")
+
+  def _record_sizes(self) -> None:
+    """Wait for the saves in flight, then write the size of every file of each finished
+    checkpoint that has no record yet (and drop the records of checkpoints orbax removed)."""
+    self.latest.wait_until_finished()
+    if not self.is_writer:
+      return
+    directory = str(self.latest.directory)
+    if not os.path.isdir(directory):
+      return
+    steps = set(self.latest.all_steps(read=True))
+    for name in os.listdir(directory):
+      if name.endswith(SIZES) and int(name[: -len(SIZES)]) not in steps:
+        os.remove(os.path.join(directory, name))
+    for step in sorted(steps):
+      root = os.path.join(directory, str(step))
+      if os.path.exists(self._sizes_path(step)) or not os.path.isdir(root):
+        continue
+      sizes = {
+          os.path.relpath(os.path.join(folder, name), root): os.path.getsize(
+              os.path.join(folder, name)
+          )
+          for folder, _, names in os.walk(root)
+          for name in names
+      }
+      logs.write_json(self._sizes_path(step), sizes)
+
+  def _damage(self, step: int) -> str | None:
+    """What is missing or cut short in checkpoint `step`, by its size record (None where it
+    is whole, or has no record: a run killed between a save and its record)."""
+    if not os.path.exists(self._sizes_path(step)):
+      return None
+    with open(self._sizes_path(step)) as f:
+      sizes = json.load(f)
+    root = os.path.join(self.latest.directory, str(step))
+    for name, size in sorted(sizes.items()):
+      path = os.path.join(root, name)
+      if not os.path.exists(path):
+        return f"{name} is missing"
+      if os.path.getsize(path) != size:
+        return f"{name} holds {os.path.getsize(path)} of its {size} bytes"
+    return None
+
+  def _unreadable(self, damage: str) -> errors.UserError:
+    """The error of a latest checkpoint that is damaged: it is moved aside, to
+    `<step>.unreadable` (which orbax does not take for a step), so that the run started again
+    resumes from the checkpoint before it."""
+    step = self.start_step
+    path = os.path.join(self.latest.directory, str(step))
+    if self.is_writer:
+      os.replace(path, f"{path}.unreadable")
+      os.remove(self._sizes_path(step))
+    older = [s for s in self.latest.all_steps(read=True) if s < step]
+    then = f"resumes from step {max(older)}" if older else "starts from step 0"
+    return errors.UserError(
+        f"the checkpoint at step {step} in {self.latest.directory} is damaged ({damage}); it is "
+        f"moved to {step}.unreadable, and the same command started again {then}"
+    )
+
   def save(self, step: int, state: training.TrainState, train_seconds: float) -> None:
-    """Checkpoint `state` at `step`, with the training seconds spent so far."""
+    """Checkpoint `state` at `step`, with the training seconds spent so far; the checkpoint
+    before it, finished, has its files' sizes recorded."""
+    self._record_sizes()
     self.latest.save(step, args=ocp.args.StandardSave(state), force=True)
     if self.is_writer:
       logs.write_json(
@@ -206,7 +276,9 @@ class Checkpoints:
     return "no checkpoint was written yet"
 
   def close(self) -> None:
-    """Wait for the saves in flight, then release the managers' threads and event loops."""
+    """Wait for the saves in flight and record them, then release the managers' threads and
+    event loops."""
+    self._record_sizes()
     self.latest.close()
     self.best.close()
 

@@ -106,9 +106,9 @@ class Run:
 def setup(
     config: ml_collections.ConfigDict, workdir: str, devices=None, allow_config_change=False
 ) -> Run:
-  """The run of `config` into `workdir`, every mistake a user can fix found before training:
-  a `zoo.errors.UserError` naming the field. A workdir that has trained resumes only with its
-  own config, or with `allow_config_change` one that changes only
+  """The run of `config` into `workdir`, every mistake a user can fix found before anything is
+  written or trained: a `zoo.errors.UserError` naming the field. A workdir that has trained
+  resumes only with its own config, or with `allow_config_change` one that changes only
   `checkpointing.RESUMABLE_CHANGES`."""
   config = configs.finalize(config)
   spec = zoo.get(config.model_name)
@@ -152,9 +152,6 @@ def setup(
       evaluation.Evaluator(model, dataset, preprocessing, config, devices, seeds),
       fit_batch_norm,
   )
-  os.makedirs(workdir, exist_ok=True)
-  if run.is_writer:
-    logs.write_json(os.path.join(workdir, checkpoints.CONFIG), config.to_dict())
   return run
 
 
@@ -356,8 +353,11 @@ def train_and_evaluate(
   for mistakes a user can fix (a workdir in use among them), `NonFiniteLossError` when the loss
   diverges, `preemption.Preempted` when SIGTERM or SIGINT stopped it at a saved step.
   """
-  with checkpointing.workdir_lock(workdir, jax.process_index() == 0):
-    run = setup(config, workdir, devices, allow_config_change)
+  run = setup(config, workdir, devices, allow_config_change)
+  with checkpointing.workdir_lock(workdir, run.is_writer):
+    os.makedirs(workdir, exist_ok=True)
+    if run.is_writer:
+      logs.write_json(os.path.join(workdir, checkpoints.CONFIG), run.config.to_dict())
     return finish(run, *train(run))
 
 

@@ -7,7 +7,9 @@
 Started again on the same workdir, it resumes from the last checkpoint, with the config it
 trained with (--allow_config_change: or one that changes only how long it trains and how often
 it logs, evaluates and checkpoints). A mistake in what was
-asked for ends with one line on stderr and exit status 2; a diverged loss with exit status 3.
+asked for ends with one line on stderr and exit status 2; a diverged loss with exit status 3;
+SIGTERM or Ctrl-C while it trains with a checkpoint at the step it stopped and exit status 143
+(a second Ctrl-C stops at once). A workdir another run holds is refused.
 """
 
 import os

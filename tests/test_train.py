@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -186,6 +187,13 @@ def uninterrupted(tmp_path_factory, data_dir):
   return whole
 
 
+def _steps(checkpoint_dir):
+  """The finished checkpoints' steps (orbax names them by the step alone)."""
+  if not os.path.isdir(checkpoint_dir):
+    return []
+  return [d for d in os.listdir(checkpoint_dir) if d.isdigit()]
+
+
 def _start_and_stop(workdir, data_dir, stop_signal):
   """The command of KILLED_RUN started on `workdir` and sent `stop_signal` once it has
   checkpointed step 40: (its exit status, its stderr, the seconds from the signal to its
@@ -201,12 +209,7 @@ def _start_and_stop(workdir, data_dir, stop_signal):
   deadline = time.time() + 240
   checkpoint_dir = os.path.join(workdir, "checkpoints")
   while time.time() < deadline and process.poll() is None:
-    steps = (
-        [d for d in os.listdir(checkpoint_dir) if d.isdigit()]
-        if os.path.isdir(checkpoint_dir)
-        else []
-    )
-    if steps and max(map(int, steps)) >= 40:
+    if max(map(int, _steps(checkpoint_dir)), default=0) >= 40:
       break
     time.sleep(0.05)
   signalled = time.time()
@@ -228,6 +231,36 @@ def test_resume_after_kill_equals_the_uninterrupted_run(tmp_path, data_dir, unin
   subprocess.run(_cli(killed, data_dir), cwd=ROOT, env=command_env(), check=True)
   assert read_metrics(killed) == read_metrics(uninterrupted)
   assert _results(killed)["test"] == _results(uninterrupted)["test"]
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("uninterrupted_maf")
+def test_kills_during_checkpoint_writes_lose_nothing_before_the_last_complete_one(
+    tmp_path, data_dir, uninterrupted
+):
+  """kill -9 at eight random moments of a run that checkpoints every 10 steps (orbax writes
+  each into a temporary directory, renamed when complete): every start resumes from a complete
+  checkpoint, some kills leave a save half written, and the run ends as the uninterrupted one."""
+  workdir = str(tmp_path / "killed")
+  command = [*_cli(workdir, data_dir), "--config.checkpoint_every=10"]
+  checkpoint_dir = os.path.join(workdir, "checkpoints")
+  rng = np.random.default_rng(0)
+  half_written = 0
+  for _ in range(8):
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=command_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    started = max(map(int, _steps(checkpoint_dir)), default=0)
+    while process.poll() is None and max(map(int, _steps(checkpoint_dir)), default=0) == started:
+      time.sleep(0.01)
+    time.sleep(rng.uniform(0, 0.5))
+    process.kill()
+    _, stderr = process.communicate()
+    assert b"Traceback" not in stderr, stderr.decode()
+    half_written += any("tmp" in name for name in os.listdir(checkpoint_dir))
+  subprocess.run(command, cwd=ROOT, env=command_env(), check=True)
+  assert half_written, "no kill landed in a save"
+  assert _results(workdir)["test"] == _results(uninterrupted)["test"]
 
 
 @pytest.mark.xdist_group("uninterrupted_maf")
@@ -253,6 +286,40 @@ def test_sigterm_saves_the_step_it_stops_at_and_the_next_start_resumes_exactly(
   assert [r for r in read_metrics(preempted) if r["step"] not in window] == [
       r for r in read_metrics(uninterrupted) if r["step"] not in window
   ]
+
+
+def _largest_file(directory):
+  paths = [os.path.join(d, f) for d, _, files in os.walk(directory) for f in files]
+  return max(paths, key=os.path.getsize)
+
+
+def test_a_damaged_checkpoint_is_named_set_aside_and_the_one_before_it_resumes(
+    tmp_path, data_dir, capfd
+):
+  """The latest checkpoint damaged as a full disk or a failing one leaves it, its largest file
+  first truncated, then (written again) missing: each time one line names it, nothing else
+  reaches stderr, and the run started again resumes from the checkpoint before and ends as the
+  uninterrupted run."""
+  config = smoke_config(data_dir, num_steps=40, checkpoint_every=20, eval_every=20)
+  whole, damaged = str(tmp_path / "whole"), str(tmp_path / "damaged")
+  expected = loop.train_and_evaluate(config, whole)["test"]
+  loop.train_and_evaluate(config, damaged)
+  latest = os.path.join(damaged, "checkpoints", "40")
+  for damage, found in (("truncated", "holds .* of its .* bytes"), ("missing", "is missing")):
+    path = _largest_file(latest)
+    if damage == "truncated":
+      os.truncate(path, os.path.getsize(path) // 2)
+    else:
+      os.remove(path)
+    capfd.readouterr()
+    with pytest.raises(
+        errors.UserError,
+        match=f"checkpoint at step 40 in .* is damaged \\(.*{found}\\).* resumes from step 20",
+    ):
+      loop.train_and_evaluate(config, damaged)
+    assert "Traceback" not in capfd.readouterr().err, damage
+    assert loop.train_and_evaluate(config, damaged)["test"] == expected, damage
+    shutil.rmtree(f"{latest}.unreadable")
 
 
 def test_a_second_run_on_a_workdir_in_use_is_refused_until_its_holder_ends(tmp_path, data_dir):

@@ -3,10 +3,10 @@
 `load(name, data_dir, splits)` resolves any TFDS name. A data set is read by role: `train`,
 `validation` (optional) and `test`, each any TFDS split or slice of one (`train[50000:]`), so that
 a set without a validation split (MNIST) has one carved from its training split as the papers did.
-The zoo's own builders (`digits`, `toy2d/<density>`,
-`maf_tabular/<set>`) are prepared locally on first use and never download; any other TFDS name
-(`mnist`, `cifar10`, ...) is prepared by TFDS where the machine can download it, and otherwise fails
-with one `DatasetUnavailableError` that says so.
+The zoo's own builders (`digits`, `toy2d/<density>`, `maf_tabular/<set>`) are prepared locally on
+first use and never download; any other TFDS name (`mnist`, `cifar10`, ...) is prepared by TFDS
+where the machine can download it, and otherwise fails with one `DatasetUnavailableError` that
+says so.
 """
 
 import contextlib
@@ -60,8 +60,8 @@ class Dataset:
   """A prepared TFDS data set read by role (`SPLIT_ROLES`): each role's size, the example shape,
   and batched random access. `splits` maps each role the set has to its TFDS split.
 
-  Examples are dicts with `x` (the image or vector, as stored) and, where the set has one, `label`
-  (small NORB's `label_category`).
+  Examples are dicts with `x` (the image or vector, as stored, or as `framing` frames it) and,
+  where the set has one, `label` (small NORB's `label_category`).
   """
 
   name: str
@@ -136,8 +136,8 @@ class Dataset:
     return self.builder.as_data_source(split=self.splits[role])
 
   @functools.cache  # noqa: B019 (a Dataset lives as long as its run)
-  def _in_memory(self, split):
-    source = self._source(split)
+  def _in_memory(self, role):
+    source = self._source(role)
     records = source.__getitems__(range(len(source)))
     return self._stack(records)
 
