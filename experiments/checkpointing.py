@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
 import socket
 import time
 
@@ -247,6 +248,7 @@ class Checkpoints:
     step = self.start_step
     path = os.path.join(self.latest.directory, str(step))
     if self.is_writer:
+      shutil.rmtree(f"{path}.unreadable", ignore_errors=True)  # an earlier damage of this step
       os.replace(path, f"{path}.unreadable")
       os.remove(self._sizes_path(step))
     older = [s for s in self.latest.all_steps(read=True) if s < step]
