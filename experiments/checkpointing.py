@@ -25,6 +25,7 @@ LOCK = "run.lock"  # held by the run training in the workdir (`workdir_lock`)
 # resume finds a truncated or missing file before orbax reads it (a read orbax abandons half
 # done leaves tracebacks of its event loop on stderr, even when its error is caught).
 SIZES = ".sizes.json"
+ROOM_TO_SPARE = 2**20  # bytes a save leaves free beside its checkpoint: the logs' next lines
 
 # The config's top-level keys that a resumed run may change (with --allow_config_change): every
 # step computes what it did (the model, data, optimiser and seeds are as they were); only how
@@ -74,11 +75,27 @@ def workdir_lock(workdir: str, is_writer: bool = True):
     yield
 
 
-def has_checkpoint(workdir: str) -> bool:
-  """Whether the run in `workdir` has saved a train state (orbax names a finished step's
-  directory by the step alone)."""
+def saved_steps(workdir: str) -> list[int]:
+  """The steps at which the run in `workdir` has saved a train state, in order (orbax names a
+  finished step's directory by the step alone)."""
   path = os.path.join(workdir, checkpoints.CHECKPOINTS)
-  return os.path.isdir(path) and any(name.isdigit() for name in os.listdir(path))
+  return (
+      sorted(int(name) for name in os.listdir(path) if name.isdigit())
+      if os.path.isdir(path)
+      else []
+  )
+
+
+def kept(workdir: str) -> str:
+  """What the run in `workdir`, stopped, keeps, in words (its finished checkpoints)."""
+  steps = saved_steps(workdir)
+  return _kept(os.path.join(workdir, checkpoints.CHECKPOINTS), steps[-1] if steps else None)
+
+
+def _kept(directory: str, step: int | None) -> str:
+  if step is None:
+    return "no checkpoint was written yet"
+  return f"the last good checkpoint, step {step}, is kept in {directory}"
 
 
 def check_config(workdir: str, config: dict, allow_changes: bool = False) -> None:
@@ -86,7 +103,7 @@ def check_config(workdir: str, config: dict, allow_changes: bool = False) -> Non
   `UserError` naming each changed key. With `allow_changes` a run continues where only
   `RESUMABLE_CHANGES` changed. A workdir with no checkpoint has trained nothing to keep."""
   path = os.path.join(workdir, checkpoints.CONFIG)
-  if not has_checkpoint(workdir) or not os.path.exists(path):
+  if not saved_steps(workdir) or not os.path.exists(path):
     return
   with open(path) as f:
     saved = _flat(json.load(f))
@@ -133,12 +150,22 @@ class Checkpoints:
     self.latest = checkpoints.manager(os.path.join(workdir, checkpoints.CHECKPOINTS), max_to_keep=2)
     self.best = checkpoints.manager(os.path.join(workdir, checkpoints.BEST), max_to_keep=1)
     self.start_step = self.latest.latest_step() or 0
-    if self.best.latest_step() is None:
+    best = self.best.latest_step()
+    damage = best is not None and _damage(self.best, best)
+    if damage:
+      self._set_aside(self.best, best)
+      self.close()
+      raise errors.UserError(
+          f"the best checkpoint, of step {best}, in {self.best.directory} is damaged ({damage}); "
+          f"it is moved to {best}.unreadable, and the same command started again resumes "
+          f"without it, choosing each replica's best model among the evaluations to come"
+      )
+    if best is None:
       self.best_variables = None
       self.best_value = np.full(num_replicas, -np.inf, np.float32)
       self.best_step = np.full(num_replicas, -1)
     else:
-      saved = devices.restore(self.best, self.best.latest_step())
+      saved = devices.restore(self.best, best)
       self.best_variables = saved["variables"]
       self.best_value, self.best_step = np.asarray(saved["value"]), np.asarray(saved["step"])
 
@@ -148,9 +175,16 @@ class Checkpoints:
     (a read that orbax abandons half done leaves callbacks to an event loop it has closed)."""
     if not self.start_step:
       return state
-    damage = self._damage(self.start_step)
+    damage = _damage(self.latest, self.start_step)
     if damage:
-      raise self._unreadable(damage)
+      self._set_aside(self.latest, self.start_step)
+      older = [s for s in self.latest.all_steps(read=True) if s < self.start_step]
+      then = f"resumes from step {max(older)}" if older else "starts from step 0"
+      raise errors.UserError(
+          f"the checkpoint at step {self.start_step} in {self.latest.directory} is damaged "
+          f"({damage}); it is moved to {self.start_step}.unreadable, and the same command "
+          f"started again {then}"
+      )
     difference = _first_difference(
         ocp.tree.to_flat_dict(self.latest.item_metadata(self.start_step).tree),
         ocp.tree.to_flat_dict(state),
@@ -180,6 +214,7 @@ class Checkpoints:
     improved = active & (values > self.best_value)  # False for NaN: models that report neither
     if not improved.any():
       return
+    self._check_room(step)
     self.best_value = np.where(improved, values, self.best_value)
     self.best_step = np.where(improved, step, self.best_step)
     self.best_variables = jax.jit(training.select_replicas)(
@@ -196,72 +231,81 @@ class Checkpoints:
         ),
     )
 
-  def _sizes_path(self, step: int) -> str:
-    return os.path.join(self.latest.directory, f"{step}{SIZES}")
+  def _finished(self, manager: ocp.CheckpointManager) -> None:
+    """Wait for `manager`'s save in flight. One that failed (a full disk, a quota, a file size
+    limit: orbax's threads raise the write's error) is a `UserError` saying what is kept."""
+    try:
+      manager.wait_until_finished()
+    except Exception as e:  # pylint: disable=broad-except: whatever the write raised
+      raise errors.UserError(
+          f"a checkpoint could not be written in {manager.directory} ({_reason(e)}); "
+          f"{kept(self.workdir)}: make room and run the same command again to resume"
+      ) from None
+
+  def _check_room(self, step: int) -> None:
+    """Refuse a save at `step` that the disk has no room for, before orbax writes anything (a
+    write orbax abandons half done leaves tracebacks of its threads on stderr, even when its
+    error is caught): room for a checkpoint as large as the last one, in whole blocks, and
+    ROOM_TO_SPARE. The first save, before any size is recorded, is not checked."""
+    recorded = [s for s in self.latest.all_steps() if os.path.exists(_sizes_path(self.latest, s))]
+    if not recorded:
+      return
+    with open(_sizes_path(self.latest, max(recorded))) as f:
+      sizes = json.load(f).values()
+    disk = os.statvfs(self.workdir)
+    needed = sum(-(-size // disk.f_bsize) * disk.f_bsize for size in sizes)
+    free = disk.f_bavail * disk.f_frsize
+    if free < needed + ROOM_TO_SPARE:
+      raise errors.UserError(
+          f"no room for the checkpoint at step {step} in {self.workdir}: it needs about "
+          f"{needed / 2**20:.2f} MiB and {ROOM_TO_SPARE / 2**20:.2f} MiB to spare, "
+          f"{free / 2**20:.2f} MiB are free; {self.kept()}: make room and run the same "
+          f"command again to resume"
+      )
 
   def _record_sizes(self) -> None:
     """Wait for the saves in flight, then write the size of every file of each finished
-    checkpoint that has no record yet (and drop the records of checkpoints orbax removed)."""
-    self.latest.wait_until_finished()
+    checkpoint, latest and best, that has no record yet (and drop the records of checkpoints
+    orbax removed)."""
+    self._finished(self.latest)
+    self._finished(self.best)
     if not self.is_writer:
       return
-    directory = str(self.latest.directory)
-    if not os.path.isdir(directory):
-      return
-    steps = set(self.latest.all_steps(read=True))
-    for name in os.listdir(directory):
-      if name.endswith(SIZES) and int(name[: -len(SIZES)]) not in steps:
-        os.remove(os.path.join(directory, name))
-    for step in sorted(steps):
-      root = os.path.join(directory, str(step))
-      if os.path.exists(self._sizes_path(step)) or not os.path.isdir(root):
+    for manager in (self.latest, self.best):
+      directory = str(manager.directory)
+      if not os.path.isdir(directory):
         continue
-      sizes = {
-          os.path.relpath(os.path.join(folder, name), root): os.path.getsize(
-              os.path.join(folder, name)
-          )
-          for folder, _, names in os.walk(root)
-          for name in names
-      }
-      logs.write_json(self._sizes_path(step), sizes)
+      steps = set(manager.all_steps(read=True))
+      for name in os.listdir(directory):
+        if name.endswith(SIZES) and int(name[: -len(SIZES)]) not in steps:
+          os.remove(os.path.join(directory, name))
+      for step in sorted(steps):
+        root = os.path.join(directory, str(step))
+        if os.path.exists(_sizes_path(manager, step)) or not os.path.isdir(root):
+          continue
+        sizes = {
+            os.path.relpath(os.path.join(folder, name), root): os.path.getsize(
+                os.path.join(folder, name)
+            )
+            for folder, _, names in os.walk(root)
+            for name in names
+        }
+        logs.write_json(_sizes_path(manager, step), sizes)
 
-  def _damage(self, step: int) -> str | None:
-    """What is missing or cut short in checkpoint `step`, by its size record (None where it
-    is whole, or has no record: a run killed between a save and its record)."""
-    if not os.path.exists(self._sizes_path(step)):
-      return None
-    with open(self._sizes_path(step)) as f:
-      sizes = json.load(f)
-    root = os.path.join(self.latest.directory, str(step))
-    for name, size in sorted(sizes.items()):
-      path = os.path.join(root, name)
-      if not os.path.exists(path):
-        return f"{name} is missing"
-      if os.path.getsize(path) != size:
-        return f"{name} holds {os.path.getsize(path)} of its {size} bytes"
-    return None
-
-  def _unreadable(self, damage: str) -> errors.UserError:
-    """The error of a latest checkpoint that is damaged: it is moved aside, to
-    `<step>.unreadable` (which orbax does not take for a step), so that the run started again
-    resumes from the checkpoint before it."""
-    step = self.start_step
-    path = os.path.join(self.latest.directory, str(step))
+  def _set_aside(self, manager: ocp.CheckpointManager, step: int) -> None:
+    """Move checkpoint `step` of `manager` to `<step>.unreadable` (which orbax does not take
+    for a step; an earlier one of the same step is replaced)."""
     if self.is_writer:
-      shutil.rmtree(f"{path}.unreadable", ignore_errors=True)  # an earlier damage of this step
+      path = os.path.join(manager.directory, str(step))
+      shutil.rmtree(f"{path}.unreadable", ignore_errors=True)
       os.replace(path, f"{path}.unreadable")
-      os.remove(self._sizes_path(step))
-    older = [s for s in self.latest.all_steps(read=True) if s < step]
-    then = f"resumes from step {max(older)}" if older else "starts from step 0"
-    return errors.UserError(
-        f"the checkpoint at step {step} in {self.latest.directory} is damaged ({damage}); it is "
-        f"moved to {step}.unreadable, and the same command started again {then}"
-    )
+      os.remove(_sizes_path(manager, step))
 
   def save(self, step: int, state: training.TrainState, train_seconds: float) -> None:
     """Checkpoint `state` at `step`, with the training seconds spent so far; the checkpoint
     before it, finished, has its files' sizes recorded."""
     self._record_sizes()
+    self._check_room(step)
     self.latest.save(step, args=ocp.args.StandardSave(state), force=True)
     if self.is_writer:
       logs.write_json(
@@ -269,20 +313,48 @@ class Checkpoints:
       )
 
   def kept(self) -> str:
-    """What a run that stops now keeps, in words."""
-    if self.latest.latest_step():
-      return (
-          f"the last good checkpoint, step {self.latest.latest_step()}, is kept in "
-          f"{self.latest.directory}"
-      )
-    return "no checkpoint was written yet"
+    """What the run keeps if it stops now, in words: the save in flight, finished on `close`,
+    included."""
+    return _kept(str(self.latest.directory), self.latest.latest_step())
 
   def close(self) -> None:
     """Wait for the saves in flight and record them, then release the managers' threads and
-    event loops."""
-    self._record_sizes()
-    self.latest.close()
-    self.best.close()
+    event loops (after a save that failed too)."""
+    try:
+      self._record_sizes()
+    finally:
+      for manager in (self.latest, self.best):
+        with contextlib.suppress(Exception):  # the failed save's error, raised again
+          manager.close()
+
+
+def _sizes_path(manager: ocp.CheckpointManager, step: int) -> str:
+  return os.path.join(manager.directory, f"{step}{SIZES}")
+
+
+def _damage(manager: ocp.CheckpointManager, step: int) -> str | None:
+  """What is missing or cut short in checkpoint `step` of `manager`, by its size record (None
+  where it is whole, or has no record: a run killed between a save and its record)."""
+  if not os.path.exists(_sizes_path(manager, step)):
+    return None
+  with open(_sizes_path(manager, step)) as f:
+    sizes = json.load(f)
+  root = os.path.join(manager.directory, str(step))
+  for name, size in sorted(sizes.items()):
+    path = os.path.join(root, name)
+    if not os.path.exists(path):
+      return f"{name} is missing"
+    if os.path.getsize(path) != size:
+      return f"{name} holds {os.path.getsize(path)} of its {size} bytes"
+  return None
+
+
+def _reason(error: Exception) -> str:
+  """A write's error in a few words: the system's for an OSError ("No space left on device"),
+  else its message's first line."""
+  if isinstance(error, OSError) and error.strerror:
+    return error.strerror
+  return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 def _first_difference(saved: dict, wanted: dict) -> str | None:

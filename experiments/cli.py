@@ -20,6 +20,9 @@ def run(entry, interrupted: str = "interrupted") -> None:
   warnings.filterwarnings("ignore")
   tfds.disable_progress_bar()
   flags.FLAGS.set_default("verbosity", logging.ERROR)  # kept by parsing, unless --verbosity
+  # orbax logs each error of its save threads with a traceback, then raises it where the run
+  # waits for the save, which says it in one line (`checkpointing.Checkpoints`)
+  logging.get_absl_logger().addFilter(lambda record: "/orbax/" not in record.pathname)
   try:
     status = entry(sys.argv)
   except flags.Error as e:

@@ -14,6 +14,7 @@ replicas at once, of seeds `seed, seed + 1, ...`, each exactly the single-seed r
 
 import contextlib
 import dataclasses
+import errno
 import os
 import time
 from collections.abc import Callable
@@ -351,14 +352,24 @@ def train_and_evaluate(
   Resumes from the latest checkpoint in `workdir` (with a changed config only as `setup` says);
   holds the workdir while it runs (`checkpointing.workdir_lock`). Raises `zoo.errors.UserError`
   for mistakes a user can fix (a workdir in use among them), `NonFiniteLossError` when the loss
-  diverges, `preemption.Preempted` when SIGTERM or SIGINT stopped it at a saved step.
+  diverges, `preemption.Preempted` when SIGTERM or SIGINT stopped it at a saved step. A disk
+  that fills (no room for the next checkpoint, or a write that fails) ends it with a UserError
+  that names the last good checkpoint, which is kept.
   """
   run = setup(config, workdir, devices, allow_config_change)
   with checkpointing.workdir_lock(workdir, run.is_writer):
-    os.makedirs(workdir, exist_ok=True)
-    if run.is_writer:
-      logs.write_json(os.path.join(workdir, checkpoints.CONFIG), run.config.to_dict())
-    return finish(run, *train(run))
+    try:
+      os.makedirs(workdir, exist_ok=True)
+      if run.is_writer:
+        logs.write_json(os.path.join(workdir, checkpoints.CONFIG), run.config.to_dict())
+      return finish(run, *train(run))
+    except OSError as e:
+      if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        raise
+      raise errors.UserError(
+          f"could not write {e.filename or workdir} ({e.strerror}); "
+          f"{checkpointing.kept(workdir)}: make room and run the same command again to resume"
+      ) from None
 
 
 def _per_metric(replicas: list[dict]) -> dict[str, np.ndarray]:

@@ -1,5 +1,6 @@
 """The runner: one train step under jit and sharding, exact resume, divergence, outputs."""
 
+import contextlib
 import json
 import os
 import signal
@@ -223,7 +224,8 @@ def _results(workdir):
     return json.load(f)
 
 
-@pytest.mark.xdist_group("uninterrupted_maf")  # one worker trains the reference for both
+@pytest.mark.slow  # 50 s; the preemption test below resumes as exactly in the fast suite
+@pytest.mark.xdist_group("uninterrupted_maf")
 def test_resume_after_kill_equals_the_uninterrupted_run(tmp_path, data_dir, uninterrupted):
   killed = str(tmp_path / "killed")
   _start_and_stop(killed, data_dir, signal.SIGKILL)
@@ -287,6 +289,47 @@ def test_sigterm_saves_the_step_it_stops_at_and_the_next_start_resumes_exactly(
   ]
 
 
+@contextlib.contextmanager
+def _small_file_system(path, size):
+  """A file system of `size` (a tmpfs) mounted at `path` while the block runs; mounting needs
+  root (or CAP_SYS_ADMIN), without which the test is skipped."""
+  os.makedirs(path)
+  if (
+      os.geteuid() != 0
+      or subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", path]).returncode
+  ):
+    pytest.skip("mounting a small file system needs root")
+  try:
+    yield
+  finally:
+    subprocess.run(["umount", "--lazy", path], check=True)
+
+
+@pytest.mark.xdist_group("uninterrupted_maf")
+def test_a_full_disk_ends_the_run_in_one_line_and_keeps_its_last_good_checkpoint(
+    tmp_path, data_dir, uninterrupted
+):
+  """A file system that fills (a 1.5 MiB tmpfs holds the first few checkpoints): the run stops
+  before the save that would not fit, saying so in one line (exit status 2) that names the last
+  good checkpoint; once the file system is grown, the same command resumes from it and ends as
+  the uninterrupted run."""
+  workdir = str(tmp_path / "small")
+  with _small_file_system(workdir, "1536k"):
+    full = subprocess.run(
+        _cli(workdir, data_dir), cwd=ROOT, env=command_env(), capture_output=True, text=True
+    )
+    last = full.stderr.strip().splitlines()[-1]  # after the progress lines
+    assert full.returncode == 2 and "Traceback" not in full.stderr, full.stderr
+    assert last.startswith("error: no room for the checkpoint at step "), last
+    kept = int(last.split("the last good checkpoint, step ")[1].split(",")[0])
+    assert max(map(int, _steps(os.path.join(workdir, "checkpoints")))) == kept
+    assert kept < KILLED_RUN["num_steps"]
+    subprocess.run(["mount", "-o", "remount,size=64m", workdir], check=True)
+    subprocess.run(_cli(workdir, data_dir), cwd=ROOT, env=command_env(), check=True)
+    assert read_metrics(workdir) == read_metrics(uninterrupted)
+    assert _results(workdir)["test"] == _results(uninterrupted)["test"]
+
+
 def _largest_file(directory):
   paths = [os.path.join(d, f) for d, _, files in os.walk(directory) for f in files]
   return max(paths, key=os.path.getsize)
@@ -295,29 +338,31 @@ def _largest_file(directory):
 def test_a_damaged_checkpoint_is_named_set_aside_and_the_one_before_it_resumes(
     tmp_path, data_dir, capfd
 ):
-  """The latest checkpoint damaged as a full disk or a failing one leaves it, its largest file
-  first truncated, then (written again) missing: each time one line names it, nothing else
-  reaches stderr, and the run started again resumes from the checkpoint before and ends as the
-  uninterrupted run."""
+  """The latest checkpoint damaged as a failing disk leaves it, its largest file truncated: one
+  line names it, nothing else reaches stderr, and the run started again resumes from the
+  checkpoint before and ends as the uninterrupted run. The best checkpoint with its largest file
+  missing is named and set aside in the same way, and the run started again ends without it."""
   config = smoke_config(data_dir, num_steps=40, checkpoint_every=20, eval_every=20)
-  whole, damaged = str(tmp_path / "whole"), str(tmp_path / "damaged")
-  expected = loop.train_and_evaluate(config, whole)["test"]
-  loop.train_and_evaluate(config, damaged)
-  latest = os.path.join(damaged, "checkpoints", "40")
-  for damage, found in (("truncated", "holds .* of its .* bytes"), ("missing", "is missing")):
-    path = _largest_file(latest)
-    if damage == "truncated":
-      os.truncate(path, os.path.getsize(path) // 2)
-    else:
-      os.remove(path)
-    capfd.readouterr()
-    with pytest.raises(
-        errors.UserError,
-        match=f"checkpoint at step 40 in .* is damaged \\(.*{found}\\).* resumes from step 20",
-    ):
-      loop.train_and_evaluate(config, damaged)
-    assert "Traceback" not in capfd.readouterr().err, damage
-    assert loop.train_and_evaluate(config, damaged)["test"] == expected, damage
+  damaged = str(tmp_path / "damaged")
+  expected = loop.train_and_evaluate(config, damaged)["test"]  # before the damage
+  path = _largest_file(os.path.join(damaged, "checkpoints", "40"))
+  os.truncate(path, os.path.getsize(path) // 2)
+  capfd.readouterr()
+  with pytest.raises(
+      errors.UserError,
+      match=r"checkpoint at step 40 in .* is damaged \(.* holds .* of its .* bytes\).* step 20",
+  ):
+    loop.train_and_evaluate(config, damaged)
+  assert "Traceback" not in capfd.readouterr().err
+  assert loop.train_and_evaluate(config, damaged)["test"] == expected
+  (best,) = [d for d in os.listdir(os.path.join(damaged, "best")) if d.isdigit()]
+  os.remove(_largest_file(os.path.join(damaged, "best", best)))
+  with pytest.raises(
+      errors.UserError, match=f"best checkpoint, of step {best}, in .* is damaged \\(.* is missing"
+  ):
+    loop.train_and_evaluate(config, damaged)
+  assert loop.train_and_evaluate(config, damaged)["best_step"] is None  # no evaluation came
+  assert "Traceback" not in capfd.readouterr().err
 
 
 def test_a_second_run_on_a_workdir_in_use_is_refused_until_its_holder_ends(tmp_path, data_dir):
