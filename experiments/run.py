@@ -2,14 +2,16 @@
 
   python -m experiments.run --model=NAME [--preset=default|smoke|paper] [--workdir=DIR]
       [--config.KEY=VALUE ...] [--coordinator_address=H:P --num_processes=N --process_id=I]
-      [--distributed] [--allow_config_change]
+      [--distributed] [--heartbeat_timeout=SECONDS] [--allow_config_change]
 
 Started again on the same workdir, it resumes from the last checkpoint, with the config it
 trained with (--allow_config_change: or one that changes only how long it trains and how often
 it logs, evaluates and checkpoints). A mistake in what was
 asked for ends with one line on stderr and exit status 2; a diverged loss with exit status 3;
 SIGTERM or Ctrl-C while it trains with a checkpoint at the step it stopped and exit status 143
-(a second Ctrl-C stops at once). A workdir another run holds is refused.
+(a second Ctrl-C stops at once). A workdir another run holds is refused. Each process of a
+multi-process run trains under a supervisor (`experiments.supervision`): when another process of
+the run is lost, it ends within --heartbeat_timeout seconds, with one line and exit status 75.
 """
 
 import os
@@ -17,8 +19,10 @@ import os
 from absl import flags
 
 import zoo
+from experiments import checkpointing
 from experiments import cli
 from experiments import loop
+from experiments import supervision
 from zoo import configs
 
 FLAGS = flags.FLAGS
@@ -46,6 +50,12 @@ flags.DEFINE_bool(
     "and id (Cloud TPU pod slices, SLURM, GKE). Default: on when "
     "--coordinator_address is given or a SLURM step of several tasks or a GKE TPU "
     "slice of several workers is detected.",
+)
+flags.DEFINE_integer(
+    "heartbeat_timeout",
+    60,
+    "Seconds after which JAX's distributed runtime takes a silent process of a multi-process "
+    "run for dead and ends the others (JAX's default: 100).",
 )
 
 
@@ -79,23 +89,34 @@ def _several_processes_detected() -> bool:
   )
 
 
+def _distributed() -> bool:
+  """Whether this is a process of a multi-process run, as the flags say, else as detected."""
+  if FLAGS.distributed is not None:
+    return FLAGS.distributed
+  return bool(FLAGS.coordinator_address) or _several_processes_detected()
+
+
 def _start_processes():
   """JAX's distributed runtime, from the flags where given, else detected; CPU processes
   exchange their collectives with gloo."""
   import jax  # pylint: disable=import-outside-toplevel
 
-  distributed = FLAGS.distributed
-  if distributed is None:
-    distributed = bool(FLAGS.coordinator_address) or _several_processes_detected()
-  if distributed:
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(
+      FLAGS.coordinator_address,
+      FLAGS.num_processes,
+      FLAGS.process_id,
+      heartbeat_timeout_seconds=FLAGS.heartbeat_timeout,
+  )
 
 
 def main(argv) -> int:
   config = parse(argv)
-  _start_processes()
   workdir = FLAGS.workdir or os.path.join("workdirs", f"{FLAGS.model}-{FLAGS.preset}")
+  if _distributed():
+    if not supervision.is_supervised():
+      return supervision.supervise(argv, lambda: checkpointing.kept(workdir))
+    _start_processes()
   results = loop.train_and_evaluate(config, workdir, allow_config_change=FLAGS.allow_config_change)
   test = ", ".join(f"{k} {v:.4f}" for k, v in results["test"].items())
   print(f"{FLAGS.model} on {config.dataset}: test {test}  ({workdir})")
