@@ -127,6 +127,7 @@ def test_a_half_prepared_set_is_still_one_line(tmp_path, module):
   assert "cannot be downloaded here" in stderr
 
 
+@pytest.mark.slow  # 70 s: four runs and a plot; test_docs runs the documented sweeps too
 def test_sweep_trains_each_combination_and_writes_table_and_plot(tmp_path, data_dir):
   code, _, stderr = run_cli(
       "--model=vimco",

@@ -29,7 +29,18 @@ class _Events(logging.Handler):
       self.events.append(("compile", match.group(1)))
 
 
-@pytest.mark.parametrize("name", zoo.list_models())
+# The models of the largest smoke steps (30-50 s each on 2 cores) with the slow tests; the rest,
+# a game among them, in `make test`.
+SLOW_TO_COMPILE = ("beta_vae", "dip_vae", "pixelgan_ae", "vlae")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.slow) if n in SLOW_TO_COMPILE else n
+        for n in zoo.list_models()
+    ],
+)
 def test_the_train_loop_compiles_its_step_once(name, tmp_path, data_dir, monkeypatch):
   config = zoo.get(name).default_config("smoke")
   window = config.log_every

@@ -41,7 +41,7 @@ def dependence_matrix(model, variables, condition, x):
   def jacobian(image):
     return jax.jacfwd(lambda image: model.apply(variables, image[None], condition)[0])(image)
 
-  jacobians = jax.vmap(jacobian)(x)  # over several images, so that no ReLU is off at all
+  jacobians = jax.jit(jax.vmap(jacobian))(x)  # over several images, so that no ReLU is off at all
   size = int(np.prod(x.shape[1:]))
   return np.abs(np.asarray(jacobians)).sum((0, 4)).reshape(size, size)
 

@@ -80,7 +80,11 @@ def single_maf_runs(tmp_path_factory, data_dir):
 
 
 @pytest.mark.xdist_group("single_maf_runs")  # one worker trains the fixture's runs for both
-@pytest.mark.parametrize("unrolled", [True, False], ids=["unrolled", "vmapped"])
+@pytest.mark.parametrize(
+    "unrolled",
+    [pytest.param(True, marks=pytest.mark.slow), False],  # vmapped: MAF's way on a CPU
+    ids=["unrolled", "vmapped"],
+)
 def test_each_replica_equals_the_single_seed_run(
     single_maf_runs, tmp_path, data_dir, monkeypatch, unrolled
 ):
@@ -128,6 +132,7 @@ def test_each_replica_equals_the_single_seed_run(
   assert f"| 4 | {mean:.2f} ± {stderr:.2f} |" in row
 
 
+@pytest.mark.slow  # 75 s; the MAF replicas below are tested in the fast suite
 def test_a_game_replica_equals_the_single_seed_run(tmp_path, data_dir, monkeypatch):
   """WGAN: each step stacks critic batches per replica (data sharded on the third axis).
   Unrolled, so that the replica runs the single run's very operations: vmapped, RMSProp on the

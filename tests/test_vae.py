@@ -87,7 +87,9 @@ def test_dip_vae_loss_is_kl_plus_penalty(variant):
   assert metrics["dip_penalty"] > 0
 
 
-@pytest.mark.parametrize("name", ["beta_vae", "dip_vae"])
+@pytest.mark.parametrize(
+    "name", ["beta_vae", pytest.param("dip_vae", marks=pytest.mark.slow)]  # the same runner path
+)
 def test_shapes_under_jit_and_a_smoke_run(name, tmp_path, data_dir):
   model, variables = model_and_variables(name)
   mean, log_var = jax.jit(lambda v: model.apply(v, X, method="encode"))(variables)

@@ -85,7 +85,9 @@ def test_gradient_statistics_see_the_estimators_noise_and_nothing_else():
   ):
     model = zoo.build(name, **hyperparameters)
     state = training.init_state(model, optimizer, batch, jax.random.key(1))
-    stats = training.make_gradient_statistics(model, draws=8)(state, batch, jax.random.key(2))
+    stats = jax.jit(training.make_gradient_statistics(model, draws=8))(
+        state, batch, jax.random.key(2)
+    )
     variances = [float(v) for k, v in stats.items() if k.startswith("grad_variance/")]
     # A deterministic loss leaves only the rounding of the mean of identical gradients.
     assert variances and (min(variances) > 1e-8 if noisy else max(variances) < 1e-14)

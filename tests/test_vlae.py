@@ -35,7 +35,9 @@ def model_and_variables(hierarchy, **hyperparameters):
   return model, variables
 
 
-@pytest.mark.parametrize("hierarchy", ["ladder", "markov"])
+@pytest.mark.parametrize(
+    "hierarchy", ["ladder", pytest.param("markov", marks=pytest.mark.slow)]  # 38 s
+)
 def test_the_reported_elbo_is_the_expected_log_weight(hierarchy):
   """The ELBO the loss reports (reconstruction minus the KL terms) estimates E_q[log p(x, z) -
   log q(z | x)], the mean log weight of draws from q computed from log densities alone."""
