@@ -197,6 +197,9 @@ def train(run: Run):
         devices.replicate(training.init_replicas(run.model, optimizer, one_batch, init_rngs))
     )
     notice = cleanup.enter_context(preemption.Notice())
+    # XLA:CPU's gloo collectives deadlock with two steps in flight (found as the default MAF on
+    # 2 processes hung, one process in two steps' all-reduces, the other in one): one at a time.
+    one_at_a_time = jax.process_count() > 1 and jax.devices()[0].platform == "cpu"
     progress.start(start)
     pending, step, started = [], start, time.time() - saved.seconds_trained()
     while step < config.num_steps and not stopping.stopped(saved.best_step, step).all():
@@ -204,6 +207,8 @@ def train(run: Run):
         batch = next(batches)
       active = ~stopping.stopped(saved.best_step, step)  # the same over a logging window
       state, metrics = train_step(state, batch, rngs, active)
+      if one_at_a_time:
+        jax.block_until_ready(metrics)
       pending.append(metrics)
       step += 1
       preempted = notice.reached(step)

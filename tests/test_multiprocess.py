@@ -86,9 +86,9 @@ def launch(workdir, data_dir, model, *extra, slurm=False, log="process"):
   return processes
 
 
-def finish(processes, workdir, log="process"):
+def finish(processes, workdir, log="process", timeout=600):
   for i, process in enumerate(processes):
-    if process.wait(timeout=600):
+    if process.wait(timeout=timeout):
       with open(os.path.join(workdir, f"{log}{i}.log")) as f:
         pytest.fail(f"process {i} exited with {process.returncode}: {f.read()[-3000:]}")
 
@@ -118,6 +118,21 @@ def test_two_processes_of_two_devices_train_a_game_as_one_of_four(tmp_path, data
   finish(launch(str(tmp_path / "two"), data_dir, "wgan"), str(tmp_path / "two"))
   assert_equal_up_to_reduction_order(read_metrics(tmp_path / "one"), read_metrics(tmp_path / "two"))
   assert_trained_by_two_processes_of_four_devices(tmp_path / "two", config.num_steps)
+
+
+def test_a_pair_that_dispatches_many_steps_ahead_finishes(tmp_path, data_dir):
+  """Between two logging points (300 steps apart here) the host dispatches steps ahead of the
+  devices. Two steps in flight deadlocked XLA:CPU's gloo all-reduces: this run hung in 3 of 3
+  tries, in about 35 s since the loop runs one step at a time on CPU processes."""
+  workdir = str(tmp_path / "pair")
+  keys = ("num_steps", "log_every", "eval_every", "checkpoint_every")
+  processes = launch(workdir, data_dir, "maf", *(f"--config.{key}=300" for key in keys))
+  try:
+    finish(processes, workdir, timeout=240)
+  finally:
+    for process in processes:
+      process.kill()
+  assert_trained_by_two_processes_of_four_devices(workdir, 300)
 
 
 class _LocalDevices:
