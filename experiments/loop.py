@@ -171,17 +171,26 @@ def train(run: Run):
     stopping = EarlyStopping(config.early_stopping_patience, config.eval_every)
     init_rngs, rngs = training.replica_keys(seeds)
     train_step, optimizer = training.make_step(run.model, config, run.game)
-    train_step = jax.jit(training.make_replicated_step(train_step, len(seeds)), donate_argnums=0)
+    replicated_step = training.make_replicated_step(train_step, len(seeds))
     statistics = config.gradient_statistics_draws and jax.jit(
         training.map_replicas(
             training.make_gradient_statistics(run.model, config.gradient_statistics_draws),
             len(seeds),
         )
     )
+    arrays, on_host = feed.resident_split(run.dataset, run.preprocessing, config, devices)
     feeder = cleanup.enter_context(
         contextlib.closing(
             feed.TrainFeed(
-                run.dataset, run.preprocessing, config, devices, seeds, run.labeled, start, run.game
+                run.dataset,
+                run.preprocessing,
+                config,
+                devices,
+                seeds,
+                run.labeled,
+                start,
+                run.game,
+                arrays,
             )
         )
     )
@@ -190,11 +199,29 @@ def train(run: Run):
     progress = cleanup.enter_context(
         contextlib.closing(logs.Progress(config.num_steps, run.is_writer))
     )
-    batches = cleanup.enter_context(contextlib.closing(feed.prefetch(feeder.batch, start)))
-    batch = next(batches)
-    one_batch = jax.tree.map(lambda x: x[:, 0], batch) if run.game else batch
+    if on_host:
+      progress.note(on_host)
+    make_batch = jax.jit(feeder.make_batch)
+    first_input = feeder.first_input()
+    one_batch = make_batch(
+        arrays, devices.shard_batch(first_input, leading_axes=2 if run.game else 1)
+    )
+    if run.game:
+      one_batch = jax.tree.map(lambda x: x[:, 0], one_batch)
     state = saved.resume(
         devices.replicate(training.init_replicas(run.model, optimizer, one_batch, init_rngs))
+    )
+    feeder.length = window_length(run, replicated_step, state, one_batch, rngs, first_input)
+    train_window = jax.jit(
+        training.make_window(replicated_step, feeder.make_batch, feeder.length), donate_argnums=0
+    )
+    windows = cleanup.enter_context(
+        contextlib.closing(
+            feed.prefetch(
+                lambda steps: (steps, feeder.window(steps)),
+                _windows(start, config.num_steps, feeder.length),
+            )
+        )
     )
     notice = cleanup.enter_context(preemption.Notice())
     # XLA:CPU's gloo collectives deadlock with two steps in flight (found as the default MAF on
@@ -203,20 +230,27 @@ def train(run: Run):
     progress.start(start)
     pending, step, started = [], start, time.time() - saved.seconds_trained()
     while step < config.num_steps and not stopping.stopped(saved.best_step, step).all():
-      if step > start:
-        batch = next(batches)
+      steps, inputs = next(windows)
       active = ~stopping.stopped(saved.best_step, step)  # the same over a logging window
-      state, metrics = train_step(state, batch, rngs, active)
+      live = np.arange(feeder.length) < len(steps)
+      state, metrics = train_window(state, arrays, inputs, rngs, active, live)
       if one_at_a_time:
         jax.block_until_ready(metrics)
-      pending.append(metrics)
-      step += 1
-      preempted = notice.reached(step)
+      pending.append((len(steps), metrics))
+      step = steps[-1] + 1
+      preempted = notice.reached()
       if not (itstime(step, config.log_every, config.num_steps) or preempted):
         continue
-      means = _window_means(jax.device_get(pending), active, step, saved, seeds)
+      rows = [
+          jax.tree.map(lambda m, k=k: m[k], window)
+          for count, window in jax.device_get(pending)
+          for k in range(count)
+      ]
+      means = _window_means(rows, active, step, saved, seeds)
       pending = []
       if statistics:
+        last = len(steps) - 1
+        batch = make_batch(arrays, jax.tree.map(lambda x, last=last: x[last], inputs))
         means.update(
             jax.device_get(statistics(state, batch, training.fold_in_replicas(init_rngs, step)))
         )
@@ -241,6 +275,39 @@ def train(run: Run):
             f"{saved.latest.directory}; run the same command again to resume"
         )
   return state, saved, step, time.time() - started, log
+
+
+# The host memory a window's inputs may take (each of the prefetched ones too): its steps'
+# batches, or with the training split on the devices, their indices and noise.
+WINDOW_INPUT_BYTES = 64 << 20
+
+
+def window_length(run: Run, replicated_step, state, batch, rngs, step_input) -> int:
+  """How many steps a compiled window trains: the logging window's (`log_every`), or the
+  largest of its divisors whose inputs fit WINDOW_INPUT_BYTES; one step for a game (its steps
+  take stacks of different heights) and on CPU for a step that convolves (XLA:CPU runs a
+  convolution inside a loop far slower, `training.make_game_step`). An MLP's step on CPU gains
+  from the loop: BENCHMARKS.md, "The training loop"."""
+  active = np.ones(len(run.seeds), bool)
+  if run.game or (
+      jax.default_backend() == "cpu"
+      and training.convolves(replicated_step, state, batch, rngs, active)
+  ):
+    return 1
+  step_bytes = sum(np.asarray(x).nbytes for x in jax.tree.leaves(step_input))
+  fitting = max(1, WINDOW_INPUT_BYTES // step_bytes)
+  every = run.config.log_every
+  return max(d for d in range(1, min(every, fitting) + 1) if every % d == 0)
+
+
+def _windows(start: int, num_steps: int, length: int):
+  """The steps of each compiled window from `start` on: up to the next multiple of `length`
+  (which divides `log_every`, so that logging steps end windows) or the last step."""
+  step = start
+  while step < num_steps:
+    end = min((step // length + 1) * length, num_steps)
+    yield range(step, end)
+    step = end
 
 
 def _seed_label(seeds, replica: int) -> str:

@@ -27,7 +27,8 @@ class Preempted(Exception):
 
 
 class Notice:
-  """`reached(step)`: whether the run stops after `step`, with the same answer in every process.
+  """`reached()`: whether the run stops here, with the same answer in every process; every
+  process asks at the same points (the ends of the loop's compiled windows).
 
   A context manager: the signal handlers are this run's while it trains (only where it runs on
   the main thread, the only one Python delivers signals to), the earlier ones afterwards.
@@ -36,6 +37,7 @@ class Notice:
   def __init__(self):
     self.signal_name: str | None = None
     self._previous: dict = {}
+    self._asked = 0
 
   def __enter__(self):
     if threading.current_thread() is threading.main_thread():
@@ -56,9 +58,12 @@ class Notice:
     if jax.process_count() > 1:  # JAX's service catches SIGTERM and tells every process
       os.kill(os.getpid(), signal.SIGTERM)
 
-  def reached(self, step: int) -> bool:
+  def reached(self) -> bool:
     if jax.process_count() > 1:
-      if multihost_utils.reached_preemption_sync_point(step):
+      # JAX's sync point is a count of the calls, every one of them: the service stops all
+      # processes at the call after the furthest any has made
+      self._asked += 1
+      if multihost_utils.reached_preemption_sync_point(self._asked):
         self.signal_name = self.signal_name or "SIGTERM"
         return True
       return False

@@ -1,6 +1,7 @@
 """The runner: one train step under jit and sharding, exact resume, divergence, outputs."""
 
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -99,7 +100,7 @@ def test_prefetch_keeps_the_order_passes_errors_on_and_its_thread_ends_when_clos
       raise ValueError("no batch 5")
     return step
 
-  batches = feed.prefetch(make, 2)
+  batches = feed.prefetch(make, itertools.count(2))
   assert [next(batches) for _ in range(3)] == [2, 3, 4]
   with pytest.raises(ValueError, match="no batch 5"):
     next(batches)
@@ -109,7 +110,7 @@ def test_prefetch_keeps_the_order_passes_errors_on_and_its_thread_ends_when_clos
     return step
 
   before = set(threading.enumerate())
-  batches = feed.prefetch(make_slowly, 0)
+  batches = feed.prefetch(make_slowly, itertools.count(0))
   assert next(batches) == 0
   producers = set(threading.enumerate()) - before
   assert producers
@@ -398,18 +399,22 @@ def test_a_second_run_on_a_workdir_in_use_is_refused_until_its_holder_ends(tmp_p
 def test_divergence_names_the_step_and_keeps_the_last_good_checkpoint(
     tmp_path, data_dir, monkeypatch
 ):
+  """Poisoned batches from step 25 on (made on the host, where a test can reach them): the
+  window that holds them ends the run, naming the first step whose loss is not finite."""
   workdir = str(tmp_path / "run")
-  batch = feed.TrainFeed.batch
+  plan, batch = zoo.data.TrainStream.plan, zoo.data.TrainStream.batch
 
-  def poisoned_from_step_25(self, step):
-    clean = batch(self, step)
-    return {**clean, "x": clean["x"] * np.nan} if step >= 25 else clean
+  def poisoned_from_step_25(self, step_plan):
+    clean = batch(self, {k: v for k, v in step_plan.items() if k != "step"})
+    return {**clean, "x": clean["x"] * np.nan} if step_plan["step"] >= 25 else clean
 
-  monkeypatch.setattr(feed.TrainFeed, "batch", poisoned_from_step_25)
+  monkeypatch.setattr(zoo.data.TrainStream, "plan", lambda self, s: {**plan(self, s), "step": s})
+  monkeypatch.setattr(zoo.data.TrainStream, "batch", poisoned_from_step_25)
+  config = smoke_config(data_dir, num_steps=40, checkpoint_every=20, device_data_fraction=0.0)
   with pytest.raises(
       loop.NonFiniteLossError, match="non-finite at step 26; .*checkpoint, step 20, is kept"
   ):
-    loop.train_and_evaluate(smoke_config(data_dir, num_steps=40, checkpoint_every=20), workdir)
+    loop.train_and_evaluate(config, workdir)
   checkpoints = zoo.checkpoints.manager(os.path.join(workdir, "checkpoints"))
   assert checkpoints.latest_step() == 20
   restored = zoo.checkpoints.restore_local(checkpoints, 20)

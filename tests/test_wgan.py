@@ -185,17 +185,28 @@ def test_mode_coverage_counts_by_hand():
   assert stats["modes_covered"] == 25 and stats["high_quality"] > 0.98  # 3 std hold 98.9% in 2-D
 
 
-def test_a_resumed_game_equals_the_uninterrupted_one(tmp_path, data_dir):
+def test_a_resumed_game_equals_the_uninterrupted_one_which_the_command_reports(tmp_path, data_dir):
+  """The uninterrupted game is the command's (which prints the modes covered and draws the
+  samples), the interrupted one this process's on one device as the command sees one, stopped
+  at step 10 and resumed."""
+  whole, resumed = tmp_path / "whole", str(tmp_path / "resumed")
+  code, stdout, stderr = run_cli(
+      "--model=wgan", "--preset=smoke", f"--config.data_dir={data_dir}", f"--workdir={whole}"
+  )
+  assert code == 0, stderr
+  assert "modes_covered" in stdout
+  assert (whole / "samples.png").exists()
+  with open(whole / "results.json") as f:
+    expected = json.load(f)
   config = zoo.get("wgan").default_config("smoke")
   config.data_dir = data_dir
-  whole, resumed = str(tmp_path / "whole"), str(tmp_path / "resumed")
-  expected = loop.train_and_evaluate(config, whole)
   config.num_steps = 10
-  first = loop.train_and_evaluate(config, resumed)
+  one = jax.devices()[:1]
+  first = loop.train_and_evaluate(config, resumed, devices=one)
   config.num_steps = 20
-  results = loop.train_and_evaluate(config, resumed, allow_config_change=True)
+  results = loop.train_and_evaluate(config, resumed, devices=one, allow_config_change=True)
   assert results["test"] == expected["test"]
-  assert not os.path.exists(os.path.join(whole, "best"))  # a game ranks no evaluation
+  assert not os.path.exists(whole / "best")  # a game ranks no evaluation
   assert results["train_seconds"] > first["train_seconds"]  # the time before the stop counts
 
   def training_rows(workdir):
@@ -206,14 +217,13 @@ def test_a_resumed_game_equals_the_uninterrupted_one(tmp_path, data_dir):
   assert training_rows(resumed) == training_rows(whole)
 
 
-def test_wgan_cli_reports_modes_and_rejects_an_unknown_variant(tmp_path, data_dir):
-  common = ["--model=wgan", "--preset=smoke", f"--config.data_dir={data_dir}"]
-  code, stdout, stderr = run_cli(*common, f"--workdir={tmp_path / 'run'}")
-  assert code == 0, stderr
-  assert "modes_covered" in stdout
-  assert os.path.exists(tmp_path / "run" / "samples.png")
+def test_an_unknown_variant_is_one_clear_error(tmp_path, data_dir):
   code, _, stderr = run_cli(
-      *common, f"--workdir={tmp_path / 'bad'}", "--config.model.variant=lsgan"
+      "--model=wgan",
+      "--preset=smoke",
+      f"--config.data_dir={data_dir}",
+      f"--workdir={tmp_path / 'bad'}",
+      "--config.model.variant=lsgan",
   )
   assert code == 2
   assert stderr.strip().splitlines() == [

@@ -256,15 +256,18 @@ def _primitives(jaxpr):
       yield from _primitives(inner)
 
 
+def convolves(fn, *args) -> bool:
+  """Whether `fn` on `args` (arrays or their shapes) computes a convolution."""
+  return "conv_general_dilated" in set(_primitives(jax.make_jaxpr(fn)(*args).jaxpr))
+
+
 def _unroll_replicas(fn, *args) -> bool:
   """Whether to unroll replicas of `fn` on `args` (one replica's shapes) rather than vmap them:
   on CPU, where `fn` convolves. XLA:CPU runs a vmapped convolution with a kernel per replica as
   a grouped convolution whose gradient is slow there: the beta-VAE step for 4 seeds takes 2.25 s
   vmapped, 0.47 s unrolled, 0.14 s for one seed. An MLP's step is fastest vmapped (MAF on
   toy2d: 0.24 ms vmapped, 0.37 ms unrolled for 4 seeds, 0.20 ms for one)."""
-  if jax.default_backend() != "cpu":
-    return False
-  return "conv_general_dilated" in set(_primitives(jax.make_jaxpr(fn)(*args).jaxpr))
+  return jax.default_backend() == "cpu" and convolves(fn, *args)
 
 
 def map_replicas(fn, num_replicas: int, in_axes=0):
@@ -310,6 +313,30 @@ def make_replicated_step(train_step, num_replicas: int):
   return replicated_step
 
 
+def make_window(replicated_step, make_batch, length: int):
+  """`replicated_step` over a window of `length` steps as one program, `(state, arrays, inputs,
+  rng, active, live) -> (state, metrics)`: `inputs` stacks each step's input on a leading axis,
+  `make_batch(arrays, input)` makes a step's batch from it (a gather from a split held on the
+  device, or the batch itself), `live[k]` says whether step k trains (a window cut short keeps
+  its state through the rest) and the metrics are stacked on the window's axis. A window of
+  one step is that step, not a loop of one: XLA:CPU runs a convolution inside a loop far
+  slower (`make_game_step`)."""
+
+  def one(state, arrays, step_input, rng, active):
+    return replicated_step(state, make_batch(arrays, step_input), rng, active)
+
+  def window(state, arrays, inputs, rng, active, live):
+    if length == 1:
+      first = jax.tree.map(lambda x: x[0], inputs)
+      state, metrics = one(state, arrays, first, rng, active & live[0])
+      return state, jax.tree.map(lambda m: m[None], metrics)
+    return jax.lax.scan(
+        lambda state, xs: one(state, arrays, xs[0], rng, active & xs[1]), state, (inputs, live)
+    )
+
+  return window
+
+
 def fold_in_replicas(keys: jax.Array, data: int) -> jax.Array:
   """`jax.random.fold_in` of each replica's key."""
   return jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, data)
@@ -342,10 +369,14 @@ class Devices:
     """Checkpoint `step` of `manager`, replicated over the mesh (every process calls it)."""
     return checkpoints.restore(manager, step, NamedSharding(self.mesh, PartitionSpec()))
 
+  def batch_sharding(self, leading_axes: int = 0) -> NamedSharding:
+    """A batch's sharding: on `data`, the axis after `leading_axes` others (replicas; a game's
+    stack of batches)."""
+    return NamedSharding(self.mesh, PartitionSpec(*(None,) * leading_axes, "data"))
+
   def shard_batch(self, local_batch, leading_axes: int = 0):
-    """This process's slice of a batch, as a global array sharded on `data`, the axis after
-    `leading_axes` others (replicas; a game's stack of batches)."""
-    sharding = NamedSharding(self.mesh, PartitionSpec(*(None,) * leading_axes, "data"))
+    """This process's slice of a batch, as a global array of `batch_sharding`."""
+    sharding = self.batch_sharding(leading_axes)
     return jax.tree.map(
         lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), local_batch
     )

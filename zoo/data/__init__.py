@@ -27,8 +27,10 @@ from zoo.data import dsprites  # registers the builder with TFDS
 from zoo.data import tabular  # registers the builder with TFDS
 from zoo.data import toy2d  # registers the builder with TFDS
 from zoo.data import transforms
+from zoo.data.pipeline import TrainStream
 from zoo.data.pipeline import balanced_subset
 from zoo.data.pipeline import eval_batches
+from zoo.data.pipeline import gather
 from zoo.data.pipeline import train_batches
 from zoo.data.transforms import KINDS as PREPROCESSING_KINDS
 from zoo.data.transforms import Framing
@@ -148,12 +150,22 @@ class Dataset:
       batch["label"] = np.asarray([r[self._label_key] for r in records], np.int32)
     return batch
 
+  def nbytes(self, role: str) -> int:
+    """The bytes of the role's split as `read` gives it whole: `x` in its stored dtype and the
+    int32 labels."""
+    itemsize = np.dtype(self._features[self._x_key].np_dtype).itemsize
+    per_example = int(np.prod(self.example_shape)) * itemsize + (4 if self._label_key else 0)
+    return self.num_examples(role) * per_example
+
+  def in_memory(self, role: str) -> bool:
+    """Whether `read` reads the role's split into memory once (it is small once decoded),
+    rather than its examples from disk at each call."""
+    return self.nbytes(role) < _IN_MEMORY_BYTES
+
   def read(self, role: str, indices: np.ndarray) -> dict[str, np.ndarray]:
     """The examples at `indices` of the role's split, stacked; splits small once decoded are
     read once into memory."""
-    itemsize = np.dtype(self._features[self._x_key].np_dtype).itemsize
-    decoded_bytes = self.num_examples(role) * int(np.prod(self.example_shape)) * itemsize
-    if decoded_bytes < _IN_MEMORY_BYTES:
+    if self.in_memory(role):
       return {k: v[indices] for k, v in self._in_memory(role).items()}
     return self._stack(self._source(role).__getitems__(list(indices)))
 
@@ -293,7 +305,9 @@ __all__ = [
     "PREPROCESSING_KINDS",
     "load",
     "preprocessing",
+    "TrainStream",
     "train_batches",
+    "gather",
     "eval_batches",
     "balanced_subset",
     "EMBEDDED_NAMES",

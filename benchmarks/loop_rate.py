@@ -1,0 +1,94 @@
+"""The training loop's rate against its own train step's, for a model's preset, in one process
+(these machines are shared and noisy: only a ratio inside one run is a figure).
+
+  python -m benchmarks.loop_rate maf default [--steps=1000]
+
+The step's rate: the runner's replicated step, jitted with the state donated, on one batch
+already on the device, 10 steps issued between waits (`experiments.timing`), measured before
+and after the loops. The loop's rate: two runs of `experiments.loop.train_and_evaluate` of the
+preset, of `steps` and of 3 x `steps` steps, each evaluating and checkpointing only at its end;
+the difference of their training seconds over the difference of their steps, so that start-up,
+compilation, the final evaluation and checkpoint cancel. Prints one JSON line.
+"""
+
+import json
+import tempfile
+
+import jax
+import numpy as np
+from absl import flags
+
+import zoo
+from experiments import cli
+from experiments import feed
+from experiments import loop
+from experiments import timing
+from zoo import training
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("steps", 1000, "Steps of the shorter loop run (the longer runs 3x).")
+
+
+def step_rate(config, workdir: str) -> float:
+  """Steps/s of the runner's step of `config` on a batch on the device."""
+  run = loop.setup(config, workdir)
+  step, optimizer = training.make_step(run.model, run.config, run.game)
+  replicated = training.make_replicated_step(step, len(run.seeds))
+  stream = feed.TrainFeed(
+      run.dataset, run.preprocessing, run.config, run.devices, run.seeds, run.labeled, 0, run.game
+  )
+  batch = run.devices.shard_batch(stream.first_input(), leading_axes=2 if run.game else 1)
+  stream.close()
+  init_rngs, rngs = training.replica_keys(run.seeds)
+  one = jax.tree.map(lambda x: x[:, 0], batch) if run.game else batch
+  state = run.devices.replicate(training.init_replicas(run.model, optimizer, one, init_rngs))
+  active = np.ones(len(run.seeds), bool)
+  jitted = jax.jit(replicated, donate_argnums=0)
+  held = {"state": state}
+
+  def one_step():
+    held["state"], held["metrics"] = jitted(held["state"], batch, rngs, active)
+
+  rates = timing.steps_per_second(
+      one_step, lambda: jax.block_until_ready(held["metrics"]), seconds=3.0, repeats=3
+  )
+  return float(np.median(rates))
+
+
+def loop_seconds(config, steps: int, workdir: str) -> float:
+  config = config.copy_and_resolve_references()
+  config.update(num_steps=steps, eval_every=steps, checkpoint_every=steps)
+  config.early_stopping_patience = 0
+  return loop.train_and_evaluate(config, workdir)["train_seconds"]
+
+
+def main(argv):
+  argv = FLAGS(argv)
+  if len(argv) != 3:
+    raise zoo.errors.UserError("usage: python -m benchmarks.loop_rate MODEL PRESET [--steps=N]")
+  model, preset = argv[1:3]
+  config = zoo.get(model).default_config(preset)
+  steps = FLAGS.steps
+  with tempfile.TemporaryDirectory() as root:
+    before = step_rate(config, f"{root}/step")
+    short = loop_seconds(config, steps, f"{root}/short")
+    long = loop_seconds(config, 3 * steps, f"{root}/long")
+    after = step_rate(config, f"{root}/step")
+  loop_rate = 2 * steps / (long - short)
+  step = (before + after) / 2
+  print(
+      json.dumps(
+          {
+              "model": model,
+              "preset": preset,
+              "device": jax.devices()[0].device_kind,
+              "step_steps_per_sec": [round(before, 2), round(after, 2)],
+              "loop_steps_per_sec": round(loop_rate, 2),
+              "loop_over_step": round(loop_rate / step, 3),
+          }
+      )
+  )
+
+
+if __name__ == "__main__":
+  cli.run(main)
