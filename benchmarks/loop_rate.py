@@ -1,14 +1,15 @@
 """The training loop's rate against its own train step's, for a model's preset, in one process
 (these machines are shared and noisy: only a ratio inside one run is a figure).
 
-  python -m benchmarks.loop_rate maf default [--steps=1000]
+  python -m benchmarks.loop_rate maf default [--steps=1000]   # a multiple of its log_every
 
 The step's rate: the runner's replicated step, jitted with the state donated, on one batch
-already on the device, 10 steps issued between waits (`experiments.timing`), measured before
-and after the loops. The loop's rate: two runs of `experiments.loop.train_and_evaluate` of the
-preset, of `steps` and of 3 x `steps` steps, each evaluating and checkpointing only at its end;
-the difference of their training seconds over the difference of their steps, so that start-up,
-compilation, the final evaluation and checkpoint cancel. Prints one JSON line.
+already on the device (made as the run makes it), 10 steps issued between waits
+(`experiments.timing`), measured before and after the loops. The loop's rate: two runs of
+`experiments.loop.train_and_evaluate` of the preset, of `steps` and of 3 x `steps` steps, each
+evaluating and checkpointing only at its end; the difference of their training seconds over
+the difference of their steps, so that start-up, compilation, the final evaluation and
+checkpoint cancel. Prints one JSON line.
 """
 
 import json
@@ -29,15 +30,26 @@ FLAGS = flags.FLAGS
 flags.DEFINE_integer("steps", 1000, "Steps of the shorter loop run (the longer runs 3x).")
 
 
-def step_rate(config, workdir: str) -> float:
-  """Steps/s of the runner's step of `config` on a batch on the device."""
+def step_timer(config, workdir: str):
+  """A function that times the runner's step of `config` on a batch on the device: its
+  steps/s."""
   run = loop.setup(config, workdir)
   step, optimizer = training.make_step(run.model, run.config, run.game)
   replicated = training.make_replicated_step(step, len(run.seeds))
+  arrays, _ = feed.resident_split(run.dataset, run.preprocessing, run.config, run.devices)
   stream = feed.TrainFeed(
-      run.dataset, run.preprocessing, run.config, run.devices, run.seeds, run.labeled, 0, run.game
+      run.dataset,
+      run.preprocessing,
+      run.config,
+      run.devices,
+      run.seeds,
+      run.labeled,
+      0,
+      run.game,
+      arrays,
   )
-  batch = run.devices.shard_batch(stream.first_input(), leading_axes=2 if run.game else 1)
+  first = run.devices.shard_batch(stream.first_input(), leading_axes=2 if run.game else 1)
+  batch = jax.jit(stream.make_batch)(arrays, first)
   stream.close()
   init_rngs, rngs = training.replica_keys(run.seeds)
   one = jax.tree.map(lambda x: x[:, 0], batch) if run.game else batch
@@ -49,16 +61,20 @@ def step_rate(config, workdir: str) -> float:
   def one_step():
     held["state"], held["metrics"] = jitted(held["state"], batch, rngs, active)
 
-  rates = timing.steps_per_second(
-      one_step, lambda: jax.block_until_ready(held["metrics"]), seconds=3.0, repeats=3
-  )
-  return float(np.median(rates))
+  def rate() -> float:
+    rates = timing.steps_per_second(
+        one_step, lambda: jax.block_until_ready(held["metrics"]), seconds=3.0, repeats=3
+    )
+    return float(np.median(rates))
+
+  return rate
 
 
 def loop_seconds(config, steps: int, workdir: str) -> float:
   config = config.copy_and_resolve_references()
   config.update(num_steps=steps, eval_every=steps, checkpoint_every=steps)
   config.early_stopping_patience = 0
+  config.scores = ()  # computed after training
   return loop.train_and_evaluate(config, workdir)["train_seconds"]
 
 
@@ -70,10 +86,11 @@ def main(argv):
   config = zoo.get(model).default_config(preset)
   steps = FLAGS.steps
   with tempfile.TemporaryDirectory() as root:
-    before = step_rate(config, f"{root}/step")
+    step_rate = step_timer(config, f"{root}/step")
+    before = step_rate()
     short = loop_seconds(config, steps, f"{root}/short")
     long = loop_seconds(config, 3 * steps, f"{root}/long")
-    after = step_rate(config, f"{root}/step")
+    after = step_rate()
   loop_rate = 2 * steps / (long - short)
   step = (before + after) / 2
   print(

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The GPU figures BENCHMARKS.md asks of a lent device, in one command of under 10 minutes: the
+# training loop against its step for `make run`'s MAF and the dSprites beta-VAE
+# (benchmarks/loop_rate.py), MAF's step with 1 and 64 seeds (experiments.bench), and the peers'
+# steps (benchmarks/peers). Each writes one JSON line (and its log) into the folder given.
+#
+#   bash benchmarks/gpu.sh OUT_DIR            # on the device: bash benchmarks/gpu.sh "$OUT"
+#
+# The device's image has JAX with CUDA, flax, optax, chex, orbax and PyTorch; the zoo's other
+# packages travel as wheels in .whl (carry it; the device tool's README says how to download
+# them for its Python 3.12): tensorflow-datasets, array-record, grain, ml-collections, distrax
+# and their own needs. MAF_STEPS and VAE_STEPS shorten the loops for a trial on a CPU.
+set -uo pipefail
+out=${1:?usage: bash benchmarks/gpu.sh OUT_DIR}
+mkdir -p "$out"
+python=${PYTHON:-python3}
+export PYTHONUNBUFFERED=1 PYTHONPATH=.
+if [ -d .whl ]; then
+  "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site:.
+fi
+
+measure() {  # name, seconds allowed, module and arguments
+  local name=$1 seconds=$2
+  shift 2
+  timeout "$seconds" "$python" -m "$@" >"$out/$name.json" 2>"$out/$name.log" \
+    || echo "$name: failed or out of time (see $name.log)" >&2
+  tail -n 1 "$out/$name.json"
+}
+
+measure loop_maf 120 benchmarks.loop_rate maf default --steps="${MAF_STEPS:-3000}"
+measure loop_beta_vae 240 benchmarks.loop_rate beta_vae default --steps="${VAE_STEPS:-2000}"
+measure step_maf_1_seed 45 experiments.bench --case=maf_tabular --num_seeds=1 --json
+measure step_maf_64_seeds 60 experiments.bench --case=maf_tabular --num_seeds=64 --json
+measure peer_flowjax 45 benchmarks.peers.flowjax_maf
+measure peer_torch_conv_vae 45 benchmarks.peers.torch_conv_vae
