@@ -1,4 +1,6 @@
-"""grain pipelines over a `zoo.data.Dataset`.
+"""The training and evaluation streams over a `zoo.data.Dataset`: read on the host (by grain's
+threads for a split read from disk), or gathered inside a compiled step from a split held on
+the devices (`gather`).
 
 The training stream is a pure function of (seed, step): batch s holds positions [sB, (s+1)B) of
 an endless sequence of per-epoch permutations, and its dequantisation or binarisation noise is
@@ -101,8 +103,8 @@ class TrainStream:
     """The batch `plan` names, read and preprocessed here."""
     batch = _make_batch(self.dataset, self.split, plan, preprocessing=self.preprocessing)
     if self.labeled is not None:
-      unlabeled = {k[len("labeled_") :]: v for k, v in plan.items() if k.startswith("labeled_")}
-      part = _make_batch(self.dataset, self.split, unlabeled, preprocessing=self.preprocessing)
+      labeled = {k[len("labeled_") :]: v for k, v in plan.items() if k.startswith("labeled_")}
+      part = _make_batch(self.dataset, self.split, labeled, preprocessing=self.preprocessing)
       batch["labeled_x"], batch["labeled_label"] = part["x"], part["label"]
     return batch
 
@@ -110,15 +112,17 @@ class TrainStream:
 def gather(arrays: dict, plan: dict, preprocessing: transforms.Preprocessing) -> dict:
   """`TrainStream.batch` of `plan` from `arrays`, the whole split as `Dataset.read` gives it,
   held on the devices: for use inside a compiled step. The plan's arrays may have leading axes
-  before the batch's (replicas, a game's stack), which the batch keeps. Batches equal the
-  host's but for the rounding of the logit transform's logarithms and of ZCA's product."""
+  before the batch's (replicas, a game's stack), which the batch keeps. The batch is the host's
+  bit for bit where `preprocessing.exact_in_jax` (tests/test_feed.py), the only kinds the
+  runner makes on the devices."""
 
   def part(prefix):
     index = plan[f"{prefix}index"]
     batch = {k: jnp.take(v, index.reshape(-1), axis=0) for k, v in arrays.items()}
     noise = plan.get(f"{prefix}noise")
-    x = preprocessing(batch["x"], None if noise is None else noise.reshape(batch["x"].shape))
-    batch["x"] = x
+    batch["x"] = preprocessing(
+        batch["x"], None if noise is None else noise.reshape(batch["x"].shape)
+    )
     return {k: v.reshape(index.shape + v.shape[1:]) for k, v in batch.items()}
 
   batch = part("")
