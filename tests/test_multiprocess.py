@@ -223,7 +223,8 @@ def test_two_processes_train_as_one_and_end_well_when_preempted_or_a_peer_dies(t
   checkpoint, exit 143) and, resumed, the death of process 1 (process 0 ends within the
   heartbeat timeout with one line naming it, exit 75); resumed again, it ends as the
   uninterrupted pair, outside the logging window it was preempted in."""
-  settings = {"num_steps": 80, "checkpoint_every": 20, "log_every": 10, "eval_every": 40}
+  # windows of 5 steps: a notice needs a few of them to reach every process before the end
+  settings = {"num_steps": 80, "checkpoint_every": 20, "log_every": 5, "eval_every": 40}
   flags = [f"--config.{key}={value}" for key, value in settings.items()]
   flags.append("--heartbeat_timeout=5")
   one, whole, faulted = (str(tmp_path / name) for name in ("one", "whole", "faulted"))
