@@ -7,7 +7,7 @@ reads exactly the batches the uninterrupted one would have. A training split tha
 (`resident_split`): the host then sends only each step's example indices (and the noise of
 preprocessing that draws some, from the same generator as the host's), and the compiled window
 gathers and preprocesses the batches (`zoo.data.gather`). Other splits are read and
-preprocessed on the host by grain.
+preprocessed on the host: from memory for a split small once decoded, else by grain's threads.
 """
 
 import functools
