@@ -50,6 +50,13 @@ def _mlp(hidden_dim, depth=2):
   return nn.Sequential([layer for _ in range(depth) for layer in (nn.Dense(hidden_dim), nn.relu)])
 
 
+def kl_weight(step, tau):
+  """The warm-up's KL weight at training step `step`, 1 - exp(-step / tau), and 1 throughout
+  for tau = 0 (no warm-up); without a Python branch on tau, so that a run can sweep it over its
+  replicas (`config.replicas`)."""
+  return jnp.where(tau > 0, 1 - jnp.exp(-step / jnp.where(tau > 0, tau, 1.0)), 1.0)
+
+
 @registry.register(
     "vlae",
     family="latent",
@@ -150,8 +157,8 @@ class VLAE(contract.Model):
     reconstruction, kls = self._elbo_terms(batch["x"], self.make_rng("sample"))
     kl = sum(kls)
     weight = 1.0
-    if train and self.kl_warmup:
-      weight = 1 - jnp.exp(-self.step.value / self.kl_warmup)
+    if train:
+      weight = kl_weight(self.step.value, self.kl_warmup)
       if not self.is_initializing():
         self.step.value += 1
     metrics = {
