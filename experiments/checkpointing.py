@@ -16,6 +16,7 @@ import orbax.checkpoint as ocp
 
 from experiments import logs
 from zoo import checkpoints
+from zoo import configs
 from zoo import errors
 from zoo import training
 
@@ -106,8 +107,8 @@ def check_config(workdir: str, config: dict, allow_changes: bool = False) -> Non
   if not saved_steps(workdir) or not os.path.exists(path):
     return
   with open(path) as f:
-    saved = _flat(json.load(f))
-  wanted = _flat(json.loads(json.dumps(config)))  # as config.json holds it: tuples as lists
+    saved = _unswept(configs.flat(json.load(f)))
+  wanted = _unswept(configs.flat(json.loads(json.dumps(config))))  # as config.json: tuples as lists
   changed = sorted(
       k for k in set(saved) | set(wanted) if saved.get(k, "unset") != wanted.get(k, "unset")
   )
@@ -127,15 +128,10 @@ def check_config(workdir: str, config: dict, allow_changes: bool = False) -> Non
   raise errors.UserError(f"{workdir} holds a run trained with another config ({what}); {advice}")
 
 
-def _flat(tree: dict, prefix: str = "") -> dict:
-  """A nested dict's leaves by dotted key."""
-  flat = {}
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      flat.update(_flat(value, f"{prefix}{key}."))
-    else:
-      flat[f"{prefix}{key}"] = value
-  return flat
+def _unswept(flat: dict) -> dict:
+  """A flat config without the `replicas` fields that sweep nothing: the config of a run from
+  before runs could sweep hyper-parameters, which has none, trained the same."""
+  return {k: v for k, v in flat.items() if not (k.startswith("replicas.") and v == [])}
 
 
 class Checkpoints:
@@ -192,8 +188,8 @@ class Checkpoints:
     if difference:
       raise errors.UserError(
           f"the checkpoint at step {self.start_step} in {self.latest.directory} does not fit "
-          f"this config (a different model, num_seeds or zoo version wrote it; {difference}); "
-          f"train into a new workdir"
+          f"this config (a different model, num_seeds, replicas or zoo version wrote it; "
+          f"{difference}); train into a new workdir"
       )
     return self.latest.restore(self.start_step, args=ocp.args.StandardRestore(state))
 

@@ -9,7 +9,9 @@ state is replicated, so the same code runs on one CPU, several GPUs or a pod. Th
 is a function of (seed, step) and the step's randomness `fold_in(rng, step)`, so a resumed run
 repeats exactly what the uninterrupted one would have done. A run trains `config.num_seeds`
 replicas at once, of seeds `seed, seed + 1, ...`, each exactly the single-seed run of its seed
-(its initialisation, data order, early stopping and best checkpoint).
+(its initialisation, data order, early stopping and best checkpoint); with `config.replicas`,
+that many for each setting of the hyper-parameters it sweeps, each replica the single run of
+its setting and seed, and the results summarised by setting.
 """
 
 import contextlib
@@ -84,7 +86,11 @@ class Run:
   dataset: Any
   preprocessing: Any
   devices: training.Devices
-  seeds: list[int]
+  seeds: list[int]  # each replica's
+  settings: list[dict[str, float]]  # each replica's setting of config.replicas; {} each
+  # the values that differ between the settings (configs.swept_values), {dotted config key:
+  # each replica's}; None without a sweep
+  swept: dict[str, np.ndarray] | None
   workdir: str
   labeled: list[dict]  # each seed's labelled set, of a semi-supervised model (feed.labeled_parts)
   evaluator: evaluation.Evaluator
@@ -103,6 +109,13 @@ class Run:
   def is_writer(self) -> bool:
     return jax.process_index() == 0
 
+  def label(self, replica: int) -> str:
+    """Which replica `replica` is, for a message: "" of a run of one."""
+    if len(self.seeds) == 1:
+      return ""
+    setting = configs.setting_name(self.settings[replica])
+    return f" (seed {self.seeds[replica]}{', ' + setting if setting else ''})"
+
 
 def setup(
     config: ml_collections.ConfigDict, workdir: str, devices=None, allow_config_change=False
@@ -111,9 +124,13 @@ def setup(
   written or trained: a `zoo.errors.UserError` naming the field. A workdir that has trained
   resumes only with its own config, or with `allow_config_change` one that changes only
   `checkpointing.RESUMABLE_CHANGES`."""
-  config = configs.finalize(config)
   spec = zoo.get(config.model_name)
-  configs.validate(config, game=spec.family == "game")
+  grid, values = configs.settings(config), configs.swept_values(config)
+  for setting in grid:  # each setting's own run, checked as it would be
+    single = configs.single_run(config, setting)
+    configs.validate(single, game=spec.family == "game")
+    spec.build(**single.model)
+  config = configs.finalize(config)
   checkpointing.check_config(workdir, config.to_dict(), allow_config_change)
   model = spec.build(**config.model)
   devices = training.Devices.all(devices)
@@ -134,7 +151,8 @@ def setup(
         f"{devices.size} devices"
     )
   contract.check_outputs(config.model_name, model, config, dataset, preprocessing)
-  seeds = [config.seed + r for r in range(config.num_seeds)]
+  seeds = [config.seed + r for _ in grid for r in range(config.num_seeds)]
+  per_replica = [v for v in values for _ in range(config.num_seeds)]
   fit_batch_norm = (
       evaluation.BatchNormFit(model, dataset, preprocessing, config, devices, len(seeds))
       if spec.family == "flow"
@@ -148,6 +166,8 @@ def setup(
       preprocessing,
       devices,
       seeds,
+      [setting for setting in grid for _ in range(config.num_seeds)],
+      {k: np.array([v[k] for v in per_replica], np.float32) for k in values[0]} or None,
       workdir,
       feed.labeled_parts(model, dataset, config, devices, seeds),
       evaluation.Evaluator(model, dataset, preprocessing, config, devices, seeds),
@@ -170,7 +190,9 @@ def train(run: Run):
     start = saved.start_step
     stopping = EarlyStopping(config.early_stopping_patience, config.eval_every)
     init_rngs, rngs = training.replica_keys(seeds)
-    train_step, optimizer = training.make_step(run.model, config, run.game)
+    train_step, optimizer = training.make_step(
+        run.model, config, run.game, per_replica_learning_rate="learning_rate" in (run.swept or {})
+    )
     replicated_step = training.make_replicated_step(train_step, len(seeds))
     statistics = config.gradient_statistics_draws and jax.jit(
         training.map_replicas(
@@ -209,7 +231,9 @@ def train(run: Run):
     if run.game:
       one_batch = jax.tree.map(lambda x: x[:, 0], one_batch)
     state = saved.resume(
-        devices.replicate(training.init_replicas(run.model, optimizer, one_batch, init_rngs))
+        devices.replicate(
+            training.init_replicas(run.model, optimizer, one_batch, init_rngs, run.swept)
+        )
     )
     feeder.length = window_length(run, replicated_step, state, one_batch, rngs, first_input)
     train_window = jax.jit(
@@ -246,7 +270,7 @@ def train(run: Run):
           for count, window in jax.device_get(pending)
           for k in range(count)
       ]
-      means = _window_means(rows, active, step, saved, seeds)
+      means = _window_means(rows, active, step, saved, run.label)
       pending = []
       if statistics:
         last = len(steps) - 1
@@ -260,7 +284,7 @@ def train(run: Run):
         state = _evaluate(run, state, saved, step, active, log)
         for r in np.flatnonzero(active & stopping.stopped(saved.best_step, step)):
           progress.note(
-              f"early stopping{_seed_label(seeds, r)} at step {step}: no "
+              f"early stopping{run.label(r)} at step {step}: no "
               f"improvement on {run.monitor} since step {saved.best_step[r]}"
           )
       if (
@@ -310,11 +334,7 @@ def _windows(start: int, num_steps: int, length: int):
     step = end
 
 
-def _seed_label(seeds, replica: int) -> str:
-  return f" (seed {seeds[replica]})" if len(seeds) > 1 else ""
-
-
-def _window_means(rows: list[dict], active, step: int, saved, seeds) -> dict[str, np.ndarray]:
+def _window_means(rows: list[dict], active, step: int, saved, label) -> dict[str, np.ndarray]:
   """Each metric's mean over a logging window's steps, per replica; a non-finite loss of an
   active replica ends the run (`NonFiniteLossError`), keeping its last good checkpoint."""
   losses = np.stack([r["loss"] for r in rows])
@@ -323,7 +343,7 @@ def _window_means(rows: list[dict], active, step: int, saved, seeds) -> dict[str
     i, replica = np.argwhere(bad)[0]
     raise NonFiniteLossError(
         f"the loss became non-finite at step {step - len(rows) + i + 1}"
-        f"{_seed_label(seeds, replica)}; {saved.kept()}"
+        f"{label(replica)}; {saved.kept()}"
     )
   return {k: np.mean([r[k] for r in rows], axis=0) for k in rows[0]}
 
@@ -354,8 +374,10 @@ SCORES = {  # the keys of zoo.contract.SCORES: (run, one replica's variables, se
 
 def finish(run: Run, state, saved, step: int, train_seconds: float, log) -> dict:
   """Evaluate each replica's final model (its best evaluation, else the last state) on the
-  test and monitored splits, add the scores `config.scores` names, write the figures of the
-  first seed's model and results.json; the results."""
+  test and monitored splits, add the scores `config.scores` names, write the figures of each
+  setting's first seed (a sweep's in a directory per setting) and results.json; the results.
+  A run summarises its replicas' metrics by their mean and standard error; a sweep, those of
+  each setting's seeds, under `settings`."""
   config, seeds = run.config, run.seeds
   final = saved.best_variables
   if final is None:
@@ -369,20 +391,32 @@ def finish(run: Run, state, saved, step: int, train_seconds: float, log) -> dict
     for score in config.scores:
       tests[r].update(SCORES[score](run, variables, seed))
   stopping = EarlyStopping(config.early_stopping_patience, config.eval_every)
+  firsts = range(0, len(seeds), config.num_seeds)  # each setting's first replica
+
+  def summaries(replicas):
+    out = summary("test", [tests[r] for r in replicas])
+    if run.monitor:
+      out.update(summary(run.monitor, [validations[r] for r in replicas]))
+    return out
+
   results = {
       "model": config.model_name,
       "paper": run.spec.paper,
       "dataset": config.dataset,
-      "seeds": seeds,
+      "seeds": seeds[: config.num_seeds],
       "steps": int(step),
       "train_seconds": train_seconds,
       "devices": run.devices.size,
       "processes": jax.process_count(),
       "num_params": int(sum(x[0].size for x in jax.tree.leaves(state.params))),
-      **summary("test", tests),
   }
-  if run.monitor:
-    results.update(summary(run.monitor, validations))
+  if run.swept is None:
+    results.update(summaries(range(len(seeds))))
+  else:
+    results["settings"] = [
+        {"setting": run.settings[first], **summaries(range(first, first + config.num_seeds))}
+        for first in firsts
+    ]
   best_steps = [int(s) if s >= 0 else None for s in saved.best_step]
   if len(seeds) == 1:
     results["best_step"] = best_steps[0]
@@ -391,6 +425,7 @@ def finish(run: Run, state, saved, step: int, train_seconds: float, log) -> dict
     results["per_seed"] = [
         {
             "seed": seed,
+            **({"setting": run.settings[r]} if run.swept else {}),
             "steps": int(steps[r]),
             "best_step": best_steps[r],
             "test": tests[r],
@@ -405,14 +440,15 @@ def finish(run: Run, state, saved, step: int, train_seconds: float, log) -> dict
   log.close()
   if run.is_writer:
     logs.write_json(os.path.join(run.workdir, "results.json"), results)
-    outputs.write_figures(
-        run.workdir,
-        run.model,
-        jax.tree.map(lambda x: x[0], final),
-        run.dataset,
-        run.preprocessing,
-        config,
-    )
+    for first in firsts:
+      outputs.write_figures(
+          os.path.join(run.workdir, configs.setting_name(run.settings[first])),
+          run.model,
+          jax.tree.map(lambda x, first=first: x[first], final),
+          run.dataset,
+          run.preprocessing,
+          config,
+      )
   return results
 
 

@@ -179,7 +179,8 @@ WRITERS = {
 
 
 def write_figures(workdir: str, model, variables, dataset, preprocessing, config) -> None:
-  """Every figure `config.figures` names, into `workdir`."""
+  """Every figure `config.figures` names, into `workdir` (made if need be)."""
+  os.makedirs(workdir, exist_ok=True)
   for name in config.figures:
     WRITERS[name](workdir, model, variables, dataset, preprocessing, config)
 

@@ -1,4 +1,5 @@
-"""The reproduction table: each finished run's test evaluation beside the paper's number.
+"""The reproduction table: each finished run's test evaluation beside the paper's number; a
+sweep's (`config.replicas`) for each of its settings.
 
   python -m experiments.report [--workdirs='workdirs/**/results.json']
 
@@ -12,42 +13,55 @@ import importlib
 import json
 import os
 
+import ml_collections
 from absl import flags
 
 import zoo
 from experiments import cli
+from zoo import configs
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdirs", "workdirs/**/results.json", "Glob of the runs' results.json.")
 
 
 def rows(pattern):
+  """A row per run of each results.json under `pattern`; of a sweep (`config.replicas`), a row
+  per setting."""
   for path in sorted(glob.glob(pattern, recursive=True)):
     workdir = os.path.dirname(path)
     with open(path) as f:
       results = json.load(f)
     config = zoo.checkpoints.read_config(workdir)
     module = importlib.import_module(f"zoo.configs.{config.model_name}")
-    variant = module.describe(config.model) if hasattr(module, "describe") else "-"
-    paper_set = config.dataset.split("/")[-1]
-    paper = getattr(module, "PAPER_RESULTS", {}).get(variant, {}).get(paper_set)
-    test, stderr = results["test"], results.get("test_stderr", {})
     per_seed = results.get("per_seed", [results])  # a run of several seeds reports each's
-    yield {
-        "model": config.model_name,
-        "variant": variant,
-        "dataset": config.dataset,
-        "seeds": len(per_seed),
-        "log_prob": test.get("log_prob"),
-        "log_prob_stderr": stderr.get("log_prob"),
-        "bits_per_dim": test.get("bits_per_dim"),
-        "bits_per_dim_stderr": stderr.get("bits_per_dim"),
-        "paper": paper,
-        "steps": results["steps"],
-        "best_step": "/".join(str(r["best_step"]) for r in per_seed),
-        "seconds": results["train_seconds"],
-        "workdir": workdir,
-    }
+    for part in results.get("settings", [results]):
+      setting = part.get("setting", {})
+      model_config = {**config.model, **configs.model_fields(setting)}
+      variant = (
+          module.describe(ml_collections.ConfigDict(model_config))
+          if hasattr(module, "describe")
+          else "-"
+      )
+      paper_set = config.dataset.split("/")[-1]
+      paper = getattr(module, "PAPER_RESULTS", {}).get(variant, {}).get(paper_set)
+      test, stderr = part["test"], part.get("test_stderr", {})
+      replicas = [r for r in per_seed if r.get("setting", {}) == setting]
+      yield {
+          "model": config.model_name,
+          "variant": variant,
+          "setting": configs.setting_name(setting) or "-",
+          "dataset": config.dataset,
+          "seeds": len(replicas),
+          "log_prob": test.get("log_prob"),
+          "log_prob_stderr": stderr.get("log_prob"),
+          "bits_per_dim": test.get("bits_per_dim"),
+          "bits_per_dim_stderr": stderr.get("bits_per_dim"),
+          "paper": paper,
+          "steps": results["steps"],
+          "best_step": "/".join(str(r["best_step"]) for r in replicas),
+          "seconds": results["train_seconds"],
+          "workdir": workdir,
+      }
 
 
 def cell(value, digits=2, stderr=None):
@@ -59,13 +73,13 @@ def cell(value, digits=2, stderr=None):
 
 def table(pattern) -> str:
   lines = [
-      "| model | variant | data set | seeds | test log-lik. (nats) | bits/dim | "
+      "| model | variant | setting | data set | seeds | test log-lik. (nats) | bits/dim | "
       "paper (nats) | steps (best) | train s | workdir |",
-      "|---|---|---|---:|---:|---:|---:|---:|---:|---|",
+      "|---|---|---|---|---:|---:|---:|---:|---:|---:|---|",
   ]
   for r in rows(pattern):
     lines.append(
-        f"| {r['model']} | {r['variant']} | {r['dataset']} | {r['seeds']} | "
+        f"| {r['model']} | {r['variant']} | {r['setting']} | {r['dataset']} | {r['seeds']} | "
         f"{cell(r['log_prob'], 2, r['log_prob_stderr'])} | "
         f"{cell(r['bits_per_dim'], 3, r['bits_per_dim_stderr'])} | {cell(r['paper'])} | "
         f"{r['steps']} ({r['best_step']}) | {r['seconds']:.0f} | {r['workdir']} |"

@@ -118,8 +118,13 @@ def main(argv) -> int:
       return supervision.supervise(argv, lambda: checkpointing.kept(workdir))
     _start_processes()
   results = loop.train_and_evaluate(config, workdir, allow_config_change=FLAGS.allow_config_change)
-  test = ", ".join(f"{k} {v:.4f}" for k, v in results["test"].items())
-  print(f"{FLAGS.model} on {config.dataset}: test {test}  ({workdir})")
+  for part in results.get("settings", [results]):
+    test = ", ".join(f"{k} {v:.4f}" for k, v in part["test"].items())
+    setting = configs.setting_name(part.get("setting", {}))
+    print(
+        f"{FLAGS.model}{' ' + setting if setting else ''} on {config.dataset}: test {test}  "
+        f"({workdir})"
+    )
   return 0
 
 

@@ -52,10 +52,6 @@ def _grid(config, sweeps):
   return [dict(point) for point in itertools.product(*axes)]
 
 
-def _name(point):
-  return ",".join(f"{k.split('.')[-1]}={v}" for k, v in point.items())
-
-
 def _seed_mean(value):
   """A logged value; of a run of several seeds, the mean over the seeds still training."""
   if isinstance(value, list):
@@ -71,16 +67,16 @@ def sweep(config, points, workdir, curve):
     for key, value in point.items():
       node, leaf = configs.lookup(run_config, key)
       node[leaf] = value
-    run_dir = os.path.join(workdir, _name(point))
+    run_dir = os.path.join(workdir, configs.setting_name(point))
     try:
       results = loop.train_and_evaluate(run_config, run_dir)
     except zoo.errors.HyperparameterError as e:
-      skipped.append(f"{_name(point)}: {e}")
+      skipped.append(f"{configs.setting_name(point)}: {e}")
       continue
-    rows.append((_name(point), results))
+    rows.append((configs.setting_name(point), results))
     with open(os.path.join(run_dir, "metrics.jsonl")) as f:
       curve_rows = [r for r in map(json.loads, f) if curve in r]
-    series[_name(point)] = (
+    series[configs.setting_name(point)] = (
         [r["step"] for r in curve_rows],
         [_seed_mean(r[curve]) for r in curve_rows],
     )

@@ -69,6 +69,18 @@ def test_smoke_preset_trains(tmp_path, data_dir):
             ["--model=wgan", "--preset=smoke", "--config.center_crop=148"],
             "a crop needs the size it is resized to",
         ),
+        (  # a field that sets a shape is not swept over replicas: the keys that can be are named
+            ["--model=beta_vae", "--preset=smoke", "--config.replicas.model.latent_dim=5,10"],
+            "config.replicas.model has: beta",
+        ),
+        (
+            ["--model=maf", "--preset=smoke", "--config.replicas.learning_rate=0,1e-3"],
+            "config.replicas.learning_rate must be positive",
+        ),
+        (
+            ["--model=maf", "--preset=smoke", "--config.replicas.learning_rate=fast,slow"],
+            "config.replicas.learning_rate must be numbers",
+        ),
     ],
 )
 def test_user_errors_are_one_line(tmp_path, data_dir, args, message, capfd, monkeypatch):

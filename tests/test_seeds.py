@@ -1,4 +1,5 @@
-"""Several seeds in one step: each replica is exactly the single-seed run of its seed."""
+"""Several seeds in one step: each replica is exactly the single-seed run of its seed; and of a
+sweep of hyper-parameters over the replicas, the single run of its setting and seed."""
 
 import gc
 import json
@@ -118,7 +119,7 @@ def test_each_replica_equals_the_single_seed_run(
     _, single_variables, _ = zoo.load(single_maf_runs[seed])
     for a, b in zip(jax.tree.leaves(variables), jax.tree.leaves(single_variables)):
       np.testing.assert_allclose(a, b, rtol=rtol["default"], atol=1e-4)
-  with pytest.raises(ValueError, match="replica 4 of a run of 4 seeds"):
+  with pytest.raises(ValueError, match="replica 4 of a run of 4 replicas"):
     zoo.load(workdir, replica=4)  # JAX would clamp the index, silently
   assert (
       len(set(stopped)) > 1 and min(stopped) < MAF_RUN["num_steps"]
@@ -132,6 +133,50 @@ def test_each_replica_equals_the_single_seed_run(
   row = report.table(os.path.join(workdir, "results.json")).splitlines()[-1]
   mean, stderr = results["test"]["log_prob"], results["test_stderr"]["log_prob"]
   assert f"| 4 | {mean:.2f} ± {stderr:.2f} |" in row
+
+
+@pytest.mark.xdist_group("single_maf_runs")
+def test_a_swept_learning_rate_replica_equals_its_single_run(single_maf_runs, tmp_path, data_dir):
+  """Two learning rates crossed with two seeds, vmapped (MAF's way on a CPU), trained to step
+  40 and resumed to 80: each replica is the single run of its learning rate and seed, which
+  for 3e-2 are the fixture's. The results and the report summarise each setting's seeds."""
+  singles = {(3e-2, seed): single_maf_runs[seed] for seed in (3, 4)}
+  for seed in (3, 4):
+    singles[1e-2, seed] = str(tmp_path / f"single-{seed}")
+    loop.train_and_evaluate(
+        config_of("maf", data_dir, seed=seed, **{**MAF_RUN, "learning_rate": 1e-2}),
+        singles[1e-2, seed],
+    )
+  config = config_of("maf", data_dir, seed=3, num_seeds=2, **{**MAF_RUN, "num_steps": 40})
+  config.replicas.learning_rate = (3e-2, 1e-2)
+  workdir = str(tmp_path / "swept")
+  loop.train_and_evaluate(config, workdir)
+  config.num_steps = 80
+  results = loop.train_and_evaluate(config, workdir, allow_config_change=True)
+  rows = read(workdir, "metrics.jsonl")
+  rtol = {"loss": 1e-4, "default": 1e-3}  # vmapped: as test_each_replica_equals_the_single_...
+  replicas = [(3e-2, 3), (3e-2, 4), (1e-2, 3), (1e-2, 4)]
+  for replica, (learning_rate, seed) in enumerate(replicas):
+    single = read(singles[learning_rate, seed], "results.json")
+    assert_replica_is_the_run(
+        rows, read(singles[learning_rate, seed], "metrics.jsonl"), replica, rtol
+    )
+    mine = results["per_seed"][replica]
+    assert mine["setting"] == {"learning_rate": learning_rate} and mine["seed"] == seed
+    assert (mine["steps"], mine["best_step"]) == (single["steps"], single["best_step"])
+    np.testing.assert_allclose(mine["test"]["log_prob"], single["test"]["log_prob"], rtol=1e-3)
+  assert "test" not in results  # a mean over settings is no figure of any of them
+  table = report.table(os.path.join(workdir, "results.json")).splitlines()
+  for part, learning_rate, row in zip(results["settings"], (3e-2, 1e-2), table[-2:]):
+    assert part["setting"] == {"learning_rate": learning_rate}
+    per_seed = [
+        r["test"]["log_prob"] for r in results["per_seed"] if r["setting"] == part["setting"]
+    ]
+    np.testing.assert_allclose(part["test"]["log_prob"], np.mean(per_seed), rtol=1e-6)
+    mean, stderr = part["test"]["log_prob"], part["test_stderr"]["log_prob"]
+    assert (
+        f"| learning_rate={learning_rate} |" in row and f"| 2 | {mean:.2f} ± {stderr:.2f} |" in row
+    )
 
 
 @pytest.mark.slow  # 75 s; the MAF replicas below are tested in the fast suite

@@ -7,6 +7,7 @@ zoo.load(workdir)            (model, variables, config) of a trained run
 """
 
 from zoo import checkpoints
+from zoo import configs
 from zoo import data
 from zoo import errors
 from zoo import metrics
@@ -18,15 +19,18 @@ from zoo.registry import list_models
 
 def load(workdir: str, replica: int = 0):
   """(model, variables, config) of the run the runner wrote into `workdir`; of a run of several
-  seeds, the variables of replica `replica` (seed `config.seed + replica`)."""
+  replicas, the variables of replica `replica`: seed `config.seed + replica % num_seeds` of
+  the setting `replica // num_seeds` of `zoo.configs.settings(config)` (whose swept fields the
+  variables hold: `model.apply` uses them)."""
   config = checkpoints.read_config(workdir)
   if "num_seeds" not in config:
     raise ValueError(
         f"{workdir} was written before runs had a replica axis (commit 1af4c13 "
         "and earlier); load it with that version of the zoo, or train it again"
     )
-  if not 0 <= replica < config.num_seeds:
-    raise ValueError(f"replica {replica} of a run of {config.num_seeds} seeds")
+  replicas = configs.num_replicas(config)
+  if not 0 <= replica < replicas:
+    raise ValueError(f"replica {replica} of a run of {replicas} replicas")
   model = build(config.model_name, **config.model)
   return model, checkpoints.restore_variables(workdir, replica), config
 

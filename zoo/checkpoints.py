@@ -2,7 +2,8 @@
 
 Layout: `config.json`; `checkpoints/<step>/` (orbax, the whole train state, for resuming);
 `best/<step>/` (orbax: `variables`, each replica's at its best evaluation so far, with that
-evaluation's `value` and `step`). Every array has a leading axis of `config.num_seeds` replicas.
+evaluation's `value` and `step`). Every array has a leading axis of the run's replicas
+(`zoo.configs.num_replicas`).
 """
 
 import json
@@ -56,8 +57,8 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
 
 
 def restore_variables(workdir: str, replica: int = 0) -> dict:
-  """The variables of replica `replica` (of seed config.seed + replica) of the run in
-  `workdir`: its best evaluation, else its latest checkpoint."""
+  """The variables of replica `replica` (`zoo.load` says which seed and setting it is) of the
+  run in `workdir`: its best evaluation, else its latest checkpoint."""
   for kind in (BEST, CHECKPOINTS):
     path = os.path.join(workdir, kind)
     if os.path.isdir(path):

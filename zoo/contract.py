@@ -25,15 +25,33 @@ config that names one its model or data cannot give:
   decompose(codes, per)     (codes, per, *example_shape): samples given each of `codes` codes.
   inpaint(x, observed, ...) x with its unobserved entries filled by the model.
 and attributes with defaults here: `num_clusters`, `semi_supervised`, `num_levels`.
+
+A run that sweeps some of a model's fields over its replicas (`config.replicas`) keeps each
+replica's values in the variable collection `swept`, stacked with the rest of its state; `apply`
+sets the fields to them, so every use of a replica's variables sees its own setting.
 """
 
 import flax.linen as nn
 
 from zoo import errors
 
+SWEPT = "swept"  # the variable collection of a replica's swept fields: {field: value}
+
 
 class Model(nn.Module):
   """The base of every zoo model; the methods below raise until a model defines them."""
+
+  @nn.nowrap
+  def with_swept(self, variables):
+    """This model with its swept fields set to their values in `variables` (traced, inside a
+    program of several replicas); itself where `variables` has no `swept` collection."""
+    values = variables.get(SWEPT)
+    return self.clone(**values) if values else self
+
+  @nn.nowrap
+  def apply(self, variables, *args, **kwargs):
+    """`flax.linen.Module.apply` of `with_swept(variables)`."""
+    return nn.Module.apply(self.with_swept(variables), variables, *args, **kwargs)
 
   def evaluate(self, batch):
     """{metric: (B,) array} of per-example test metrics."""

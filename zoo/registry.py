@@ -14,6 +14,7 @@ from collections.abc import Callable
 import flax.linen as nn
 import ml_collections
 
+from zoo import configs as zoo_configs
 from zoo import contract
 from zoo import errors
 
@@ -59,8 +60,11 @@ class ModelSpec:
 
   def default_config(self, preset: str = "default") -> ml_collections.ConfigDict:
     """The training configuration of `zoo/configs/<name>.py` for `preset`."""
-    configs = importlib.import_module(f"zoo.configs.{self.name}")
-    return configs.get_config(preset)
+    config = importlib.import_module(f"zoo.configs.{self.name}").get_config(preset)
+    config.replicas = zoo_configs.replicas_of(
+        f.name for f in dataclasses.fields(self.module) if f.type is float
+    )
+    return config
 
 
 def _has_type(value, annotation) -> bool:

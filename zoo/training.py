@@ -25,6 +25,8 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec
 
 from zoo import checkpoints
+from zoo import configs
+from zoo import contract
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -37,17 +39,23 @@ class TrainState(flax.struct.PyTreeNode):
   model_state: Any  # the non-parameter collections, such as batch norm's `batch_stats`
 
 
-def make_optimizer(config) -> optax.GradientTransformation:
+def make_optimizer(config, per_replica_learning_rate=False) -> optax.GradientTransformation:
   """`config.optimizer` (Adam, or RMSProp as the WGAN paper's code: PyTorch's defaults, decay
   0.99 and eps outside the square root), with the L2 penalty `weight_decay` added to the
-  gradient (the MAF paper's 1e-6)."""
-  if config.optimizer == "adam":
-    update = optax.adam(
-        config.learning_rate, b1=config.adam_b1, b2=config.adam_b2, eps=config.adam_eps
-    )
-  else:
-    update = optax.rmsprop(config.learning_rate, decay=0.99, eps=1e-8, eps_in_sqrt=False)
-  return optax.chain(optax.add_decayed_weights(config.weight_decay), update)
+  gradient (the MAF paper's 1e-6). With `per_replica_learning_rate` (a run that sweeps it over
+  its replicas), the learning rate is a value of the optimiser's state
+  (`optax.inject_hyperparams`), set for each replica by `init_state`."""
+
+  def optimizer(learning_rate):
+    if config.optimizer == "adam":
+      update = optax.adam(learning_rate, b1=config.adam_b1, b2=config.adam_b2, eps=config.adam_eps)
+    else:
+      update = optax.rmsprop(learning_rate, decay=0.99, eps=1e-8, eps_in_sqrt=False)
+    return optax.chain(optax.add_decayed_weights(config.weight_decay), update)
+
+  if per_replica_learning_rate:
+    return optax.inject_hyperparams(optimizer)(learning_rate=config.learning_rate)
+  return optimizer(config.learning_rate)
 
 
 def _cast(tree, dtype):
@@ -63,19 +71,19 @@ def apply_loss(model, method: str, bfloat16: bool, params, state: TrainState, ba
   bfloat16 for the computation (the stored parameters, the optimiser and the gradients, which
   flow back through the cast, stay float32) and the results cast back to float32."""
   model_state = state.model_state
-  if bfloat16:
+  if bfloat16:  # swept fields too: as a Python float times a bfloat16 array computes in bfloat16
     params, batch, model_state = _cast((params, batch, model_state), jnp.bfloat16)
-  (loss, metrics), model_state = model.apply(
+  (loss, metrics), updated = model.apply(
       {"params": params, **model_state},
       batch,
       train=True,
       method=method,
       rngs={"sample": rng},
-      mutable=list(model_state),
+      mutable=[name for name in model_state if name != contract.SWEPT],
   )
   if bfloat16:
-    loss, metrics, model_state = _cast((loss, metrics, model_state), jnp.float32)
-  return loss, (metrics, model_state)
+    loss, metrics, updated = _cast((loss, metrics, updated), jnp.float32)
+  return loss, (metrics, {**state.model_state, **updated})
 
 
 def make_train_step(model, optimizer, bfloat16: bool = False):
@@ -113,7 +121,9 @@ def make_phase_update(model, optimizers: dict, bfloat16: bool = False):
         has_aux=True,
     )(trained)
     updates, opt_state = optimizers[phase].update(grads, state.opt_state[phase], trained)
-    trained = model.project(phase, optax.apply_updates(trained, updates))
+    trained = model.with_swept(state.model_state).project(
+        phase, optax.apply_updates(trained, updates)
+    )
     state = state.replace(
         params={**state.params, **trained},
         opt_state={**state.opt_state, phase: opt_state},
@@ -162,13 +172,13 @@ def make_game_step(model, optimizers: dict, bfloat16: bool = False):
   return train_step
 
 
-def make_step(model, config, game: bool):
+def make_step(model, config, game: bool, per_replica_learning_rate=False):
   """(train step, optimiser) of `model` as `config` trains it: a game's step with an optimiser
-  per phase, or the single-objective step."""
+  per phase, or the single-objective step (`make_optimizer` says what the flag does)."""
   if game:
-    optimizer = {phase: make_optimizer(config) for phase in model.phases}
+    optimizer = {phase: make_optimizer(config, per_replica_learning_rate) for phase in model.phases}
     return make_game_step(model, optimizer, config.bfloat16), optimizer
-  optimizer = make_optimizer(config)
+  optimizer = make_optimizer(config, per_replica_learning_rate)
   return make_train_step(model, optimizer, config.bfloat16), optimizer
 
 
@@ -208,11 +218,18 @@ def make_gradient_statistics(model, draws: int):
   return statistics
 
 
-def init_state(model, optimizer, batch, rng) -> TrainState:
+def init_state(model, optimizer, batch, rng, setting=None) -> TrainState:
   """The initial state of `model` for batches like `batch`; `optimizer` is one optax
-  optimiser, or a game's one per phase (`make_step`)."""
+  optimiser, or a game's one per phase (`make_step`). `setting` ({dotted config key: value},
+  `zoo.configs.swept_values`) is a replica's swept hyper-parameters: its model fields, kept in the
+  `swept` collection (`zoo.contract`), and its learning rate, in the optimiser's state."""
+  setting = setting or {}
+  fields = configs.model_fields(setting)
+  swept = {contract.SWEPT: fields} if fields else {}
   method = "__call__" if isinstance(optimizer, dict) else "loss"
-  variables = jax.jit(lambda b: model.init({"params": rng, "sample": rng}, b, method=method))(batch)
+  variables = jax.jit(
+      lambda b: model.with_swept(swept).init({"params": rng, "sample": rng}, b, method=method)
+  )(batch)
   params = variables.pop("params")
   if isinstance(optimizer, dict):
     opt_state = {
@@ -221,16 +238,22 @@ def init_state(model, optimizer, batch, rng) -> TrainState:
     }
   else:
     opt_state = optimizer.init(params)
+  if "learning_rate" in setting:
+    opt_state = optax.tree_utils.tree_set(opt_state, learning_rate=setting["learning_rate"])
   return TrainState(
-      step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state, model_state=dict(variables)
+      step=jnp.zeros((), jnp.int32),
+      params=params,
+      opt_state=opt_state,
+      model_state={**variables, **swept},
   )
 
 
-def init_replicas(model, optimizer, batch, rngs) -> TrainState:
-  """The initial state of each replica, stacked: `batch` and `rngs` have a replica axis."""
-  return jax.jit(map_replicas(lambda b, key: init_state(model, optimizer, b, key), len(rngs)))(
-      batch, rngs
-  )
+def init_replicas(model, optimizer, batch, rngs, settings=None) -> TrainState:
+  """The initial state of each replica, stacked: `batch`, `rngs` and the swept values
+  `settings` ({dotted config key: (replicas,) values}; None: no sweep) have a replica axis."""
+  return jax.jit(
+      map_replicas(lambda b, key, setting: init_state(model, optimizer, b, key, setting), len(rngs))
+  )(batch, rngs, settings or {})
 
 
 def variables_of(state: TrainState) -> dict:

@@ -1,10 +1,12 @@
 """Training configurations, one file per model: `get_config(preset)` for smoke, default, paper.
 
 `validate` rejects a configuration that cannot run, with a message naming the field; `lookup`
-resolves a dotted key (`model.num_layers`) the way the command line names one.
+resolves a dotted key (`model.num_layers`) the way the command line names one; `settings` gives
+the hyper-parameter settings that a run's replicas sweep (`config.replicas`).
 """
 
 import importlib
+import itertools
 
 import ml_collections
 
@@ -74,6 +76,106 @@ def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   for key in ("figures", "scores"):  # the command line's --config.figures=samples,traversals
     config[key] = tuple(name for entry in config[key] for name in entry.split(",") if name)
   return module.finalize(config) if hasattr(module, "finalize") else config
+
+
+def replicas_of(float_fields) -> ml_collections.ConfigDict:
+  """`config.replicas`: the values of each continuous hyper-parameter that a run trains as
+  replicas in one program, crossed with each other and with the seeds (`settings`), each
+  replica exactly the single run of its setting. Empty: the single setting of the config. The
+  learning rate and the model's `float_fields` (its loss weights: beta, DIP's lambdas, the KL
+  warm-up) can be swept; a field that sets a shape or a structure cannot."""
+  return ml_collections.ConfigDict(
+      {"learning_rate": (), "model": {name: () for name in float_fields}}
+  )
+
+
+def settings(config) -> list[dict[str, float]]:
+  """The settings `config.replicas` sweeps, {dotted key: value} each, in the order of the
+  product of its fields' values (the last field's varying fastest); [{}] for none. A value
+  that is not a number (or a learning rate that is not positive) is a `UserError`."""
+  axes = []
+  for key, values in _flat_replicas(config.get("replicas")):
+    if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
+      raise errors.UserError(
+          f"config.replicas.{key} must be numbers (--config.replicas.{key}=1,2,4), not {values}"
+      )
+    if key == "learning_rate" and min(values, default=1) <= 0:
+      raise errors.UserError(f"config.replicas.learning_rate must be positive, not {values}")
+    if values:
+      axes.append([(key, float(value)) for value in values])
+  return [dict(point) for point in itertools.product(*axes)]
+
+
+def single_run(config, setting: dict) -> ml_collections.ConfigDict:
+  """The config of the single run of `setting` (one of `settings(config)`): `config` with the
+  setting's values and no sweep, finalized (so with what `finalize` derives from them)."""
+  single = config.copy_and_resolve_references()
+  for key, value in setting.items():
+    if key.startswith("model."):  # a field of the model, maybe at its default, not in config
+      single.model[key[len("model.") :]] = value
+    else:
+      node, leaf = lookup(single, key)
+      node[leaf] = value
+  for key, _ in _flat_replicas(single.get("replicas")):
+    node, leaf = lookup(single.replicas, key)
+    node[leaf] = ()
+  return finalize(single)
+
+
+def swept_values(config) -> list[dict[str, float]]:
+  """For each setting of `config.replicas`, the values its replicas train with that differ
+  between the settings' single runs (`single_run`): the swept ones and those `finalize`
+  derives from them (DIP-VAE's lambda_d from lambda_od), {dotted key: value}; [{}] without a
+  sweep. A `UserError` where the single runs also differ in a key that is not continuous, which
+  one program cannot vary over its replicas."""
+  grid = settings(config)
+  if grid == [{}]:
+    return grid
+  runs = [flat(single_run(config, setting).to_dict()) for setting in grid]
+  differ = sorted(k for k in runs[0] if any(run[k] != runs[0][k] for run in runs))
+  continuous = {key for key, _ in _flat_replicas(config.replicas)}
+  fixed = [k for k in differ if k not in continuous]
+  if fixed:
+    raise errors.UserError(
+        f"config.replicas: the settings' runs differ in {', '.join(fixed)}, which the "
+        "replicas of one program cannot vary; sweep it with experiments.sweep"
+    )
+  return [{k: float(run[k]) for k in differ} for run in runs]
+
+
+def flat(tree: dict, prefix: str = "") -> dict:
+  """A nested dict's leaves by dotted key."""
+  out = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      out.update(flat(value, f"{prefix}{key}."))
+    else:
+      out[f"{prefix}{key}"] = value
+  return out
+
+
+def num_replicas(config) -> int:
+  """The replicas a run of `config` trains: each setting once per seed."""
+  return len(settings(config)) * config.num_seeds
+
+
+def model_fields(setting: dict) -> dict[str, float]:
+  """The model's fields among a setting's values, by field name."""
+  return {k[len("model.") :]: v for k, v in setting.items() if k.startswith("model.")}
+
+
+def setting_name(setting: dict) -> str:
+  """A setting in a few characters, for a directory name or a table: `beta=4.0,lambda_d=10`."""
+  return ",".join(f"{key.split('.')[-1]}={value}" for key, value in setting.items())
+
+
+def _flat_replicas(replicas, prefix: str = ""):
+  """(dotted key, values) of each field of `config.replicas`."""
+  for key, value in (replicas or {}).items():
+    if isinstance(value, ml_collections.ConfigDict):
+      yield from _flat_replicas(value, f"{prefix}{key}.")
+    else:
+      yield f"{prefix}{key}", value
 
 
 def lookup(config: ml_collections.ConfigDict, key: str):
