@@ -99,6 +99,11 @@ def sweep(config, points, workdir, curve):
 
 def main(argv) -> int:
   config = run.parse(argv)
+  if configs.settings(config) != [{}]:
+    raise zoo.errors.UserError(
+        "experiments.sweep trains one program per point: give the swept values as --sweep, or "
+        "train them as replicas of one program with experiments.run --config.replicas..."
+    )
   workdir = FLAGS.workdir or os.path.join("workdirs", f"sweep-{FLAGS.model}-{FLAGS.preset}")
   os.makedirs(workdir, exist_ok=True)
   print(sweep(config, _grid(config, FLAGS.sweep), workdir, FLAGS.curve))

@@ -97,6 +97,22 @@ def test_user_errors_are_one_line(tmp_path, data_dir, args, message, capfd, monk
   assert lines[0].startswith("error: ") and message in lines[0]
 
 
+def test_the_grid_sweep_refuses_replica_settings_in_one_line(tmp_path, data_dir):
+  """experiments.sweep summarises a run per point; a sweep inside a point is experiments.run's."""
+  code, _, stderr = run_cli(
+      "--model=maf",
+      "--preset=smoke",
+      "--sweep=learning_rate=1e-3,1e-2",
+      "--config.replicas.learning_rate=1e-3,1e-2",
+      f"--workdir={tmp_path}",
+      f"--config.data_dir={data_dir}",
+      module="experiments.sweep",
+  )
+  assert code == 2
+  assert stderr.strip().splitlines() == [stderr.strip()]
+  assert "one program per point" in stderr
+
+
 def test_a_diverged_run_is_one_line_and_exit_status_3(tmp_path, data_dir):
   """As a command of its own, so that the end of the process (the feeding thread stopped while
   the runtime runs) is part of what is checked."""

@@ -3,6 +3,7 @@ single run of its setting would, here step by step against single runs built fro
 setting's own config, for every continuous field a model has; the run-level test (MAF's
 learning rate over two seeds, resumed) is in test_seeds.py."""
 
+import json
 import os
 
 import jax
@@ -177,3 +178,24 @@ def test_a_sweep_run_keeps_each_setting_with_its_replica(tmp_path, data_dir):
     assert largest <= clip * (1 + 1e-6)
     if clip > 0.01:  # trained within its own clip, not the config's
       assert largest > 0.01
+
+
+def test_a_workdir_from_before_sweeps_resumes(tmp_path, data_dir):
+  """Its config.json has no `replicas`; a config whose `replicas` sweep nothing is the same
+  run, so it resumes (and a sweep is still refused)."""
+  config = zoo.get("maf").default_config("smoke")
+  config.update(num_steps=20, log_every=10, eval_every=20, checkpoint_every=20)
+  config.data_dir = data_dir
+  workdir = str(tmp_path / "run")
+  loop.train_and_evaluate(config, workdir)
+  path = os.path.join(workdir, "config.json")
+  with open(path) as f:
+    saved = json.load(f)
+  del saved["replicas"]
+  with open(path, "w") as f:
+    json.dump(saved, f)
+  config.num_steps = 40
+  assert loop.train_and_evaluate(config, workdir, allow_config_change=True)["steps"] == 40
+  config.replicas.learning_rate = (1e-3, 1e-2)
+  with pytest.raises(errors.UserError, match=r"replicas\.learning_rate cannot change"):
+    loop.train_and_evaluate(config, workdir, allow_config_change=True)
