@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# The GPU figures BENCHMARKS.md asks of a lent device, in one command of under 10 minutes: the
-# training loop against its step for `make run`'s MAF and the dSprites beta-VAE
-# (benchmarks/loop_rate.py), MAF's step with 1 and 64 seeds (experiments.bench), and the peers'
-# steps (benchmarks/peers). Each writes one JSON line (and its log) into the folder given.
+# The GPU figures BENCHMARKS.md asks of a lent device, in one command of under 10 minutes (the
+# timeouts below add up to 600 s): the training loop against its step for `make run`'s MAF and
+# the dSprites beta-VAE (benchmarks/loop_rate.py), MAF's step with 1 and 64 seeds
+# (experiments.bench), the peers' steps and whole runs beside ours (benchmarks/peers). Each
+# writes one JSON line (and its log) into the folder given.
 #
 #   bash benchmarks/gpu.sh OUT_DIR            # on the device: bash benchmarks/gpu.sh "$OUT"
 #
 # The device's image has JAX with CUDA, flax, optax, chex, orbax and PyTorch; the zoo's other
 # packages travel as wheels in .whl (carry it; the device tool's README says how to download
-# them for its Python 3.12): tensorflow-datasets, array-record, grain, ml-collections, distrax
-# and their own needs. MAF_STEPS and VAE_STEPS shorten the loops for a trial on a CPU.
+# them for its Python 3.12): tensorflow-datasets, array-record, grain, ml-collections, distrax,
+# flowjax (with equinox, paramax, jaxtyping, lineax, wadler-lindig) and their own needs.
+# MAF_STEPS and VAE_STEPS (multiples of the presets' log_every, 100) shorten the runs for a
+# trial on a CPU.
 set -uo pipefail
 out=${1:?usage: bash benchmarks/gpu.sh OUT_DIR}
 mkdir -p "$out"
@@ -29,9 +32,13 @@ measure() {  # name, seconds allowed, module and arguments
   tail -n 1 "$out/$name.json"
 }
 
-measure loop_maf 120 benchmarks.loop_rate maf default --steps="${MAF_STEPS:-3000}"
-measure loop_beta_vae 240 benchmarks.loop_rate beta_vae default --steps="${VAE_STEPS:-2000}"
-measure step_maf_1_seed 45 experiments.bench --case=maf_tabular --num_seeds=1 --json
-measure step_maf_64_seeds 60 experiments.bench --case=maf_tabular --num_seeds=64 --json
-measure peer_flowjax 45 benchmarks.peers.flowjax_maf
-measure peer_torch_conv_vae 45 benchmarks.peers.torch_conv_vae
+measure loop_maf 75 benchmarks.loop_rate maf default --steps="${MAF_STEPS:-3000}"
+measure loop_beta_vae 180 benchmarks.loop_rate beta_vae default --steps="${VAE_STEPS:-2000}"
+measure step_maf_1_seed 40 experiments.bench --case=maf_tabular --num_seeds=1 --json
+measure step_maf_64_seeds 50 experiments.bench --case=maf_tabular --num_seeds=64 --json
+measure peer_flowjax 20 benchmarks.peers.flowjax_maf
+measure peer_torch_conv_vae 25 benchmarks.peers.torch_conv_vae
+measure whole_run_maf_flowjax 60 benchmarks.peers.whole_runs maf --steps="${MAF_STEPS:-1000}" \
+  --rounds=2
+measure whole_run_beta_vae_torch 150 benchmarks.peers.whole_runs beta_vae \
+  --steps="${VAE_STEPS:-500}" --rounds=1

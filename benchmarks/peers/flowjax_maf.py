@@ -47,7 +47,9 @@ def main():
     box[0], box[1], _ = step(box[0], box[1], x)
 
   rates = common.time_step(one_step, lambda: jax.block_until_ready(box[0]), args)
-  print(json.dumps(common.result("flowjax_maf", rates, 512, args)))
+  device = jax.devices()[0]
+  name = device.device_kind if device.platform != "cpu" else ""
+  print(json.dumps(common.result("flowjax_maf", rates, 512, args, name)))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
-"""The `beta_vae_dsprites` network in CPU PyTorch: 64x64x1 binary images, batch 64, four 4x4
+"""The `beta_vae_dsprites` network in PyTorch: 64x64x1 binary images, batch 64, four 4x4
 stride-2 convolutions of 32-32-64-64 with ReLU, 256 units, a diagonal Gaussian of 10 latents,
 the mirrored decoder (dense 256 and 4x4x64, four 4x4 stride-2 transposed convolutions of
 64-32-32-1), Bernoulli pixels, beta = 4, Adam 1e-4: the network and loss of
-`zoo.models.beta_vae` layer for layer, with PyTorch's default threads.
+`zoo.models.beta_vae` layer for layer, on the GPU where there is one, else with PyTorch's
+default threads.
 
   python benchmarks/peers/torch_conv_vae.py [--seconds=3 --repeats=5]
 """
@@ -59,14 +60,15 @@ class ConvVAE(nn.Module):
 
 def main():
   torch.manual_seed(0)
-  model = ConvVAE()
+  device = common.torch_device()
+  model = ConvVAE().to(device)
   optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-  x = (torch.rand(64, 1, 64, 64) > 0.8).float()
+  x = (torch.rand(64, 1, 64, 64) > 0.8).float().to(device)
 
   print(
       json.dumps(
           common.time_torch(
-              "torch_conv_vae", lambda: model.loss(x), optimizer, 64, common.parse_args()
+              "torch_conv_vae", lambda: model.loss(x), optimizer, 64, common.parse_args(), device
           )
       )
   )
