@@ -71,7 +71,9 @@ def apply_loss(model, method: str, bfloat16: bool, params, state: TrainState, ba
   bfloat16 for the computation (the stored parameters, the optimiser and the gradients, which
   flow back through the cast, stay float32) and the results cast back to float32."""
   model_state = state.model_state
-  if bfloat16:  # swept fields too: as a Python float times a bfloat16 array computes in bfloat16
+  if bfloat16:  # swept fields too: a single run's Python float meeting a bfloat16 array is
+    # rounded to bfloat16 (but where it meets an integer, as VLAE's warm-up step count, the
+    # single run computes in float32 and the replica in bfloat16: they differ at that precision)
     params, batch, model_state = _cast((params, batch, model_state), jnp.bfloat16)
   (loss, metrics), updated = model.apply(
       {"params": params, **model_state},
