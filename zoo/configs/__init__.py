@@ -81,9 +81,10 @@ def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 def replicas_of(float_fields) -> ml_collections.ConfigDict:
   """`config.replicas`: the values of each continuous hyper-parameter that a run trains as
   replicas in one program, crossed with each other and with the seeds (`settings`), each
-  replica exactly the single run of its setting. Empty: the single setting of the config. The
-  learning rate and the model's `float_fields` (its loss weights: beta, DIP's lambdas, the KL
-  warm-up) can be swept; a field that sets a shape or a structure cannot."""
+  replica the single run of its setting to rounding (tests/test_swept.py measures how close).
+  Empty: the single setting of the config. The learning rate and the model's `float_fields`
+  (its loss weights: beta, DIP's lambdas, the KL warm-up) can be swept; a field that sets a
+  shape or a structure cannot."""
   return ml_collections.ConfigDict(
       {"learning_rate": (), "model": {name: () for name in float_fields}}
   )
