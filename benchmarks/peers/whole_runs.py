@@ -27,6 +27,7 @@ Prints one JSON line: each side's steps/s per round and the median of ours / pee
 """
 
 import argparse
+import itertools
 import json
 import tempfile
 import time
@@ -48,7 +49,7 @@ def rate(train, steps: int) -> float:
 
 def ours(config, root: str):
   """The runner's whole run of `config`: (steps, its training seconds)."""
-  runs = iter(range(1_000_000))
+  runs = itertools.count()  # a fresh workdir for each run
   return lambda count: (count, loop_rate.loop_seconds(config, count, f"{root}/{next(runs)}"))
 
 
