@@ -128,9 +128,10 @@ CASES = {
             "beta_vae_dsprites",
             Case(
                 "beta_vae",
-                "paper",
+                "study",
                 (64, 64, 1),
-                "beta-VAE's dSprites network: conv 32-32-64-64, 256 " "units, 10 latents, batch 64",
+                "beta-VAE, disentanglement_lib's conv network (the study "
+                "preset): conv 32-32-64-64, 256 units, 10 latents, batch 64",
                 binary=True,
             ),
         ),
@@ -138,7 +139,7 @@ CASES = {
             "dip_vae_dsprites",
             Case(
                 "dip_vae",
-                "paper",
+                "study",
                 (64, 64, 1),
                 "DIP-VAE-I, the same network and batch",
                 binary=True,

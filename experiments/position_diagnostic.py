@@ -49,7 +49,7 @@ def train_and_score(images: np.ndarray, seed: int) -> list[tuple[float, int]]:
   layers = {} if FLAGS.paper_layers else {"conv_features": (16, 16, 32, 32), "hidden_dim": 128}
   model = zoo.build("beta_vae", beta=FLAGS.beta, **layers)
   config = zoo.get("beta_vae").default_config("default")
-  config.learning_rate = FLAGS.learning_rate
+  config.optimizer, config.learning_rate = "adam", FLAGS.learning_rate
   train_step, optimizer = training.make_step(model, config, game=False)
   train_step = jax.jit(train_step, donate_argnums=0)
   rng = np.random.default_rng(seed)

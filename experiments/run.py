@@ -1,6 +1,6 @@
 """Train one model of the zoo.
 
-  python -m experiments.run --model=NAME [--preset=default|smoke|paper] [--workdir=DIR]
+  python -m experiments.run --model=NAME [--preset=default|smoke|paper|...] [--workdir=DIR]
       [--config.KEY=VALUE ...] [--coordinator_address=H:P --num_processes=N --process_id=I]
       [--distributed] [--heartbeat_timeout=SECONDS] [--allow_config_change]
 
@@ -27,7 +27,9 @@ from zoo import configs
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "Registry name of the model: " + ", ".join(zoo.list_models()))
-flags.DEFINE_enum("preset", "default", configs.PRESETS, "Configuration preset.")
+flags.DEFINE_string(
+    "preset", "default", f"Configuration preset: {', '.join(configs.PRESETS)}, or a model's own."
+)
 flags.DEFINE_string("workdir", None, "Where to write; default workdirs/MODEL-PRESET.")
 flags.DEFINE_bool(
     "allow_config_change",

@@ -25,6 +25,8 @@ def test_smoke_preset_trains(tmp_path, data_dir):
         (["--model=no_such_model"], "unknown model 'no_such_model'"),
         ([], "--model is required"),
         (["--model=maf", "--preset=huge"], "--preset=huge"),
+        (["--model=maf", "--preset=study"], "maf has the presets smoke, default, paper"),
+        (["--model=dip_vae", "--preset=paper"], "--preset=study is disentanglement_lib's"),
         (["--model=maf", "--preset=smoke", "--config.no_such_key=1"], "unknown config key"),
         (["--model=maf", "--preset=smoke", "--config.model.no_such_key=1"], "config.model has"),
         (["--model=maf", "--preset=smoke", "--config.batch_size=many"], "batch_size"),

@@ -4,6 +4,7 @@ known: a perfect code (the factors, permuted and rescaled), noise, and small han
 import numpy as np
 import pytest
 
+from zoo.data import dsprites
 from zoo.metrics import disentanglement
 
 RNG = np.random.default_rng(0)
@@ -81,6 +82,31 @@ def test_scores_on_perfect_and_noise_codes(score):
   assert good["eval_accuracy"] > 0.99
   bad = score(Grid(), noise, np.random.default_rng(2), **kwargs)
   assert bad["eval_accuracy"] < 0.6  # chance is 1/3
+
+
+class FactorsAsImages(Grid):
+  """dSprites' factors, observed as themselves."""
+
+  factor_names = dsprites.FACTOR_NAMES
+  factor_sizes = dsprites.FACTOR_SIZES
+
+
+def test_the_papers_beta_vae_score_leaves_shape_out():
+  """A code of scale and position alone, shape and orientation in no dimension. A point whose
+  pairs share an uncoded factor has no small dimension, so the classifier tells such points
+  apart from the coded factors' but not from each other: over all five factors (the later
+  reading) shape and orientation are confused, 3/5 + (2/5)(1/2) = 0.8 in expectation; over the
+  paper's four (no shape) orientation alone is uncoded, and every point is told: 1."""
+  scale_and_position = lambda x: x[:, [1, 3, 4]] / np.array([6.0, 32.0, 32.0])
+  kwargs = dict(num_train=500, num_eval=1000)
+  later = disentanglement.beta_vae_score(
+      FactorsAsImages(), scale_and_position, np.random.default_rng(3), batch_size=16, **kwargs
+  )
+  paper = disentanglement.beta_vae_score_paper(
+      FactorsAsImages(), scale_and_position, np.random.default_rng(3), **kwargs
+  )
+  assert later["eval_accuracy"] == pytest.approx(0.8, abs=0.04)
+  assert paper["eval_accuracy"] > 0.99
 
 
 def test_factor_vae_score_ignores_collapsed_dimensions():

@@ -31,6 +31,22 @@ def loss(model, variables):
   )(variables)
 
 
+def test_the_fc_network_has_the_parameters_of_the_papers_layer_sizes():
+  """Higgins et al. 2017, appendix Table 1, 2D shapes: 4096 inputs, encoder FC 1200-1200, 10
+  latents (a mean and a log-variance each), decoder FC 1200-1200-1200-4096; every layer a
+  weight matrix and a bias."""
+  encoder, decoder = [4096, 1200, 1200, 2 * 10], [10, 1200, 1200, 1200, 4096]
+  expected = sum(a * b + b for sizes in (encoder, decoder) for a, b in zip(sizes, sizes[1:]))
+  model = zoo.get("beta_vae").build(**zoo.get("beta_vae").default_config("paper").model)
+  shapes = jax.eval_shape(
+      lambda: model.init(
+          {"params": jax.random.key(0), "sample": jax.random.key(1)}, {"x": X}, method="loss"
+      )
+  )
+  assert model.network == "fc"
+  assert sum(np.prod(p.shape) for p in jax.tree.leaves(shapes)) == expected == 14_196_516
+
+
 def test_kl_term_matches_monte_carlo():
   model, variables = model_and_variables("beta_vae")
   mean, log_var = jax.jit(lambda v: model.apply(v, X, method="encode"))(variables)
@@ -104,6 +120,7 @@ def test_shapes_under_jit_and_a_smoke_run(name, tmp_path, data_dir):
   assert np.isfinite(results["test"]["elbo"])
   for metric in (
       "beta_vae_score",
+      "beta_vae_score_paper",
       "factor_vae_score",
       "mig",
       "sap",

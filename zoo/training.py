@@ -40,17 +40,21 @@ class TrainState(flax.struct.PyTreeNode):
 
 
 def make_optimizer(config, per_replica_learning_rate=False) -> optax.GradientTransformation:
-  """`config.optimizer` (Adam, or RMSProp as the WGAN paper's code: PyTorch's defaults, decay
-  0.99 and eps outside the square root), with the L2 penalty `weight_decay` added to the
-  gradient (the MAF paper's 1e-6). With `per_replica_learning_rate` (a run that sweeps it over
-  its replicas), the learning rate is a value of the optimiser's state
-  (`optax.inject_hyperparams`), set for each replica by `init_state`."""
+  """`config.optimizer` (Adam; RMSProp as the WGAN paper's code: PyTorch's defaults, decay
+  0.99 and eps outside the square root; or Adagrad, the beta-VAE paper's for dSprites, with
+  optax's accumulator start 0.1 and eps 1e-7, TensorFlow's, since the paper gives neither),
+  with the L2 penalty `weight_decay` added to the gradient (the MAF paper's 1e-6). With
+  `per_replica_learning_rate` (a run that sweeps it over its replicas), the learning rate is a
+  value of the optimiser's state (`optax.inject_hyperparams`), set for each replica by
+  `init_state`."""
 
   def optimizer(learning_rate):
     if config.optimizer == "adam":
       update = optax.adam(learning_rate, b1=config.adam_b1, b2=config.adam_b2, eps=config.adam_eps)
-    else:
+    elif config.optimizer == "rmsprop":
       update = optax.rmsprop(learning_rate, decay=0.99, eps=1e-8, eps_in_sqrt=False)
+    else:
+      update = optax.adagrad(learning_rate, initial_accumulator_value=0.1, eps=1e-7)
     return optax.chain(optax.add_decayed_weights(config.weight_decay), update)
 
   if per_replica_learning_rate:

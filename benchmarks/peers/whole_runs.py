@@ -1,6 +1,6 @@
 """Whole training runs, ours against the peer a user would otherwise pick, in one process on
 the same data: `make run`'s MAF (digits, logit) against flowjax's `fit_to_data`, and the
-default dSprites beta-VAE against a PyTorch loop of the same network.
+default dSprites beta-VAE on its conv network against a PyTorch loop of the same network.
 
   python -m benchmarks.peers.whole_runs maf|beta_vae [--steps=N --rounds=3]
 
@@ -141,7 +141,7 @@ def main():
   parser.add_argument("--steps", type=int, default=1000)
   parser.add_argument("--rounds", type=int, default=3)
   args = parser.parse_args()
-  config = zoo.get(args.model).default_config("default")
+  config = loop_rate.preset_config(args.model, "default")
   if args.model == "maf":  # flowjax's MAF has none; the step's comparison leaves it out too
     config.model.batch_norm = False
   name, make_peer = PEERS[args.model]

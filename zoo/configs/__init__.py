@@ -1,4 +1,5 @@
-"""Training configurations, one file per model: `get_config(preset)` for smoke, default, paper.
+"""Training configurations, one file per model: `get_config(preset)` for smoke, default, paper
+(and a model's own, as the disentanglement models' `study`).
 
 `validate` rejects a configuration that cannot run, with a message naming the field; `lookup`
 resolves a dotted key (`model.num_layers`) the way the command line names one; `settings` gives
@@ -23,10 +24,11 @@ PRESETS = ("smoke", "default", "paper")
 MNIST_SPLITS = {"train": "train[:50000]", "validation": "train[50000:]", "test": "test"}
 
 
-def base(model_name: str, preset: str) -> ml_collections.ConfigDict:
-  """The fields every model's config has, with values that every preset overrides as needed."""
-  if preset not in PRESETS:
-    raise ValueError(f"unknown preset {preset!r}; presets are {', '.join(PRESETS)}")
+def base(model_name: str, preset: str, presets=PRESETS) -> ml_collections.ConfigDict:
+  """The fields every model's config has, with values that every preset overrides as needed;
+  `presets` are the model's (a `UserError` names them for any other)."""
+  if preset not in presets:
+    raise errors.UserError(f"--preset={preset}: {model_name} has the presets {', '.join(presets)}")
   config = ml_collections.ConfigDict()
   config.model_name = model_name
   config.seed = 0
@@ -50,7 +52,7 @@ def base(model_name: str, preset: str) -> ml_collections.ConfigDict:
   # uint8 fit a quarter of an H200's 141 GB and of this project's 24 GiB CPU machines.
   config.device_data_fraction = 0.25
   config.eval_batch_size = 1000
-  config.optimizer = "adam"  # adam | rmsprop (zoo.training.make_optimizer)
+  config.optimizer = "adam"  # adam | rmsprop | adagrad (zoo.training.make_optimizer)
   config.learning_rate = 1e-3
   config.adam_b1 = 0.9
   config.adam_b2 = 0.999
@@ -196,7 +198,7 @@ def lookup(config: ml_collections.ConfigDict, key: str):
   return node, leaf
 
 
-OPTIMIZERS = ("adam", "rmsprop")
+OPTIMIZERS = ("adam", "rmsprop", "adagrad")
 
 
 def validate(config: ml_collections.ConfigDict, game: bool = False) -> None:
