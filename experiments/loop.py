@@ -364,7 +364,7 @@ def _evaluate(run: Run, state, saved, step: int, active, log) -> training.TrainS
 
 SCORES = {  # the keys of zoo.contract.SCORES: (run, one replica's variables, seed) -> metrics
     "disentanglement": lambda run, variables, seed: evaluation.disentanglement_metrics(
-        run.model, variables, run.dataset.ground_truth, run.config.disentanglement, seed + 7
+        run.model, variables, run.dataset.ground_truth, run.config.disentanglement, seed
     ),
     "clustering": lambda run, variables, seed: evaluation.clustering_metrics(
         run.model, variables, run.dataset, run.preprocessing, run.config

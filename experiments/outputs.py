@@ -9,6 +9,7 @@ from PIL import Image
 from PIL import ImageDraw
 
 import zoo
+from zoo import training
 
 
 def image_grid(images: np.ndarray, scale: int = 1, columns: int | None = None) -> Image.Image:
@@ -60,7 +61,7 @@ def write_inpainting(
   rows = np.arange(x.shape[1])[None, :, None, None]
   masks = [
       np.broadcast_to(rows < x.shape[1] // 2, x.shape),
-      np.random.default_rng(config.seed).random(x.shape) < 0.5,
+      training.stream_generator(config.seed, "inpainting").random(x.shape) < 0.5,
   ]
   inpaint = jax.jit(
       lambda v, x, observed: model.apply(
@@ -70,7 +71,7 @@ def write_inpainting(
           config.inpaint_steps,
           *preprocessing.value_range,
           method="inpaint",
-          rngs={"sample": jax.random.key(config.seed + 3)},
+          rngs={"sample": training.stream_key(config.seed, "inpainting")},
       )
   )
   shown = []
@@ -86,7 +87,7 @@ def write_inpainting(
 def write_samples(workdir: str, model, variables, dataset, preprocessing, config) -> None:
   """samples.png: a grid of `num_images` images for images; for vectors, the data's density
   beside that of at least DENSITY_SAMPLES samples (fewer points would not show a density)."""
-  rng = jax.random.key(config.seed + 2)
+  rng = training.stream_key(config.seed, "samples")
   n = config.num_images if dataset.is_image else max(config.num_images, DENSITY_SAMPLES)
   samples = np.asarray(
       jax.device_get(
@@ -142,7 +143,7 @@ def write_decomposition(
               num_codes,
               per_code,
               method="decompose",
-              rngs={"sample": jax.random.key(config.seed + 9)},
+              rngs={"sample": training.stream_key(config.seed, "decomposition")},
           )
       )(variables),
       dataset,
@@ -163,7 +164,7 @@ def write_layer_grids(
             size,
             size,
             method="layer_grid",
-            rngs={"sample": jax.random.key(config.seed + 6)},
+            rngs={"sample": training.stream_key(config.seed, "layer_grids")},
         )
     )(variables)
     write_rows(os.path.join(workdir, f"layer_{layer + 1}.png"), grid, dataset)

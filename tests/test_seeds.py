@@ -243,3 +243,19 @@ def test_replicas_are_unrolled_on_cpu_only_where_the_step_convolves():
       )(v["params"])
 
     assert training._unroll_replicas(gradient, variables) == convolves, name
+
+
+def test_no_two_random_streams_of_a_five_seed_run_share_a_key():
+  """Every key a run of seeds 0-4 draws from: each replica's init and step keys, each named
+  stream's, and the per-batch folds of the evaluation streams (`Evaluator` folds in the batch
+  index, 0, 1, ...). Seeds offset by a constant (the evaluation's seed + 4) made replica 0's
+  evaluation batches 0 and 1 replica 4's init and step keys."""
+  seeds = range(5)
+  init, step = training.replica_keys(seeds)
+  keys = [*init, *step]
+  for seed in seeds:
+    for stream in training.STREAMS:
+      key = training.stream_key(seed, stream)
+      keys += [key, *(jax.random.fold_in(key, batch) for batch in range(4))]
+  words = [tuple(np.asarray(jax.random.key_data(k)).tolist()) for k in keys]
+  assert len(set(words)) == len(words) == 10 + 5 * len(training.STREAMS) * 5

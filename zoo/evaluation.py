@@ -58,7 +58,7 @@ class Evaluator:
         config,
         devices,
     )
-    self._rngs = jnp.stack([jax.random.key(seed + 4) for seed in seeds])
+    self._rngs = jnp.stack([training.stream_key(seed, "evaluation") for seed in seeds])
     self._eval_step = jax.jit(
         training.map_replicas(make_eval_step(model), len(seeds), in_axes=(0, None, 0))
     )
@@ -70,7 +70,9 @@ class Evaluator:
             len(seeds),
         )
     )
-    self._sample_rngs = jnp.stack([jax.random.key(seed + 5) for seed in seeds])
+    self._sample_rngs = jnp.stack(
+        [training.stream_key(seed, "evaluation_samples") for seed in seeds]
+    )
 
   def __call__(self, variables, split: str) -> list[dict[str, float]]:
     """The metrics of each replica of `variables` (stacked on a leading axis) on `split`."""
@@ -175,8 +177,9 @@ ENCODE_BATCH = 500
 
 
 def disentanglement_metrics(model, variables, ground_truth, counts, seed: int) -> dict:
-  """The metrics of `zoo.metrics.disentanglement` for the posterior means of a model's `encode`
-  on the ground-truth set's renders, with `counts` (config.disentanglement): SAP and DCI on
+  """For the run of `seed` (its `disentanglement` random stream), the metrics of
+  `zoo.metrics.disentanglement` for the posterior means of a model's `encode` on the
+  ground-truth set's renders, with `counts` (config.disentanglement): SAP and DCI on
   `num_points` codes (trained on 2/3, tested on 1/3), MIG on the 2/3 (disentanglement_lib's
   10,000 of 15,000: mig.gin's num_train; dci.gin and sap_score.gin's 10,000 + 5,000); the
   beta-VAE score in disentanglement_lib's reading and the paper's, and the FactorVAE score, on
@@ -191,7 +194,7 @@ def disentanglement_metrics(model, variables, ground_truth, counts, seed: int) -
         ]
     )
 
-  rng = np.random.default_rng(seed)
+  rng = training.stream_generator(seed, "disentanglement")
   factors = ground_truth.sample_factors(counts.num_points, rng)
   codes = encode_fn(ground_truth.sample_observations_from_factors(factors, rng))
   score_counts = {"num_train": counts.score_train, "num_eval": counts.score_eval}
@@ -200,7 +203,7 @@ def disentanglement_metrics(model, variables, ground_truth, counts, seed: int) -
       ground_truth, encode_fn, rng, **score_counts
   )
   factor_vae = disentanglement.factor_vae_score(ground_truth, encode_fn, rng, **score_counts)
-  dci = disentanglement.dci(factors, codes, seed=seed)
+  dci = disentanglement.dci(factors, codes, seed=int(rng.integers(2**31)))
   mig_points = 2 * len(codes) // 3
   return {
       "beta_vae_score": beta_vae["eval_accuracy"],

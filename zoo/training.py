@@ -377,6 +377,31 @@ def replica_keys(seeds) -> tuple[jax.Array, jax.Array]:
   return keys[:, 0], keys[:, 1]
 
 
+# The ids of a run's random streams other than training's. Each is `jax.random.key(seed)` folded
+# with its id; training's init and step keys, `split(key(seed))`, are the folds with 0 and 1
+# under JAX's (default) partitionable threefry, so no two streams of a seed share a key, and
+# the seeds' keys are unrelated (tests/test_seeds.py checks a 5-seed run).
+STREAMS = {
+    "evaluation": 2,
+    "evaluation_samples": 3,
+    "samples": 4,
+    "inpainting": 5,
+    "layer_grids": 6,
+    "decomposition": 7,
+    "disentanglement": 8,
+}
+
+
+def stream_key(seed: int, stream: str) -> jax.Array:
+  """The key of the named random stream (`STREAMS`) of the run of `seed`."""
+  return jax.random.fold_in(jax.random.key(seed), STREAMS[stream])
+
+
+def stream_generator(seed: int, stream: str) -> np.random.Generator:
+  """A NumPy generator for the named stream of the run of `seed`, seeded by its key's words."""
+  return np.random.default_rng(np.asarray(jax.random.key_data(stream_key(seed, stream))))
+
+
 @dataclasses.dataclass
 class Devices:
   """The mesh over all devices of all processes, and how to put arrays on it."""
