@@ -36,6 +36,7 @@ RESUMABLE_CHANGES = (
     "num_steps",
     "log_every",
     "eval_every",
+    "eval_every_epochs",
     "checkpoint_every",
     "early_stopping_patience",
     "eval_batch_size",
@@ -107,8 +108,10 @@ def check_config(workdir: str, config: dict, allow_changes: bool = False) -> Non
   if not saved_steps(workdir) or not os.path.exists(path):
     return
   with open(path) as f:
-    saved = _unswept(configs.flat(json.load(f)))
-  wanted = _unswept(configs.flat(json.loads(json.dumps(config))))  # as config.json: tuples as lists
+    saved = _without_later_defaults(configs.flat(json.load(f)))
+  wanted = _without_later_defaults(
+      configs.flat(json.loads(json.dumps(config)))
+  )  # as config.json: tuples as lists
   changed = sorted(
       k for k in set(saved) | set(wanted) if saved.get(k, "unset") != wanted.get(k, "unset")
   )
@@ -128,10 +131,14 @@ def check_config(workdir: str, config: dict, allow_changes: bool = False) -> Non
   raise errors.UserError(f"{workdir} holds a run trained with another config ({what}); {advice}")
 
 
-def _unswept(flat: dict) -> dict:
-  """A flat config without the `replicas` fields that sweep nothing: the config of a run from
-  before runs could sweep hyper-parameters, which has none, trained the same."""
-  return {k: v for k, v in flat.items() if not (k.startswith("replicas.") and v == [])}
+def _without_later_defaults(flat: dict) -> dict:
+  """A flat config without the fields a run from before them trained without: the `replicas`
+  fields that sweep nothing, and `eval_every_epochs` at 0 (off)."""
+  return {
+      k: v
+      for k, v in flat.items()
+      if not ((k.startswith("replicas.") and v == []) or (k == "eval_every_epochs" and v == 0))
+  }
 
 
 class Checkpoints:

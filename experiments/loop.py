@@ -135,6 +135,7 @@ def setup(
   model = spec.build(**config.model)
   devices = training.Devices.all(devices)
   dataset = feed.load_data(config)
+  config = configs.in_steps(config, dataset.num_examples("train"))
   preprocessing = zoo.data.preprocessing(
       dataset, config.preprocess, config.alpha, config.zca_epsilon
   )

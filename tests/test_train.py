@@ -493,3 +493,22 @@ def test_game_phases_update_in_order_each_its_own_submodules():
   for got, want in zip(jax.tree.leaves(new.params), jax.tree.leaves(expected)):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
   assert set(new.opt_state) == {"fit", "shrink"} and {"fit/loss", "shrink/loss"} <= set(metrics)
+
+
+def test_evaluation_every_epoch_counts_the_patience_in_epochs(tmp_path, data_dir):
+  """The MAF paper's protocol (its preset's eval_every_epochs = 1): an evaluation every
+  ceil(N / batch) steps, N the training examples, and patience counted in those. At learning
+  rate 0 nothing improves after the first, so patience 2 stops at the third epoch's end."""
+  config = smoke_config(
+      data_dir,
+      eval_every_epochs=1,
+      early_stopping_patience=2,
+      learning_rate=0.0,
+      num_steps=10_000,
+      batch_size=64,
+  )
+  epoch = -(-feed.load_data(config).num_examples("train") // 64)
+  results = loop.train_and_evaluate(config, str(tmp_path))
+  evaluated = [m["step"] for m in read_metrics(str(tmp_path)) if "validation/log_prob" in m]
+  assert evaluated == [epoch, 2 * epoch, 3 * epoch]
+  assert results["steps"] == 3 * epoch

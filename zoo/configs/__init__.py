@@ -60,6 +60,9 @@ def base(model_name: str, preset: str, presets=PRESETS) -> ml_collections.Config
   config.weight_decay = 0.0  # L2 penalty on all parameters, added to the gradient
   config.update(num_steps=1000, log_every=50, eval_every=500, checkpoint_every=500)
   config.early_stopping_patience = 0  # evaluations without improvement; 0 trains all steps
+  # >0: evaluate and checkpoint every this many epochs of the training split instead of
+  # eval_every and checkpoint_every steps (`in_steps`), so that patience counts epochs
+  config.eval_every_epochs = 0
   config.num_images = 64  # drawn for samples.png
   config.figures = ("samples",)  # the PNGs a run writes (zoo.contract.FIGURES)
   config.scores = ()  # the final scores beside the test metrics (zoo.contract.SCORES)
@@ -146,6 +149,20 @@ def swept_values(config) -> list[dict[str, float]]:
   return [{k: float(run[k]) for k in differ} for run in runs]
 
 
+def in_steps(config, num_train_examples: int):
+  """`config` with `eval_every_epochs` (> 0) in steps: evaluations and checkpoints every that
+  many epochs of ceil(num_train_examples / batch_size) steps, as the MAF paper's trainer counts
+  an epoch (gpapamak/maf, ml/trainers.py), and logs at the largest divisor of that not above
+  log_every; as it is without."""
+  if not config.get("eval_every_epochs"):
+    return config
+  config = config.copy_and_resolve_references()
+  every = config.eval_every_epochs * -(-num_train_examples // config.batch_size)
+  config.log_every = max(d for d in range(1, min(every, config.log_every) + 1) if every % d == 0)
+  config.eval_every = config.checkpoint_every = every
+  return config
+
+
 def flat(tree: dict, prefix: str = "") -> dict:
   """A nested dict's leaves by dotted key."""
   out = {}
@@ -203,6 +220,10 @@ OPTIMIZERS = ("adam", "rmsprop", "adagrad")
 
 def validate(config: ml_collections.ConfigDict, game: bool = False) -> None:
   """Reject configurations that cannot run, with a message naming the field."""
+  if config.get("eval_every_epochs", 0) < 0:
+    raise errors.UserError(
+        f"config.eval_every_epochs must be 0 (off) or positive, not {config.eval_every_epochs}"
+    )
   for key in (
       "batch_size",
       "eval_batch_size",

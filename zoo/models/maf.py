@@ -21,6 +21,8 @@ from zoo import registry
 from zoo.nn import flows
 from zoo.nn import made
 
+ACTIVATIONS = {"relu": nn.relu, "tanh": nn.tanh}
+
 
 class MADEMixture(nn.Module):
   """MADE MoG: each conditional p(x_i | x_<i) a mixture of C Gaussians (MAF section 4)."""
@@ -28,12 +30,14 @@ class MADEMixture(nn.Module):
   hidden_dims: Sequence[int]
   num_components: int
   reverse: bool = False
+  activation: str = "relu"
 
   def setup(self):
     self.made = made.MADE(
         self.hidden_dims,
         outputs_per_dim=3 * self.num_components,
         reverse=self.reverse,
+        activation=ACTIVATIONS[self.activation],
         zero_output=False,
     )
 
@@ -71,6 +75,8 @@ class MAF(flows.Flow):
   Attributes:
     num_layers: MADEs (or coupling layers) in the stack; the paper uses 5 or 10.
     hidden_dims: hidden units of each MADE or coupling network; the paper uses (100, 100).
+    activation: the MADEs' hidden units, `relu` or `tanh` (the authors' GAS runs); Real NVP's
+      coupling networks keep the paper's tanh (scale) and ReLU (shift) units.
     num_components: 0 for a standard normal base density, C for a MoG MADE base (MAF MoG).
     layer: "made" for MAF, "coupling" for Real NVP.
     batch_norm: a batch-norm bijector after each layer, as in the paper.
@@ -79,6 +85,7 @@ class MAF(flows.Flow):
 
   num_layers: int = 5
   hidden_dims: Sequence[int] = (100, 100)
+  activation: str = "relu"
   num_components: int = 0
   layer: str = "made"
   batch_norm: bool = True
@@ -89,6 +96,10 @@ class MAF(flows.Flow):
       raise errors.HyperparameterError(
           f"maf: layer must be 'made' or 'coupling', not {self.layer!r}"
       )
+    if self.activation not in ACTIVATIONS:
+      raise errors.HyperparameterError(
+          f"maf: activation must be one of {', '.join(ACTIVATIONS)}, not {self.activation!r}"
+      )
     if self.num_layers == 0 and self.num_components == 0:
       raise errors.HyperparameterError(
           "maf: a flow needs num_layers > 0 or a MoG base (num_components > 0)"
@@ -96,7 +107,11 @@ class MAF(flows.Flow):
     layers = []
     for i in range(self.num_layers):
       if self.layer == "made":
-        layers.append(flows.MADELayer(self.hidden_dims, reverse=i % 2 == 1))
+        layers.append(
+            flows.MADELayer(
+                self.hidden_dims, reverse=i % 2 == 1, activation=ACTIVATIONS[self.activation]
+            )
+        )
       else:
         layers.append(flows.Coupling(self.hidden_dims, parity=i % 2))
       if self.batch_norm:
@@ -104,7 +119,10 @@ class MAF(flows.Flow):
     self.layers = layers
     if self.num_components:
       self.base = MADEMixture(
-          self.hidden_dims, self.num_components, reverse=self.num_layers % 2 == 1
+          self.hidden_dims,
+          self.num_components,
+          reverse=self.num_layers % 2 == 1,
+          activation=self.activation,
       )
 
   def sample(self, n, context=None):
