@@ -48,6 +48,21 @@ def test_shapes_under_jit(batch):
   assert gap["critic_gap"].shape == (len(batch["x"]),)
 
 
+@pytest.mark.parametrize("norm", ["batch", "layer", "none"])
+def test_only_batch_norm_makes_a_training_score_depend_on_the_rest_of_the_batch(norm):
+  """The WGAN and DCGAN critics (batch norm) score an example in training by its batch's
+  statistics; WGAN-GP's layer norm and no normalisation score each example alone, as the
+  per-example gradient penalty needs; outside training no critic looks at the batch."""
+  critic = dcgan.Critic((16,), width=4, norm=norm)
+  x = jax.random.uniform(jax.random.key(5), (4, 16, 16, 1))
+  others = x.at[1:].set(jax.random.uniform(jax.random.key(6), (3, 16, 16, 1)))
+  variables = critic.init(jax.random.key(7), x)
+  train = jax.jit(lambda x: critic.apply(variables, x, True, mutable=["batch_stats"])[0])
+  evaluate = jax.jit(lambda x: critic.apply(variables, x))
+  assert (float(train(x)[0]) != float(train(others)[0])) == (norm == "batch")
+  assert float(evaluate(x)[0]) == float(evaluate(others)[0])
+
+
 def test_after_a_critic_update_every_critic_weight_lies_in_the_clip_range():
   model, optimizers, state = game("wgan", weight_clip=0.01, learning_rate=0.5)
   update = training.make_phase_update(model, optimizers)

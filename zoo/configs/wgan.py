@@ -28,6 +28,8 @@ from zoo.configs import base
 #   alone (gan_64x64.py).
 # - gan: the DCGAN baseline of the same code (gan_cifar.py, gan_mnist.py): Adam 2e-4, beta1 0.5,
 #   beta2 TensorFlow's 0.999, one discriminator step per generator step.
+# At 64 x 64 (config.image_size 64: the paper preset's LSUN) `WIDE_IMAGES` replaces these where
+# the 64x64 script differs, and the image critic's normalisation follows `finalize`.
 TRAINING = {
     "wgan": dict(optimizer="rmsprop", learning_rate=5e-5, first_phase_updates=5, burst_updates=100),
     "wgan_gp": dict(
@@ -49,6 +51,12 @@ TRAINING = {
 }
 
 
+# WGAN-GP's 64x64 script (gan_64x64.py: AdamOptimizer(1e-4, beta1=0., beta2=0.9)).
+WIDE_IMAGES = {"wgan_gp": dict(adam_b1=0.0)}
+# The batch of WGAN-GP's toy script (gan_toy.py: BATCH_SIZE = 256); the others train on 64.
+TOY_BATCH = {"wgan_gp": 256}
+
+
 def get_config(preset: str = "default"):
   config = base("wgan", preset)
   config.model.variant = "wgan"
@@ -57,6 +65,8 @@ def get_config(preset: str = "default"):
   config.model.width = 64
   config.model.weight_clip = 0.01
   config.model.penalty_weight = 10.0
+  config.model.critic_norm = ""  # the authors' for the variant unless given (finalize)
+  config.batch_size = config_dict.placeholder(int)  # 64, or TOY_BATCH on toy2d, unless given
   for key, kind in (
       ("optimizer", str),
       ("learning_rate", float),
@@ -68,7 +78,6 @@ def get_config(preset: str = "default"):
     config[key] = config_dict.placeholder(kind)  # from TRAINING[variant] unless given
   config.burst_first = 25
   config.burst_every = 500
-  config.batch_size = 64
   config.eval_batch_size = 1000
   if preset != "paper":
     # WGAN-GP's own toy experiments use lambda = 0.1 ("smaller lambda seems to help for toy
@@ -97,14 +106,26 @@ def get_config(preset: str = "default"):
 
 
 def finalize(config):
-  """Fill the training settings left unset from the variant's paper."""
-  if config.model.variant not in TRAINING:
+  """Fill the settings left unset from the variant's paper and its authors' code: the training
+  settings (`TRAINING`, at 64 x 64 `WIDE_IMAGES`), the batch (`TOY_BATCH` on toy2d sets) and
+  the image critic's normalisation (batch norm for wgan and gan, as DCGAN_D; for wgan_gp layer
+  norm at 64 x 64 and none on smaller images, as gan_64x64.py and gan_mnist.py /
+  gan_cifar.py)."""
+  variant = config.model.variant
+  if variant not in TRAINING:
     raise errors.HyperparameterError(
-        f"wgan: variant must be one of {', '.join(TRAINING)}, not {config.model.variant!r}"
+        f"wgan: variant must be one of {', '.join(TRAINING)}, not {variant!r}"
     )
-  for key, value in TRAINING[config.model.variant].items():
+  wide = config.image_size == 64
+  settings = {**TRAINING[variant], **(WIDE_IMAGES.get(variant, {}) if wide else {})}
+  for key, value in settings.items():
     if config[key] is None:
       config[key] = value
+  if config.batch_size is None:
+    toy = config.dataset.startswith("toy2d")
+    config.batch_size = TOY_BATCH.get(variant, 64) if toy else 64
+  if not config.model.critic_norm:
+    config.model.critic_norm = "batch" if variant != "wgan_gp" else "layer" if wide else "none"
   for key in ("adam_b1", "adam_b2"):
     if config[key] is None:
       config[key] = base("wgan", "default")[key]

@@ -41,6 +41,8 @@ class WGAN(games.Game):
   width: DCGAN's number of filters of the first critic / last generator layer, for images.
   weight_clip: c of `wgan`: every critic weight is kept in [-c, c].
   penalty_weight: lambda of `wgan_gp`.
+  critic_norm: the image critic's normalisation, `batch`, `layer` or `none`
+    (`zoo.nn.dcgan.Critic`; the config sets the authors' choice for the variant).
   """
 
   variant: str = "wgan"
@@ -49,6 +51,7 @@ class WGAN(games.Game):
   width: int = 64
   weight_clip: float = 0.01
   penalty_weight: float = 10.0
+  critic_norm: str = "none"
 
   phases = {"critic": ("critic",), "generator": ("generator",)}
 
@@ -57,8 +60,17 @@ class WGAN(games.Game):
       raise errors.HyperparameterError(
           f"wgan: variant must be one of {', '.join(VARIANTS)}, not {self.variant!r}"
       )
+    if self.critic_norm not in dcgan.NORMS:
+      raise errors.HyperparameterError(
+          f"wgan: critic_norm must be one of {', '.join(dcgan.NORMS)}, not {self.critic_norm!r}"
+      )
+    if self.variant == "wgan_gp" and self.critic_norm == "batch":
+      raise errors.HyperparameterError(
+          "wgan: the gradient penalty is per example, which batch norm's critic is not "
+          "(Gulrajani et al. section 4); critic_norm must be layer or none for wgan_gp"
+      )
     self.generator = dcgan.Generator(self.hidden_dims, self.width)
-    self.critic = dcgan.Critic(self.hidden_dims, self.width)
+    self.critic = dcgan.Critic(self.hidden_dims, self.width, self.critic_norm)
 
   def _generate(self, n, shape=None, train=False):
     z = jax.random.normal(self.make_rng("sample"), (n, self.latent_dim))
@@ -70,7 +82,7 @@ class WGAN(games.Game):
     Wasserstein variants is the paper's estimate of W(P_r, P_g) (its Figures 3 and 4)."""
     x = batch["x"]
     fake = jax.lax.stop_gradient(self._generate(len(x), x.shape[1:], train))
-    real_score, fake_score = self.critic(x), self.critic(fake)
+    real_score, fake_score = self.critic(x, train), self.critic(fake, train)
     gap = real_score.mean() - fake_score.mean()
     metrics = {"critic_gap": gap}
     if self.variant == "gan":
@@ -86,7 +98,7 @@ class WGAN(games.Game):
 
   def generator_loss(self, batch, train=True):
     """-E f(G(z)), or the non-saturating -E log D(G(z)) for `gan`."""
-    score = self.critic(self._generate(len(batch["x"]), batch["x"].shape[1:], train))
+    score = self.critic(self._generate(len(batch["x"]), batch["x"].shape[1:], train), train)
     return (jax.nn.softplus(-score) if self.variant == "gan" else -score).mean(), {}
 
   @nn.nowrap

@@ -54,23 +54,37 @@ class Generator(nn.Module):
     return jax.nn.sigmoid(x) if len(shape) == 3 else x
 
 
+NORMS = ("batch", "layer", "none")
+
+
 class Critic(nn.Module):
   """x -> one real score per example, unbounded (WGAN's f, or a GAN discriminator's logit).
   Images: k 4x4 stride-2 convolutions doubling the channels from `width`, leaky ReLU (0.2), then
-  a linear layer over the smallest map; no batch norm, which the gradient penalty (a per-example
-  quantity) forbids, so the three objectives share one critic. Vectors: a ReLU MLP."""
+  a linear layer over the smallest map; every convolution but the first normalised by `norm`:
+  `batch` (the WGAN and DCGAN critics of the authors' code: martinarjovsky/WassersteinGAN
+  models/dcgan.py, DCGAN_D), `layer` over each example's (H, W, C) with a scale and offset per
+  channel (WGAN-GP's 64x64 critic: igul222/improved_wgan_training gan_64x64.py, Normalize, as
+  the gradient penalty is per example) or `none` (WGAN-GP's MNIST and CIFAR-10 critics). In
+  training, batch norm normalises each call's batch by its own statistics, as the authors call
+  the critic on the real and the generated batch in turn. Vectors: a ReLU MLP, never
+  normalised (the toy critics)."""
 
   hidden_dims: Sequence[int]
   width: int
+  norm: str = "none"
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, train=False):
     if x.ndim == 2:
       h = mlp.hidden_layers(x, self.hidden_dims)
     else:
       h = x
       for i in range(num_halvings(x.shape[1])):
         h = conv.Downsample(self.width * 2**i)(h)
+        if i and self.norm == "batch":
+          h = nn.BatchNorm(use_running_average=not train)(h)
+        elif i and self.norm == "layer":
+          h = nn.LayerNorm(reduction_axes=(1, 2, 3))(h)
         h = nn.leaky_relu(h, 0.2)
       h = h.reshape(len(x), -1)
     return nn.Dense(1)(h)[:, 0]
