@@ -2,6 +2,7 @@
 as written but for its length (a few steps, into a temporary workdir and data dir). A command
 on data that cannot be had here must end in one line naming it, never a traceback."""
 
+import ast
 import os
 import re
 import shlex
@@ -10,6 +11,8 @@ import sys
 
 import pytest
 from conftest import command_env
+
+import zoo
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS = ("README.md", "RESULTS.md", "BENCHMARKS.md", "BUILD.md")
@@ -96,3 +99,31 @@ def test_a_documented_command_runs(doc, command, tmp_path, data_dir):
       and len(lines) == 1
       and re.search(r"download|manual directory|cannot be prepared|data set", lines[0])
   ), (doc, command, result.stderr[-2000:])
+
+
+def _paper_settings():
+  """(preset column, key, value) of each row of README's table of the paper presets' sources."""
+  with open(os.path.join(ROOT, "README.md")) as f:
+    text = f.read()
+  table = text.split("<!-- paper settings: begin -->")[1].split("<!-- paper settings: end -->")[0]
+  rows = [line.split("|")[1:4] for line in table.strip().splitlines()[2:]]
+  return [tuple(cell.strip().strip("`") for cell in row) for row in rows]
+
+
+@pytest.mark.parametrize("preset, key, value", _paper_settings())
+def test_the_readme_table_of_paper_settings_is_what_the_configs_hold(preset, key, value):
+  name, preset_name, *overrides = preset.split()
+  config = zoo.get(name).default_config(preset_name)
+  for override in overrides:
+    override_key, override_value = override.split("=")
+    node, leaf = zoo.configs.lookup(config, override_key)
+    node[leaf] = override_value
+  node, leaf = zoo.configs.lookup(zoo.configs.finalize(config), key)
+  held = node[leaf]
+  try:
+    expected = ast.literal_eval(value)
+  except (ValueError, SyntaxError):
+    expected = value
+  if isinstance(held, (list, tuple)):
+    held = tuple(held)
+  assert held == expected, (preset, key, held, value)
