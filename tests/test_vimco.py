@@ -91,3 +91,33 @@ def test_gradient_statistics_see_the_estimators_noise_and_nothing_else():
     variances = [float(v) for k, v in stats.items() if k.startswith("grad_variance/")]
     # A deterministic loss leaves only the rounding of the mean of identical gradients.
     assert variances and (min(variances) > 1e-8 if noisy else max(variances) < 1e-14)
+
+
+def test_nvils_gradient_statistics_are_of_the_gradient_before_its_division():
+  """NVIL divides the encoder's gradient by max(1, running std of its signal); at a running
+  variance of 16 the variance of the K-sample gradient itself is 4^2 = 16 times that of the
+  update's, the model's unchanged (the division is the same for every draw)."""
+  config = zoo.get("vimco").default_config("smoke")
+  model = zoo.build("vimco", layer_sizes=(4,), estimator="nvil", num_samples=2)
+  batch = {"x": (jax.random.uniform(jax.random.key(0), (32, 6)) > 0.5).astype(jnp.float32)}
+  state = training.init_state(model, training.make_optimizer(config), batch, jax.random.key(1))
+  state = state.replace(
+      model_state={"estimator_state": {"mean": jnp.zeros(()), "var": jnp.full((), 16.0)}}
+  )
+  stats = jax.jit(training.make_gradient_statistics(model, draws=8))(
+      state, batch, jax.random.key(2)
+  )
+
+  def update_gradient(key):
+    return jax.grad(lambda p: training.apply_loss(model, "loss", False, p, state, batch, key)[0])(
+        state.params
+    )
+
+  keys = jax.random.split(jax.random.key(2), 8)
+  grads = jax.vmap(update_gradient)(keys)
+  for group, tree in grads.items():
+    g = jnp.concatenate([x.reshape(8, -1) for x in jax.tree.leaves(tree)], 1)
+    factor = 16.0 if group.startswith("recognition") else 1.0
+    np.testing.assert_allclose(
+        float(stats[f"grad_variance/{group}"]), factor * float(g.var(0).mean()), rtol=1e-4
+    )

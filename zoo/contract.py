@@ -65,6 +65,12 @@ class Model(nn.Module):
     """(loss, metrics) of a single-objective model."""
     raise NotImplementedError
 
+  def objective_surrogate(self, batch, train=True):
+    """(loss, metrics) whose gradient is the model's estimate of its objective's gradient,
+    before any rescaling its update applies (NVIL's division by a running standard deviation):
+    what `zoo.training.make_gradient_statistics` measures. `loss` unless a model rescales."""
+    return self.loss(batch, train)
+
   def encode(self, x):
     """The code of x (see the module docstring)."""
     raise NotImplementedError

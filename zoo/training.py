@@ -205,12 +205,14 @@ def batches_before(config, step: int) -> int:
 
 def make_gradient_statistics(model, draws: int):
   """The variance and signal-to-noise ratio of a stochastic gradient estimator on one batch, per
-  top-level parameter group: `draws` independent gradients (vmapped over the step's randomness),
-  per parameter their variance and |mean| / std, averaged over the group's parameters."""
+  top-level parameter group: `draws` independent gradients of the model's
+  `objective_surrogate` (its estimate of the objective's gradient, before a rescaling such as
+  NVIL's), vmapped over the step's randomness; per parameter their variance and |mean| / std,
+  averaged over the group's parameters."""
 
   def statistics(state: TrainState, batch, rng):
     gradient = lambda key: jax.grad(
-        lambda p: apply_loss(model, "loss", False, p, state, batch, key)[0]
+        lambda p: apply_loss(model, "objective_surrogate", False, p, state, batch, key)[0]
     )(state.params)
     grads = jax.vmap(gradient)(jax.random.split(rng, draws))
     out = {}

@@ -100,6 +100,15 @@ class SigmoidBeliefNet(contract.Model):
 
   def loss(self, batch, train=True):
     """Minus the estimator's surrogate (plus NVIL's baseline loss); metrics hold L_K."""
+    return self._surrogate(batch, train, normalised=True)
+
+  def objective_surrogate(self, batch, train=True):
+    """`loss` with NVIL's encoder gradient not divided by the signal's running standard
+    deviation: the estimator's own estimate of the gradient of L_K, whose variance the gradient
+    statistics report (the division is a step size, the same for every draw)."""
+    return self._surrogate(batch, train, normalised=False)
+
+  def _surrogate(self, batch, train, normalised):
     x = flows.flatten(batch["x"])
     log_w, log_q = self.log_weights(x, self.make_rng("sample"), self.num_samples)
     if self.estimator == "nvil":
@@ -108,7 +117,7 @@ class SigmoidBeliefNet(contract.Model):
           log_q,
           self.baseline(x)[:, 0],
           self.signal_mean.value,
-          jnp.sqrt(self.signal_var.value),
+          jnp.sqrt(self.signal_var.value) if normalised else 1.0,
       )
       objective = out.surrogate.mean() - out.baseline_loss.mean()
       if train and not self.is_initializing():
