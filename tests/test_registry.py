@@ -37,7 +37,8 @@ def test_every_model_builds_with_paper_defaults_and_has_every_preset(name):
   spec = zoo.get(name)
   assert spec.family in ("flow", "latent", "game") and spec.paper
   assert isinstance(zoo.build(name), nn.Module)
-  for preset in configs.PRESETS:
+  assert set(configs.PRESETS) - {"paper"} <= set(spec.presets)
+  for preset in spec.presets:
     config = configs.finalize(spec.default_config(preset))  # as the runner completes it
     assert all(key in config for key in REQUIRED_KEYS)
     assert config.model_name == name

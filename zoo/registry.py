@@ -58,6 +58,12 @@ class ModelSpec:
         )
     return self.module(**hyperparameters)
 
+  @property
+  def presets(self) -> tuple[str, ...]:
+    """The presets of `zoo/configs/<name>.py`: its `PRESETS`, else the common ones."""
+    module = importlib.import_module(f"zoo.configs.{self.name}")
+    return getattr(module, "PRESETS", zoo_configs.PRESETS)
+
   def default_config(self, preset: str = "default") -> ml_collections.ConfigDict:
     """The training configuration of `zoo/configs/<name>.py` for `preset`."""
     config = importlib.import_module(f"zoo.configs.{self.name}").get_config(preset)

@@ -17,6 +17,8 @@ steps) and `paper` (on the published images) train:
 
 from zoo.configs import disentanglement
 
+PRESETS = disentanglement.PRESETS
+
 # Steps of the paper network's `default` run: its MIG levels off by then on procedural dSprites
 # (one seed, 2026-12-06: 0.126 at 5,000 steps, 0.146 at 10,000, 0.134 at 20,000).
 DEFAULT_STEPS = 10_000
