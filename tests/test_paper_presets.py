@@ -45,7 +45,7 @@ def paper_config(name, data_dir, preset="paper"):
   config.data_dir = str(data_dir)
   config.update(SHORT)
   config.eval_batch_size = 8
-  config.batch_size = min(config.batch_size, 8)
+  config.batch_size = min(zoo.configs.finalize(config).batch_size, 8)  # WGAN's: by variant
   for key, value in SMALL_EVALUATIONS.get(name, {}).items():
     node, leaf = zoo.configs.lookup(config, key)
     node[leaf] = value
