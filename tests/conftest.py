@@ -58,6 +58,19 @@ def data_dir(tmp_path_factory):
   return str(tmp_path_factory.mktemp("tensorflow_datasets"))
 
 
+# The disentanglement scores a dSprites run adds to its test metrics, each in [0, 1].
+DISENTANGLEMENT_SCORES = (
+    "beta_vae_score",
+    "beta_vae_score_paper",
+    "factor_vae_score",
+    "mig",
+    "sap",
+    "dci_disentanglement",
+    "dci_completeness",
+    "dci_informativeness",
+)
+
+
 def perturbed(variables, rng, scale=0.3):
   """The variables plus Gaussian noise: zero-initialised output layers make a fresh flow the
   identity, which would let wrong log-determinants pass unnoticed."""
