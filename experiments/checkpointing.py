@@ -131,13 +131,24 @@ def check_config(workdir: str, config: dict, allow_changes: bool = False) -> Non
   raise errors.UserError(f"{workdir} holds a run trained with another config ({what}); {advice}")
 
 
+# The step counts a run derives from `eval_every_epochs` (`zoo.configs.in_steps`), which its
+# config.json holds derived and its command line does not.
+DERIVED_FROM_EPOCHS = ("eval_every", "log_every", "checkpoint_every")
+
+
 def _without_later_defaults(flat: dict) -> dict:
-  """A flat config without the fields a run from before them trained without: the `replicas`
-  fields that sweep nothing, and `eval_every_epochs` at 0 (off)."""
+  """A flat config as two runs of it compare: without the fields a run from before them trained
+  without (the `replicas` fields that sweep nothing, `eval_every_epochs` at 0) and without the
+  step counts that epochs set (DERIVED_FROM_EPOCHS, where `eval_every_epochs` is on)."""
+  epochs = flat.get("eval_every_epochs", 0)
   return {
       k: v
       for k, v in flat.items()
-      if not ((k.startswith("replicas.") and v == []) or (k == "eval_every_epochs" and v == 0))
+      if not (
+          (k.startswith("replicas.") and v == [])
+          or (k == "eval_every_epochs" and v == 0)
+          or (epochs and k in DERIVED_FROM_EPOCHS)
+      )
   }
 
 

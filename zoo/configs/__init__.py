@@ -8,6 +8,7 @@ the hyper-parameter settings that a run's replicas sweep (`config.replicas`).
 
 import importlib
 import itertools
+import math
 
 import ml_collections
 
@@ -152,13 +153,15 @@ def swept_values(config) -> list[dict[str, float]]:
 def in_steps(config, num_train_examples: int):
   """`config` with `eval_every_epochs` (> 0) in steps: evaluations and checkpoints every that
   many epochs of ceil(num_train_examples / batch_size) steps, as the MAF paper's trainer counts
-  an epoch (gpapamak/maf, ml/trainers.py), and logs at the largest divisor of that not above
-  log_every; as it is without."""
+  an epoch (gpapamak/maf, ml/trainers.py), and logs at the divisor of that nearest log_every by
+  ratio (GAS's epoch of 8,522 steps has only 1, 2, 4,261 and 8,522: at log_every 1,000 it logs
+  every 4,261); as it is without."""
   if not config.get("eval_every_epochs"):
     return config
   config = config.copy_and_resolve_references()
   every = config.eval_every_epochs * -(-num_train_examples // config.batch_size)
-  config.log_every = max(d for d in range(1, min(every, config.log_every) + 1) if every % d == 0)
+  divisors = [d for d in range(1, every + 1) if every % d == 0]
+  config.log_every = min(divisors, key=lambda d: (abs(math.log(d / config.log_every)), d))
   config.eval_every = config.checkpoint_every = every
   return config
 
