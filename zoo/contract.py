@@ -31,15 +31,30 @@ replica's values in the variable collection `swept`, stacked with the rest of it
 sets the fields to them, so every use of a replica's variables sees its own setting.
 """
 
+from typing import ClassVar
+
+import flax
 import flax.linen as nn
 
+from zoo import domains
 from zoo import errors
 
 SWEPT = "swept"  # the variable collection of a replica's swept fields: {field: value}
 
 
 class Model(nn.Module):
-  """The base of every zoo model; the methods below raise until a model defines them."""
+  """The base of every zoo model; the methods below raise until a model defines them. Its
+  fields declare their values in their annotations (`zoo.domains`); a value outside them is a
+  `HyperparameterError` naming the field when the model is built, before anything is traced."""
+
+  registry_name: ClassVar[str] = ""  # set by `zoo.registry.register`; its errors give it
+
+  def __post_init__(self):
+    if not isinstance(self.parent, flax.core.scope.Scope):  # not a copy bound by apply or init
+      owner = self.registry_name or type(self).__name__
+      for key, annotation in domains.field_annotations(type(self)).items():
+        domains.check(f"{owner}: {key}", getattr(self, key), annotation)
+    super().__post_init__()
 
   @nn.nowrap
   def with_swept(self, variables):

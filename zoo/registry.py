@@ -4,11 +4,9 @@ Every module in `zoo.models` is imported when the registry is first read, so add
 adding one file under `zoo/models/` (and its config under `zoo/configs/`).
 """
 
-import collections.abc
 import dataclasses
 import importlib
 import pkgutil
-import typing
 from collections.abc import Callable
 
 import flax.linen as nn
@@ -16,6 +14,7 @@ import ml_collections
 
 from zoo import configs as zoo_configs
 from zoo import contract
+from zoo import domains
 from zoo import errors
 
 _REGISTRY: dict[str, "ModelSpec"] = {}
@@ -40,22 +39,15 @@ class ModelSpec:
   module: type[nn.Module]
 
   def build(self, **hyperparameters) -> nn.Module:
-    """The model with the paper's defaults, overridden by `hyperparameters`."""
-    fields = {
-        f.name: f.type for f in dataclasses.fields(self.module) if f.name not in ("parent", "name")
-    }
+    """The model with the paper's defaults, overridden by `hyperparameters`; an unknown field,
+    or a value outside its field's declared values (`zoo.domains`), is a `HyperparameterError`."""
+    fields = domains.field_annotations(self.module)
     unknown = sorted(set(hyperparameters) - set(fields))
     if unknown:
       raise errors.HyperparameterError(
           f"{self.name} has no hyper-parameter {', '.join(unknown)}; "
           f"it has {', '.join(sorted(fields))}"
       )
-    for key, value in hyperparameters.items():
-      if not _has_type(value, fields[key]):
-        raise errors.HyperparameterError(
-            f"{self.name}: hyper-parameter {key} must be {_type_name(fields[key])}, "
-            f"not {value!r}"
-        )
     return self.module(**hyperparameters)
 
   @property
@@ -68,27 +60,11 @@ class ModelSpec:
     """The training configuration of `zoo/configs/<name>.py` for `preset`."""
     config = importlib.import_module(f"zoo.configs.{self.name}").get_config(preset)
     config.replicas = zoo_configs.replicas_of(
-        f.name for f in dataclasses.fields(self.module) if f.type is float
+        name
+        for name, annotation in domains.field_annotations(self.module).items()
+        if domains.base_type(annotation) is float
     )
     return config
-
-
-def _has_type(value, annotation) -> bool:
-  """Whether `value` fits a module field's annotation: a scalar type or Sequence[scalar]."""
-  if typing.get_origin(annotation) in (collections.abc.Sequence, tuple, list):
-    (item,) = set(typing.get_args(annotation)) - {Ellipsis} or {object}
-    return isinstance(value, (tuple, list)) and all(_has_type(v, item) for v in value)
-  if annotation is float:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-  if annotation is int:
-    return isinstance(value, int) and not isinstance(value, bool)
-  return not isinstance(annotation, type) or isinstance(value, annotation)
-
-
-def _type_name(annotation) -> str:
-  if typing.get_origin(annotation) is not None:
-    return f"a sequence of {typing.get_args(annotation)[0].__name__}"
-  return getattr(annotation, "__name__", str(annotation))
 
 
 def register(name: str, *, paper: str, family: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
@@ -101,6 +77,7 @@ def register(name: str, *, paper: str, family: str) -> Callable[[type[nn.Module]
       raise TypeError(f"model {name!r} must derive from zoo.contract.Model")
     if name in _REGISTRY and _REGISTRY[name].module is not module:
       raise ValueError(f"model {name!r} is registered twice")
+    module.registry_name = name
     _REGISTRY[name] = ModelSpec(name=name, paper=paper, family=family, module=module)
     return module
 

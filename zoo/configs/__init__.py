@@ -9,9 +9,12 @@ the hyper-parameter settings that a run's replicas sweep (`config.replicas`).
 import importlib
 import itertools
 import math
+from typing import Annotated
+from typing import Literal
 
 import ml_collections
 
+from zoo import domains
 from zoo import errors
 
 PRESETS = ("smoke", "default", "paper")
@@ -218,42 +221,57 @@ def lookup(config: ml_collections.ConfigDict, key: str):
   return node, leaf
 
 
-OPTIMIZERS = ("adam", "rmsprop", "adagrad")
+Optimizer = Literal["adam", "rmsprop", "adagrad"]  # zoo.training.make_optimizer
+
+# The values of each config field with a fixed set or a numeric domain, where a config has it
+# (the games' phase schedule, the disentanglement scores' counts, PixelGAN's labels).
+DOMAINS = {
+    "seed": domains.NonNegativeInt,
+    "num_seeds": domains.PositiveInt,
+    "image_size": domains.NonNegativeInt,
+    "center_crop": domains.NonNegativeInt,
+    "alpha": Annotated[float, domains.BELOW_ONE],
+    "zca_epsilon": domains.NonNegativeFloat,
+    "batch_size": domains.PositiveInt,
+    "device_data_fraction": Annotated[float, domains.PROBABILITY],
+    "eval_batch_size": domains.PositiveInt,
+    "optimizer": Optimizer,
+    "learning_rate": domains.PositiveFloat,
+    "adam_b1": Annotated[float, domains.BELOW_ONE],
+    "adam_b2": Annotated[float, domains.BELOW_ONE],
+    "adam_eps": domains.NonNegativeFloat,
+    "weight_decay": domains.NonNegativeFloat,
+    "num_steps": domains.PositiveInt,
+    "log_every": domains.PositiveInt,
+    "eval_every": domains.PositiveInt,
+    "checkpoint_every": domains.PositiveInt,
+    "early_stopping_patience": domains.NonNegativeInt,
+    "eval_every_epochs": domains.NonNegativeInt,
+    "num_images": domains.PositiveInt,
+    "gradient_statistics_draws": domains.NonNegativeInt,
+    "first_phase_updates": domains.PositiveInt,
+    "burst_updates": domains.NonNegativeInt,
+    "burst_first": domains.NonNegativeInt,
+    "burst_every": domains.PositiveInt,
+    "num_labels": domains.PositiveInt,
+    "inpaint_steps": domains.PositiveInt,
+    "disentanglement.num_points": domains.PositiveInt,
+    "disentanglement.score_train": domains.PositiveInt,
+    "disentanglement.score_eval": domains.PositiveInt,
+}
 
 
 def validate(config: ml_collections.ConfigDict, game: bool = False) -> None:
-  """Reject configurations that cannot run, with a message naming the field."""
-  if config.get("eval_every_epochs", 0) < 0:
+  """Reject configurations that cannot run, with a message naming the field: a value outside
+  its field's `DOMAINS`, or fields that do not fit each other."""
+  values = flat(config.to_dict())
+  for key, annotation in DOMAINS.items():
+    if key in values:
+      domains.check(f"config.{key}", values[key], annotation)
+  if config.center_crop and not config.image_size:
     raise errors.UserError(
-        f"config.eval_every_epochs must be 0 (off) or positive, not {config.eval_every_epochs}"
-    )
-  for key in (
-      "batch_size",
-      "eval_batch_size",
-      "num_steps",
-      "log_every",
-      "eval_every",
-      "checkpoint_every",
-      "num_seeds",
-  ):
-    if config[key] <= 0:
-      raise errors.UserError(f"config.{key} must be positive, not {config[key]}")
-  if (
-      config.image_size < 0
-      or config.center_crop < 0
-      or (config.center_crop and not config.image_size)
-  ):
-    raise errors.UserError(
-        f"config.image_size ({config.image_size}) and config.center_crop ({config.center_crop}) "
-        "must be sizes, and a crop needs the size it is resized to"
-    )
-  if not 0 <= config.device_data_fraction <= 1:
-    raise errors.UserError(
-        f"config.device_data_fraction must be in [0, 1], not {config.device_data_fraction}"
-    )
-  if config.optimizer not in OPTIMIZERS:
-    raise errors.UserError(
-        f"config.optimizer must be one of {', '.join(OPTIMIZERS)}, not {config.optimizer!r}"
+        f"config.center_crop ({config.center_crop}) needs config.image_size: a crop needs the "
+        "size it is resized to"
     )
   for key in ("checkpoint_every", "eval_every"):
     if config[key] % config.log_every:
@@ -261,11 +279,6 @@ def validate(config: ml_collections.ConfigDict, game: bool = False) -> None:
           f"config.{key} ({config[key]}) must be a multiple of config.log_every "
           f"({config.log_every}): checkpoints and evaluations happen at logging steps"
       )
-  if game and (config.first_phase_updates <= 0 or config.burst_updates < 0):
-    raise errors.UserError(
-        "config.first_phase_updates must be positive and "
-        "config.burst_updates zero (no bursts) or positive"
-    )
   if game and config.gradient_statistics_draws:
     raise errors.UserError(
         "config.gradient_statistics_draws is for single-objective models; "

@@ -8,8 +8,10 @@ unless given."""
 
 from ml_collections import config_dict
 
+from zoo import domains
 from zoo import errors
 from zoo.configs import disentanglement
+from zoo.models import dip_vae
 
 PRESETS = ("smoke", "default", "study")
 LAMBDA_D_FACTOR = {"i": 10.0, "ii": 1.0}
@@ -30,11 +32,7 @@ def get_config(preset: str = "default"):
 
 def finalize(config):
   """lambda_d from the variant, unless given."""
-  if config.model.variant not in LAMBDA_D_FACTOR:
-    raise errors.HyperparameterError(
-        f"dip_vae: variant must be one of {', '.join(LAMBDA_D_FACTOR)}, "
-        f"not {config.model.variant!r}"
-    )
+  domains.check("dip_vae: variant", config.model.variant, dip_vae.Variant)
   if config.model.lambda_d is None:
     config.model.lambda_d = LAMBDA_D_FACTOR[config.model.variant] * config.model.lambda_od
   return config

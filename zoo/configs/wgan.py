@@ -15,8 +15,9 @@ line. Pick the data with --config.dataset (toy2d/grid_of_25, digits, mnist, ...)
 
 from ml_collections import config_dict
 
-from zoo import errors
+from zoo import domains
 from zoo.configs import base
+from zoo.models import wgan
 
 # The papers' training settings per variant, from the authors' released code for the
 # experiments the presets mirror:
@@ -112,10 +113,7 @@ def finalize(config):
   norm at 64 x 64 and none on smaller images, as gan_64x64.py and gan_mnist.py /
   gan_cifar.py)."""
   variant = config.model.variant
-  if variant not in TRAINING:
-    raise errors.HyperparameterError(
-        f"wgan: variant must be one of {', '.join(TRAINING)}, not {variant!r}"
-    )
+  domains.check("wgan: variant", variant, wgan.Variant)
   wide = config.image_size == 64
   settings = {**TRAINING[variant], **(WIDE_IMAGES.get(variant, {}) if wide else {})}
   for key, value in settings.items():

@@ -3,6 +3,7 @@ Variational Framework): the ELBO with its KL term weighted by beta > 1 (eq. 4), 
 the code towards the factorised prior and so towards disentangled factors. beta = 1 is the VAE.
 """
 
+from zoo import domains
 from zoo import registry
 from zoo.nn import vae
 
@@ -17,7 +18,7 @@ class BetaVAE(vae.GaussianVAE):
   """Attributes: those of `zoo.nn.vae.GaussianVAE`, and beta, the KL weight (the paper's 4 on
   dSprites)."""
 
-  beta: float = 4.0
+  beta: domains.NonNegativeFloat = 4.0
 
   def regulariser(self, mean, log_var, kl):
     """beta * KL(q(z | x) || p(z)), averaged over the batch."""

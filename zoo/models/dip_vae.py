@@ -6,13 +6,15 @@ with C = Cov_p(x)[mu(x)] for DIP-VAE-I (eq. 6) and C = E_p(x)[Sigma(x)] + Cov_p(
 covariance of q(z) itself, for DIP-VAE-II (eq. 7); the batch estimates the expectations.
 """
 
+from typing import Literal
+
 import jax.numpy as jnp
 
-from zoo import errors
+from zoo import domains
 from zoo import registry
 from zoo.nn import vae
 
-VARIANTS = ("i", "ii")
+Variant = Literal["i", "ii"]
 
 
 def covariance_penalty(covariance, lambda_od: float, lambda_d: float):
@@ -45,15 +47,11 @@ class DIPVAE(vae.GaussianVAE):
     lambda_od unless told otherwise).
   """
 
-  variant: str = "i"
-  lambda_od: float = 10.0
-  lambda_d: float = 100.0
+  variant: Variant = "i"
+  lambda_od: domains.NonNegativeFloat = 10.0
+  lambda_d: domains.NonNegativeFloat = 100.0
 
   def setup(self):
-    if self.variant not in VARIANTS:
-      raise errors.HyperparameterError(
-          f"dip_vae: variant must be one of {', '.join(VARIANTS)}, not {self.variant!r}"
-      )
     super().setup()
 
   def regulariser(self, mean, log_var, kl):

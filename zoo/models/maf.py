@@ -10,12 +10,14 @@ and `num_classes > 0` makes it the conditional MAF of section 3.4, conditioned o
 """
 
 from collections.abc import Sequence
+from typing import Literal
 
 import distrax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from zoo import domains
 from zoo import errors
 from zoo import registry
 from zoo.nn import flows
@@ -83,23 +85,15 @@ class MAF(flows.Flow):
     num_classes: 0 for p(x); K > 0 for the conditional p(x | y) of a one-hot label y of K classes.
   """
 
-  num_layers: int = 5
-  hidden_dims: Sequence[int] = (100, 100)
-  activation: str = "relu"
-  num_components: int = 0
-  layer: str = "made"
+  num_layers: domains.NonNegativeInt = 5
+  hidden_dims: domains.Widths = (100, 100)
+  activation: Literal["relu", "tanh"] = "relu"
+  num_components: domains.NonNegativeInt = 0
+  layer: Literal["made", "coupling"] = "made"
   batch_norm: bool = True
-  num_classes: int = 0
+  num_classes: domains.NonNegativeInt = 0
 
   def setup(self):
-    if self.layer not in ("made", "coupling"):
-      raise errors.HyperparameterError(
-          f"maf: layer must be 'made' or 'coupling', not {self.layer!r}"
-      )
-    if self.activation not in ACTIVATIONS:
-      raise errors.HyperparameterError(
-          f"maf: activation must be one of {', '.join(ACTIVATIONS)}, not {self.activation!r}"
-      )
     if self.num_layers == 0 and self.num_components == 0:
       raise errors.HyperparameterError(
           "maf: a flow needs num_layers > 0 or a MoG base (num_components > 0)"

@@ -6,16 +6,16 @@ a factorised logistic or Gaussian prior (section 3.4). The log-likelihood is exa
 log p(x) = sum_d log p_H(h_d(x)) + sum_d s_d.
 """
 
-from collections.abc import Sequence
+from typing import Literal
 
 import distrax
 import jax.numpy as jnp
 
-from zoo import errors
+from zoo import domains
 from zoo import registry
 from zoo.nn import flows
 
-PRIORS = ("logistic", "gaussian")
+Prior = Literal["logistic", "gaussian"]
 
 
 @registry.register(
@@ -30,17 +30,11 @@ class NICE(flows.Flow):
   prior: "logistic" (the paper's choice for its results) or "gaussian".
   """
 
-  num_couplings: int = 4
-  hidden_dims: Sequence[int] = (1000,) * 5
-  prior: str = "logistic"
+  num_couplings: domains.PositiveInt = 4
+  hidden_dims: domains.Widths = (1000,) * 5
+  prior: Prior = "logistic"
 
   def setup(self):
-    if self.prior not in PRIORS:
-      raise errors.HyperparameterError(
-          f"nice: prior must be one of {', '.join(PRIORS)}, not {self.prior!r}"
-      )
-    if self.num_couplings < 1:
-      raise errors.HyperparameterError("nice: num_couplings must be at least 1")
     self.layers = [
         flows.Coupling(self.hidden_dims, parity=i % 2, affine=False)
         for i in range(self.num_couplings)

@@ -13,11 +13,14 @@ discrete content (the digit class), leaving the style to the PixelCNN.
 """
 
 from collections.abc import Sequence
+from typing import Annotated
+from typing import Literal
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from zoo import domains
 from zoo import errors
 from zoo import registry
 from zoo.nn import dcgan
@@ -25,7 +28,7 @@ from zoo.nn import games
 from zoo.nn import mlp
 from zoo.nn import pixelcnn
 
-PRIORS = ("gaussian", "categorical")
+Prior = Literal["gaussian", "categorical"]
 
 
 class Encoder(nn.Module):
@@ -101,14 +104,14 @@ class PixelGANAutoencoder(games.Game):
     `labeled_label`) by cross entropy.
   """
 
-  prior: str = "gaussian"
-  latent_dim: int = 8
-  encoder_dims: Sequence[int] = (1000, 1000)
-  discriminator_dims: Sequence[int] = (1000, 1000)
-  noise_dim: int = 0
-  features: int = 64
-  num_blocks: int = 6
-  num_levels: int = 2
+  prior: Prior = "gaussian"
+  latent_dim: domains.PositiveInt = 8
+  encoder_dims: domains.Widths = (1000, 1000)
+  discriminator_dims: domains.Widths = (1000, 1000)
+  noise_dim: domains.NonNegativeInt = 0
+  features: domains.PositiveInt = 64
+  num_blocks: domains.PositiveInt = 6
+  num_levels: Annotated[int, domains.AT_LEAST_TWO] = 2
   semi_supervised: bool = False
 
   @property
@@ -121,10 +124,6 @@ class PixelGANAutoencoder(games.Game):
     return {**phases, "semi_supervised": ("encoder",)} if self.semi_supervised else phases
 
   def setup(self):
-    if self.prior not in PRIORS:
-      raise errors.HyperparameterError(
-          f"pixelgan_ae: prior must be one of {', '.join(PRIORS)}, not {self.prior!r}"
-      )
     if self.semi_supervised and self.prior != "categorical":
       raise errors.HyperparameterError("pixelgan_ae: semi_supervised needs prior=categorical")
     self.encoder = Encoder(

@@ -8,20 +8,21 @@ from `zoo.estimators`. Evaluation as the paper's: the test bound L_K and an impo
 estimate of log p(x) with many samples.
 """
 
-from collections.abc import Sequence
+from typing import Literal
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from zoo import contract
+from zoo import domains
 from zoo import errors
 from zoo import estimators
 from zoo import registry
 from zoo.metrics import likelihood
 from zoo.nn import flows
 
-ESTIMATORS = ("vimco", "nvil", "reinforce", "rws")
+Estimator = Literal["vimco", "nvil", "reinforce", "rws"]
 NVIL_DECAY = 0.8  # of NVIL's running mean and variance of the learning signal (Mnih & Gregor)
 
 
@@ -42,21 +43,17 @@ class SigmoidBeliefNet(contract.Model):
   """Attributes:
   layer_sizes: binary units per stochastic layer, data side first; the paper's nets are 200,
     200-200 and 200-200-200.
-  estimator: one of ESTIMATORS.
+  estimator: one of `Estimator`: `vimco`, `nvil` (Mnih & Gregor), `reinforce`, `rws`.
   num_samples: K of the training objective L_K.
   num_eval_samples: samples of the importance-sampled log-likelihood (a multiple of 100).
   """
 
-  layer_sizes: Sequence[int] = (200, 200, 200)
-  estimator: str = "vimco"
-  num_samples: int = 5
-  num_eval_samples: int = 1000
+  layer_sizes: domains.Widths = (200, 200, 200)
+  estimator: Estimator = "vimco"
+  num_samples: domains.PositiveInt = 5
+  num_eval_samples: domains.PositiveInt = 1000
 
   def setup(self):
-    if self.estimator not in ESTIMATORS:
-      raise errors.HyperparameterError(
-          f"vimco: estimator must be one of {', '.join(ESTIMATORS)}, not {self.estimator!r}"
-      )
     if self.estimator == "vimco" and self.num_samples < 2:
       raise errors.HyperparameterError("vimco: the vimco estimator needs num_samples >= 2")
     likelihood.check_num_samples("vimco", self.num_eval_samples)

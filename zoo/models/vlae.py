@@ -14,7 +14,7 @@ The loss is the negative ELBO, E_q log p(x | z) - sum_l KL_l, with each layer's 
 as in the paper's code, the KL terms are warmed up in training with weight 1 - exp(-t / tau).
 """
 
-from collections.abc import Sequence
+from typing import Literal
 
 import distrax
 import flax.linen as nn
@@ -22,13 +22,13 @@ import jax
 import jax.numpy as jnp
 
 from zoo import contract
-from zoo import errors
+from zoo import domains
 from zoo import registry
 from zoo.metrics import likelihood
 from zoo.nn import conv
 from zoo.nn import mlp
 
-HIERARCHIES = ("ladder", "markov")
+Hierarchy = Literal["ladder", "markov"]
 
 
 class GaussianHead(nn.Module):
@@ -74,18 +74,14 @@ class VLAE(contract.Model):
     2000); 0 trains on the ELBO from the start.
   """
 
-  latent_dims: Sequence[int] = (2, 2, 2)
-  hidden_dim: int = 1024
-  conv_features: Sequence[int] = (64, 128)
-  hierarchy: str = "ladder"
-  num_eval_samples: int = 1000
-  kl_warmup: float = 2000.0
+  latent_dims: domains.Widths = (2, 2, 2)
+  hidden_dim: domains.PositiveInt = 1024
+  conv_features: domains.Widths = (64, 128)
+  hierarchy: Hierarchy = "ladder"
+  num_eval_samples: domains.PositiveInt = 1000
+  kl_warmup: domains.NonNegativeFloat = 2000.0
 
   def setup(self):
-    if self.hierarchy not in HIERARCHIES:
-      raise errors.HyperparameterError(
-          f"vlae: hierarchy must be one of {', '.join(HIERARCHIES)}, not {self.hierarchy!r}"
-      )
     likelihood.check_num_samples("vlae", self.num_eval_samples)
     depth = len(self.latent_dims)
     self.features = conv.ConvEncoder(tuple(self.conv_features))

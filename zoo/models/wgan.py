@@ -8,18 +8,19 @@ The generator minimises -E f(G(z)). The runner's game step does n_critic critic 
 generator update, each with its own optimiser.
 """
 
-from collections.abc import Sequence
+from typing import Literal
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from zoo import domains
 from zoo import errors
 from zoo import registry
 from zoo.nn import dcgan
 from zoo.nn import games
 
-VARIANTS = ("wgan", "wgan_gp", "gan")
+Variant = Literal["wgan", "wgan_gp", "gan"]
 
 
 def gradient_penalty(critic_gradient, real, fake, rng):
@@ -45,25 +46,17 @@ class WGAN(games.Game):
     (`zoo.nn.dcgan.Critic`; the config sets the authors' choice for the variant).
   """
 
-  variant: str = "wgan"
-  latent_dim: int = 100
-  hidden_dims: Sequence[int] = (512, 512, 512)
-  width: int = 64
-  weight_clip: float = 0.01
-  penalty_weight: float = 10.0
-  critic_norm: str = "none"
+  variant: Variant = "wgan"
+  latent_dim: domains.PositiveInt = 100
+  hidden_dims: domains.Widths = (512, 512, 512)
+  width: domains.PositiveInt = 64
+  weight_clip: domains.PositiveFloat = 0.01
+  penalty_weight: domains.NonNegativeFloat = 10.0
+  critic_norm: dcgan.Norm = "none"
 
   phases = {"critic": ("critic",), "generator": ("generator",)}
 
   def setup(self):
-    if self.variant not in VARIANTS:
-      raise errors.HyperparameterError(
-          f"wgan: variant must be one of {', '.join(VARIANTS)}, not {self.variant!r}"
-      )
-    if self.critic_norm not in dcgan.NORMS:
-      raise errors.HyperparameterError(
-          f"wgan: critic_norm must be one of {', '.join(dcgan.NORMS)}, not {self.critic_norm!r}"
-      )
     if self.variant == "wgan_gp" and self.critic_norm == "batch":
       raise errors.HyperparameterError(
           "wgan: the gradient penalty is per example, which batch norm's critic is not "

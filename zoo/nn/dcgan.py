@@ -3,6 +3,7 @@ al. 2016) for images, and the ReLU MLP pair of the 2-D toy experiments for vecto
 shape picks the architecture."""
 
 from collections.abc import Sequence
+from typing import Literal
 
 import flax.linen as nn
 import jax
@@ -54,7 +55,7 @@ class Generator(nn.Module):
     return jax.nn.sigmoid(x) if len(shape) == 3 else x
 
 
-NORMS = ("batch", "layer", "none")
+Norm = Literal["batch", "layer", "none"]
 
 
 class Critic(nn.Module):

@@ -14,7 +14,7 @@ conv  the network of Higgins et al.'s other data sets (Table 1: chairs, CelebA),
       `methods/shared/architectures.py`, conv_encoder; this trunk's are 4x4 throughout.)
 """
 
-from collections.abc import Sequence
+from typing import Literal
 
 import distrax
 import flax.linen as nn
@@ -23,11 +23,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from zoo import contract
-from zoo import errors
+from zoo import domains
 from zoo.metrics import likelihood
 from zoo.nn import conv
 
-NETWORKS = ("conv", "fc")
+Network = Literal["conv", "fc"]
 
 
 class FullyConnectedEncoder(nn.Module):
@@ -72,18 +72,14 @@ class GaussianVAE(contract.Model):
     conv_features, hidden_dim: the `conv` network's channels and its dense layer's width.
   """
 
-  latent_dim: int = 10
-  network: str = "conv"
-  fc_encoder: Sequence[int] = (1200, 1200)
-  fc_decoder: Sequence[int] = (1200, 1200, 1200)
-  conv_features: Sequence[int] = (32, 32, 64, 64)
-  hidden_dim: int = 256
+  latent_dim: domains.PositiveInt = 10
+  network: Network = "conv"
+  fc_encoder: domains.Widths = (1200, 1200)
+  fc_decoder: domains.Widths = (1200, 1200, 1200)
+  conv_features: domains.Widths = (32, 32, 64, 64)
+  hidden_dim: domains.PositiveInt = 256
 
   def setup(self):
-    if self.network not in NETWORKS:
-      raise errors.HyperparameterError(
-          f"network must be one of {', '.join(NETWORKS)}, not {self.network!r}"
-      )
     if self.network == "fc":
       self.features = FullyConnectedEncoder(tuple(self.fc_encoder))
       self.decoder = FullyConnectedDecoder(tuple(self.fc_decoder))
