@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Annotated
 
 import jax
+import numpy as np
 
 from zoo import errors
 
@@ -86,9 +87,9 @@ def base_type(annotation):
 
 def problem(value, annotation) -> str | None:
   """What `value` must be to fit `annotation` ("positive", "one of conv, fc", "a sequence of
-  int"), or None where it fits. A traced value (a replica's swept field inside its program) is
-  not checked: it was checked as a config value before the program was built."""
-  if isinstance(value, jax.Array):
+  int"), or None where it fits. An array (a replica's swept field, from its variables, traced
+  or restored) is not checked: its values were checked as config values before it trained."""
+  if isinstance(value, (jax.Array, np.ndarray, np.generic)):
     return None
   if not _fits_type(value, annotation):
     return type_name(annotation)
