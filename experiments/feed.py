@@ -20,7 +20,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 import zoo
-from zoo import errors
+from zoo import fitting
 from zoo import training
 
 
@@ -64,38 +64,6 @@ def prefetch(make, keys, size: int = 2):
     producer.join()
 
 
-def labeled_parts(model, dataset, config, devices, seeds) -> list[dict]:
-  """For a semi-supervised model, `train_batches`' labelled set of each seed: `config.num_labels`
-  training examples, as many of each class, chosen by the seed; a batch holds min(num_labels,
-  batch_size) of them."""
-  if not model.semi_supervised:
-    return [{} for _ in seeds]
-  classes = dataset.num_classes
-  if not classes or config.num_labels <= 0 or config.num_labels % classes:
-    raise errors.UserError(
-        f"config.num_labels ({config.num_labels}) must be a positive "
-        f"multiple of the data set's classes ({classes})"
-    )
-  if model.num_clusters != classes:
-    raise errors.UserError(
-        f"a semi-supervised code needs one category per class: "
-        f"config.model.latent_dim={classes}, not {model.num_clusters}"
-    )
-  size = min(config.num_labels, config.batch_size)
-  if size % devices.size:
-    raise errors.UserError(
-        f"the labelled batch ({size}) must be divisible by the " f"{devices.size} devices"
-    )
-  labels = dataset.read("train", np.arange(dataset.num_examples("train")))["label"]
-  return [
-      {
-          "labeled": zoo.data.balanced_subset(labels, config.num_labels, seed),
-          "labeled_batch_size": size,
-      }
-      for seed in seeds
-  ]
-
-
 def load_data(config):
   """`zoo.data.load`; in a multi-process run process 0 prepares the data set while the others
   wait, so that no two write it at once."""
@@ -110,11 +78,6 @@ def load_data(config):
   if jax.process_index() != 0:
     dataset = load()
   return dataset
-
-
-def stack(trees):
-  """The trees' arrays stacked on a new leading axis."""
-  return jax.tree.map(lambda *x: np.stack(x), *trees)
 
 
 def memory_budget(fraction: float, devices: training.Devices) -> int:
@@ -158,7 +121,7 @@ class TrainFeed:
   its batch, or with `arrays` (the `resident_split`) its plan (`zoo.data.TrainStream.plan`),
   which `make_batch` turns into the batch inside the compiled step; a game's step takes a stack
   of `first_phase_updates_at(step)` of them per replica. `labeled` is each seed's labelled set
-  (`labeled_parts`); streams resume at `start_step`."""
+  (`zoo.fitting.labeled_parts`); streams resume at `start_step`."""
 
   def __init__(
       self,
@@ -208,7 +171,7 @@ class TrainFeed:
     per_replica = [
         [take(r, position + u) for u in range(self._updates(step))] for r in range(len(self.plans))
     ]
-    return stack([stack(parts) if self.game else parts[0] for parts in per_replica])
+    return fitting.stack([fitting.stack(parts) if self.game else parts[0] for parts in per_replica])
 
   def _made(self, replica: int, position: int):
     """Replica `replica`'s input at stream position `position`, made here."""
@@ -231,7 +194,7 @@ class TrainFeed:
       inputs.append(self._inputs(step, self.position, self._take))
       self.position += self._updates(step)
     inputs += inputs[-1:] * (self.length - len(inputs))
-    return self.devices.shard_batch(stack(inputs), leading_axes=3 if self.game else 2)
+    return self.devices.shard_batch(fitting.stack(inputs), leading_axes=3 if self.game else 2)
 
   def make_batch(self, arrays, step_input):
     """A step's batches from its input (every replica's), inside the compiled step, sharded

@@ -37,13 +37,10 @@ from zoo import configs
 from zoo import contract
 from zoo import errors
 from zoo import evaluation
+from zoo import fitting
 from zoo import training
 
-
-class NonFiniteLossError(errors.UserError):
-  """The loss turned NaN or infinite; the run stops and keeps its last good checkpoint."""
-
-  exit_status = 3
+NonFiniteLossError = errors.NonFiniteLossError
 
 
 def itstime(step: int, every: int, total: int) -> bool:
@@ -92,7 +89,9 @@ class Run:
   # each replica's}; None without a sweep
   swept: dict[str, np.ndarray] | None
   workdir: str
-  labeled: list[dict]  # each seed's labelled set, of a semi-supervised model (feed.labeled_parts)
+  labeled: list[
+      dict
+  ]  # each seed's labelled set, of a semi-supervised model (fitting.labeled_parts)
   evaluator: evaluation.Evaluator
   fit_batch_norm: Callable[[dict], dict]  # the MAF paper's statistics; identity for others
 
@@ -124,15 +123,9 @@ def setup(
   written or trained: a `zoo.errors.UserError` naming the field. A workdir that has trained
   resumes only with its own config, or with `allow_config_change` one that changes only
   `checkpointing.RESUMABLE_CHANGES`."""
-  spec = zoo.get(config.model_name)
+  spec, config, model = fitting.prepare(config)
   grid, values = configs.settings(config), configs.swept_values(config)
-  for setting in grid:  # each setting's own run, checked as it would be
-    single = configs.single_run(config, setting)
-    configs.validate(single, game=spec.family == "game")
-    spec.build(**single.model)
-  config = configs.finalize(config)
   checkpointing.check_config(workdir, config.to_dict(), allow_config_change)
-  model = spec.build(**config.model)
   devices = training.Devices.all(devices)
   dataset = feed.load_data(config)
   config = configs.in_steps(config, dataset.num_examples("train"))
@@ -170,7 +163,7 @@ def setup(
       [setting for setting in grid for _ in range(config.num_seeds)],
       {k: np.array([v[k] for v in per_replica], np.float32) for k in values[0]} or None,
       workdir,
-      feed.labeled_parts(model, dataset, config, devices, seeds),
+      fitting.labeled_parts(model, dataset, config, devices, seeds),
       evaluation.Evaluator(model, dataset, preprocessing, config, devices, seeds),
       fit_batch_norm,
   )
@@ -244,7 +237,7 @@ def train(run: Run):
         contextlib.closing(
             feed.prefetch(
                 lambda steps: (steps, feeder.window(steps)),
-                _windows(start, config.num_steps, feeder.length),
+                training.windows(start, config.num_steps, feeder.length),
             )
         )
     )
@@ -271,7 +264,7 @@ def train(run: Run):
           for count, window in jax.device_get(pending)
           for k in range(count)
       ]
-      means = _window_means(rows, active, step, saved, run.label)
+      means = training.window_means(rows, active, step, run.label, saved.kept())
       pending = []
       if statistics:
         last = len(steps) - 1
@@ -302,51 +295,11 @@ def train(run: Run):
   return state, saved, step, time.time() - started, log
 
 
-# The host memory a window's inputs may take (each of the prefetched ones too): its steps'
-# batches, or with the training split on the devices, their indices and noise.
-WINDOW_INPUT_BYTES = 64 << 20
-
-
 def window_length(run: Run, replicated_step, state, batch, rngs, step_input) -> int:
-  """How many steps a compiled window trains: the logging window's (`log_every`), or the
-  largest of its divisors whose inputs fit WINDOW_INPUT_BYTES; one step for a game (its steps
-  take stacks of different heights) and on CPU for a step that convolves (XLA:CPU runs a
-  convolution inside a loop far slower, `training.make_game_step`). An MLP's step on CPU gains
-  from the loop: BENCHMARKS.md, "The training loop"."""
-  active = np.ones(len(run.seeds), bool)
-  if run.game or (
-      jax.default_backend() == "cpu"
-      and training.convolves(replicated_step, state, batch, rngs, active)
-  ):
-    return 1
-  step_bytes = sum(np.asarray(x).nbytes for x in jax.tree.leaves(step_input))
-  fitting = max(1, WINDOW_INPUT_BYTES // step_bytes)
-  every = run.config.log_every
-  return max(d for d in range(1, min(every, fitting) + 1) if every % d == 0)
-
-
-def _windows(start: int, num_steps: int, length: int):
-  """The steps of each compiled window from `start` on: up to the next multiple of `length`
-  (which divides `log_every`, so that logging steps end windows) or the last step."""
-  step = start
-  while step < num_steps:
-    end = min((step // length + 1) * length, num_steps)
-    yield range(step, end)
-    step = end
-
-
-def _window_means(rows: list[dict], active, step: int, saved, label) -> dict[str, np.ndarray]:
-  """Each metric's mean over a logging window's steps, per replica; a non-finite loss of an
-  active replica ends the run (`NonFiniteLossError`), keeping its last good checkpoint."""
-  losses = np.stack([r["loss"] for r in rows])
-  bad = ~np.isfinite(losses) & active
-  if bad.any():
-    i, replica = np.argwhere(bad)[0]
-    raise NonFiniteLossError(
-        f"the loss became non-finite at step {step - len(rows) + i + 1}"
-        f"{label(replica)}; {saved.kept()}"
-    )
-  return {k: np.mean([r[k] for r in rows], axis=0) for k in rows[0]}
+  """`training.window_length` of the run's step."""
+  return training.window_length(
+      replicated_step, state, batch, rngs, step_input, run.config.log_every, run.game
+  )
 
 
 def _evaluate(run: Run, state, saved, step: int, active, log) -> training.TrainState:

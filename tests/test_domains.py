@@ -114,7 +114,7 @@ def test_a_config_field_outside_its_values_is_one_line(
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-0.001"])
-def test_a_learning_rate_that_is_not_a_positive_number_is_one_line(
+def test_a_learning_rate_that_is_negative_or_not_finite_is_one_line(
     value, tmp_path, data_dir, capfd, monkeypatch
 ):
   line = one_line_error(

@@ -1,4 +1,5 @@
-"""README's notebook example, run as written: the library alone (`zoo.training`) trains a model."""
+"""README's notebook examples, run as written: the library alone (`zoo.fit`) trains a model,
+and a run the runner wrote is loaded and used."""
 
 import functools
 import os
@@ -7,16 +8,23 @@ import re
 import numpy as np
 
 import zoo
+from experiments import loop
 
 README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+
+
+def notebook_examples() -> list[str]:
+  """The Python blocks of README's notebook section."""
+  with open(README) as f:
+    section = re.search(r"## In a notebook(.*?)\n## ", f.read(), re.S).group(1)
+  return re.findall(r"```python\n(.*?)```", section, re.S)
 
 
 def test_the_notebook_example_trains_maf_past_the_best_gaussian(data_dir, monkeypatch):
   """The example's MAF, after its 500 steps, is a better density of the test split than the
   maximum-likelihood Gaussian of the training split (computed here in closed form): 500 steps
   gave -2.94 nats against the Gaussian's -3.29."""
-  with open(README) as f:
-    example = re.search(r"## In a notebook.*?```python\n(.*?)```", f.read(), re.S).group(1)
+  example = notebook_examples()[0]
   monkeypatch.setattr(zoo.data, "load", functools.partial(zoo.data.load, data_dir=data_dir))
   namespace = {}
   exec(example, namespace)  # pylint: disable=exec-used
@@ -30,3 +38,17 @@ def test_the_notebook_example_trains_maf_past_the_best_gaussian(data_dir, monkey
   ) - 0.5 * np.log(np.linalg.det(2 * np.pi * covariance))
   log_prob = np.asarray(model.apply(variables, test, method="log_prob"))
   assert log_prob.mean() > gaussian.mean() + 0.1, (log_prob.mean(), gaussian.mean())
+
+
+def test_the_load_example_uses_a_run_the_runner_wrote(data_dir, tmp_path, monkeypatch):
+  """In a directory where the runner wrote `workdirs/maf-default` (here from the smoke preset,
+  trained in seconds), the example's log-densities are finite and one per example."""
+  config = zoo.get("maf").default_config("smoke")
+  config.data_dir = data_dir
+  monkeypatch.chdir(tmp_path)
+  loop.train_and_evaluate(config, "workdirs/maf-default")
+  namespace = {}
+  exec(notebook_examples()[1], namespace)  # pylint: disable=exec-used
+  log_p, samples, x = (np.asarray(namespace[k]) for k in ("log_p", "samples", "x"))
+  assert log_p.shape == (len(x),) and np.isfinite(log_p).all()
+  assert samples.shape == (16, *x.shape[1:])

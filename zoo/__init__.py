@@ -4,6 +4,7 @@ zoo.list_models()            sorted registry names
 zoo.get(name)                the ModelSpec: name, paper, family, build, default_config
 zoo.build(name, **hp)        the Flax module with the paper's defaults
 zoo.load(workdir)            (model, variables, config) of a trained run
+zoo.fit(model, dataset)      a model trained in one call, as the runner trains it (`Fitted`)
 """
 
 from zoo import checkpoints
@@ -11,6 +12,7 @@ from zoo import configs
 from zoo import data
 from zoo import errors
 from zoo import metrics
+from zoo.fitting import fit
 from zoo.registry import ModelSpec
 from zoo.registry import build
 from zoo.registry import get
@@ -35,4 +37,14 @@ def load(workdir: str, replica: int = 0):
   return model, checkpoints.restore_variables(workdir, replica), config
 
 
-__all__ = ["ModelSpec", "build", "data", "errors", "get", "list_models", "load", "metrics"]
+__all__ = [
+    "ModelSpec",
+    "build",
+    "data",
+    "errors",
+    "fit",
+    "get",
+    "list_models",
+    "load",
+    "metrics",
+]

@@ -20,3 +20,10 @@ class DatasetUnavailableError(UserError):
 
 class HyperparameterError(UserError, ValueError):
   """A hyper-parameter value that the model cannot be built with."""
+
+
+class NonFiniteLossError(UserError):
+  """The loss turned NaN or infinite; training stops (the runner keeps its last good
+  checkpoint)."""
+
+  exit_status = 3

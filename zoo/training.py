@@ -27,6 +27,7 @@ from jax.sharding import PartitionSpec
 from zoo import checkpoints
 from zoo import configs
 from zoo import contract
+from zoo import errors
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -366,6 +367,54 @@ def make_window(replicated_step, make_batch, length: int):
     )
 
   return window
+
+
+# The host memory a window's inputs may take (each of the prefetched ones too): its steps'
+# batches, or with the training split on the devices, their indices and noise.
+WINDOW_INPUT_BYTES = 64 << 20
+
+
+def window_length(
+    replicated_step, state, batch, rngs, step_input, log_every: int, game: bool
+) -> int:
+  """How many steps a compiled window trains: the logging window's (`log_every`), or the
+  largest of its divisors whose inputs (`step_input` a step's) fit WINDOW_INPUT_BYTES; one step
+  for a game (its steps take stacks of different heights) and on CPU for a step that convolves
+  (XLA:CPU runs a convolution inside a loop far slower, `make_game_step`). An MLP's step on CPU
+  gains from the loop: BENCHMARKS.md, "The training loop"."""
+  active = np.ones(len(rngs), bool)
+  if game or (
+      jax.default_backend() == "cpu" and convolves(replicated_step, state, batch, rngs, active)
+  ):
+    return 1
+  step_bytes = sum(np.asarray(x).nbytes for x in jax.tree.leaves(step_input))
+  fitting = max(1, WINDOW_INPUT_BYTES // step_bytes)
+  return max(d for d in range(1, min(log_every, fitting) + 1) if log_every % d == 0)
+
+
+def windows(start: int, num_steps: int, length: int):
+  """The steps of each compiled window from `start` on: up to the next multiple of `length`
+  (which divides `log_every`, so that logging steps end windows) or the last step."""
+  step = start
+  while step < num_steps:
+    end = min((step // length + 1) * length, num_steps)
+    yield range(step, end)
+    step = end
+
+
+def window_means(rows: list[dict], active, step: int, label, kept: str = "") -> dict:
+  """Each metric's mean over a logging window's steps (`rows`, one dict of per-replica values
+  per step, ending at `step`), per replica; a non-finite loss of an active replica is a
+  `NonFiniteLossError` naming its step and `label(replica)`, and saying `kept`."""
+  losses = np.stack([r["loss"] for r in rows])
+  bad = ~np.isfinite(losses) & active
+  if bad.any():
+    i, replica = np.argwhere(bad)[0]
+    raise errors.NonFiniteLossError(
+        f"the loss became non-finite at step {step - len(rows) + i + 1}"
+        f"{label(replica)}{'; ' + kept if kept else ''}"
+    )
+  return {k: np.mean([r[k] for r in rows], axis=0) for k in rows[0]}
 
 
 def fold_in_replicas(keys: jax.Array, data: int) -> jax.Array:

@@ -236,7 +236,7 @@ DOMAINS = {
     "device_data_fraction": Annotated[float, domains.PROBABILITY],
     "eval_batch_size": domains.PositiveInt,
     "optimizer": Optimizer,
-    "learning_rate": domains.PositiveFloat,
+    "learning_rate": domains.NonNegativeFloat,  # 0 holds the parameters (a test of patience does)
     "adam_b1": Annotated[float, domains.BELOW_ONE],
     "adam_b2": Annotated[float, domains.BELOW_ONE],
     "adam_eps": domains.NonNegativeFloat,

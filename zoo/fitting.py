@@ -1,0 +1,240 @@
+"""`zoo.fit`: a zoo model trained in one call, as the runner trains it, with nothing written.
+
+    fitted = zoo.fit("maf", "toy2d/two_moons", steps=500)
+    log_p = fitted.model.apply(fitted.variables(), x, method="log_prob")
+
+The pieces are the runner's (`experiments.loop`): the config checked and finished as it checks
+it (`prepare`), each replica's batch stream (`zoo.data.TrainStream`, a function of seed and
+step), the replicated step (`zoo.training`) compiled over the same windows of steps
+(`training.window_length`), and for a flow the MAF paper's batch-norm statistics after
+training. The runner adds evaluation during training, early stopping, checkpoints, logs and
+figures; `fit` trains every step.
+"""
+
+import dataclasses
+from collections.abc import Callable
+
+import flax.linen as nn
+import jax
+import ml_collections
+import numpy as np
+
+from zoo import configs
+from zoo import contract
+from zoo import data as zoo_data
+from zoo import domains
+from zoo import errors
+from zoo import evaluation
+from zoo import registry
+from zoo import training
+
+
+def prepare(
+    config: ml_collections.ConfigDict,
+) -> tuple[registry.ModelSpec, ml_collections.ConfigDict, nn.Module]:
+  """(spec, finished config, model) of `config`: each setting of its `replicas` checked as its
+  own run would be (`configs.validate`, then its model built, which checks the fields), then
+  the config finished (`configs.finalize`). Every mistake is a `zoo.errors.UserError` naming
+  the field, raised before anything is compiled."""
+  spec = registry.get(config.model_name)
+  for setting in configs.settings(config):
+    single = configs.single_run(config, setting)
+    configs.validate(single, game=spec.family == "game")
+    spec.build(**single.model)
+  config = configs.finalize(config)
+  return spec, config, spec.build(**config.model)
+
+
+def labeled_parts(model, dataset, config, devices: training.Devices, seeds) -> list[dict]:
+  """For a semi-supervised model, each seed's labelled set for its `TrainStream`:
+  `config.num_labels` training examples, as many of each class, chosen by the seed; a batch
+  holds min(num_labels, batch_size) of them. Empty parts for any other model."""
+  if not model.semi_supervised:
+    return [{} for _ in seeds]
+  classes = dataset.num_classes
+  if not classes or config.num_labels % classes:
+    raise errors.UserError(
+        f"config.num_labels ({config.num_labels}) must be a positive "
+        f"multiple of the data set's classes ({classes})"
+    )
+  if model.num_clusters != classes:
+    raise errors.UserError(
+        f"a semi-supervised code needs one category per class: "
+        f"config.model.latent_dim={classes}, not {model.num_clusters}"
+    )
+  size = min(config.num_labels, config.batch_size)
+  if size % devices.size:
+    raise errors.UserError(
+        f"the labelled batch ({size}) must be divisible by the {devices.size} devices"
+    )
+  labels = dataset.read("train", np.arange(dataset.num_examples("train")))["label"]
+  return [
+      {
+          "labeled": zoo_data.balanced_subset(labels, config.num_labels, seed),
+          "labeled_batch_size": size,
+      }
+      for seed in seeds
+  ]
+
+
+def stack(trees):
+  """The trees' arrays stacked on a new leading axis."""
+  return jax.tree.map(lambda *x: np.stack(x), *trees)
+
+
+@dataclasses.dataclass
+class Fitted:
+  """What `fit` returns.
+
+  Attributes:
+    model: the trained Flax module (`model.apply(variables, ...)`).
+    config: the finished config it trained with.
+    seeds: each replica's seed (a sweep's settings crossed with `config.num_seeds` seeds, as
+      the runner orders them).
+    replicas: every replica's variables, stacked on a leading axis.
+    history: one entry per logging step (`config.log_every`): {"step": s, metric: (replicas,)
+      means over the steps since the last entry}.
+  """
+
+  model: nn.Module
+  config: ml_collections.ConfigDict
+  seeds: list[int]
+  replicas: dict
+  history: list[dict]
+
+  def variables(self, replica: int = 0) -> dict:
+    """The variables of replica `replica` (that of seed `seeds[replica]`)."""
+    return jax.tree.map(lambda x: x[replica], self.replicas)
+
+
+def fit(
+    model: str | contract.Model,
+    dataset: str | zoo_data.Dataset | None = None,
+    config: ml_collections.ConfigDict | None = None,
+    *,
+    steps: int | None = None,
+    seed: int | None = None,
+    on_log: Callable[[int, dict], None] | None = None,
+) -> Fitted:
+  """Trains a zoo model as `python -m experiments.run` does with the same config and seed, to
+  the same parameters (tests/test_readme.py), writing nothing.
+
+  Args:
+    model: a registry name (`"maf"`), or a model `zoo.build` made (its fields replace the
+      config's `model` fields).
+    dataset: a data set name (`zoo.data.load`), a `zoo.data.Dataset` (`zoo.data.from_arrays`
+      for one's own arrays), or None for the config's.
+    config: the training config; None: the model's `default` preset
+      (`zoo.get(name).default_config()`).
+    steps: the steps to train, in place of `config.num_steps`.
+    seed: the first replica's seed, in place of `config.seed`.
+    on_log: called as `on_log(step, means)` at every logging step, with `means` as a history
+      entry has them (to print progress, say).
+
+  Returns:
+    A `Fitted`: the model, the finished config, the seeds, every replica's variables and the
+    training metrics' history.
+
+  Raises:
+    zoo.errors.UserError: a config, model or data set that cannot train (naming the field),
+      before anything is compiled; `zoo.errors.NonFiniteLossError` if the loss diverges.
+  """
+  name = model if isinstance(model, str) else type(model).registry_name
+  config = (config or registry.get(name).default_config()).copy_and_resolve_references()
+  config.model_name = name
+  if isinstance(model, contract.Model):
+    config.model = ml_collections.ConfigDict(
+        {key: getattr(model, key) for key in domains.field_annotations(type(model))}
+    )
+  if steps is not None:
+    config.num_steps = steps
+  if seed is not None:
+    config.seed = seed
+  if isinstance(dataset, str):
+    config.dataset = dataset
+  spec, config, built = prepare(config)
+  game = spec.family == "game"
+  if not isinstance(dataset, zoo_data.Dataset):
+    framing = zoo_data.Framing(config.image_size, config.center_crop) if config.image_size else None
+    dataset = zoo_data.load(
+        config.dataset, config.data_dir or None, config.splits.to_dict(), framing
+    )
+  config = configs.in_steps(config, dataset.num_examples("train"))
+  preprocessing = zoo_data.preprocessing(
+      dataset, config.preprocess, config.alpha, config.zca_epsilon
+  )
+  devices = training.Devices.all()
+  grid, values = configs.settings(config), configs.swept_values(config)
+  seeds = [config.seed + r for _ in grid for r in range(config.num_seeds)]
+  per_replica = [v for v in values for _ in range(config.num_seeds)]
+  swept = {k: np.array([v[k] for v in per_replica], np.float32) for k in values[0]} or None
+  streams = [
+      zoo_data.TrainStream(dataset, preprocessing, batch_size=config.batch_size, seed=s, **part)
+      for s, part in zip(seeds, labeled_parts(built, dataset, config, devices, seeds))
+  ]
+  position = 0
+
+  def step_input(step: int):
+    """Every replica's batch of step `step` (a game's stack of them), the streams moved on."""
+    nonlocal position
+    updates = training.first_phase_updates_at(config, step) if game else 1
+    batches = [
+        stack([s.batch(s.plan(position + u)) for u in range(updates)])
+        if game
+        else s.batch(s.plan(position))
+        for s in streams
+    ]
+    position += updates
+    return stack(batches)
+
+  init_rngs, rngs = training.replica_keys(seeds)
+  train_step, optimizer = training.make_step(
+      built, config, game, per_replica_learning_rate="learning_rate" in (swept or {})
+  )
+  replicated_step = training.make_replicated_step(train_step, len(seeds))
+  first = step_input(0)
+  position = 0
+  one_batch = devices.shard_batch(first, leading_axes=2 if game else 1)
+  if game:
+    one_batch = jax.tree.map(lambda x: x[:, 0], one_batch)
+  state = devices.replicate(training.init_replicas(built, optimizer, one_batch, init_rngs, swept))
+  active = np.ones(len(seeds), bool)
+  length = training.window_length(
+      replicated_step, state, one_batch, rngs, first, config.log_every, game
+  )
+  train_window = jax.jit(
+      training.make_window(replicated_step, lambda _, x: x, length), donate_argnums=0
+  )
+  history, pending = [], []
+  for steps_of_window in training.windows(0, config.num_steps, length):
+    inputs = [step_input(s) for s in steps_of_window]
+    inputs += inputs[-1:] * (length - len(inputs))
+    live = np.arange(length) < len(steps_of_window)
+    state, metrics = train_window(
+        state,
+        None,
+        devices.shard_batch(stack(inputs), leading_axes=3 if game else 2),
+        rngs,
+        active,
+        live,
+    )
+    pending.append((len(steps_of_window), metrics))
+    step = steps_of_window[-1] + 1
+    if step % config.log_every and step != config.num_steps:
+      continue
+    rows = [
+        jax.tree.map(lambda m, k=k: m[k], window)
+        for count, window in jax.device_get(pending)
+        for k in range(count)
+    ]
+    pending = []
+    means = training.window_means(rows, active, step, lambda r: f" (seed {seeds[r]})")
+    history.append({"step": step, **means})
+    if on_log:
+      on_log(step, means)
+  variables = training.variables_of(state)
+  if spec.family == "flow":
+    variables = evaluation.BatchNormFit(built, dataset, preprocessing, config, devices, len(seeds))(
+        variables
+    )
+  return Fitted(built, config, seeds, jax.device_get(variables), history)
