@@ -10,6 +10,7 @@ import pytest
 import zoo
 from experiments import loop
 from zoo import checkpoints
+from zoo import training
 
 
 def runner_params(config, workdir) -> dict:
@@ -65,3 +66,13 @@ def test_a_mistake_is_one_user_error_before_anything_trains(call, message):
   with pytest.raises(zoo.errors.UserError) as error:
     call()
   assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_step_is_not_built_from_an_unfinished_config():
+  """WGAN's smoke config leaves the optimiser to its variant (`finalize`); a step built from
+  it as handed out would train RMSProp at an unset learning rate."""
+  config = zoo.get("wgan").default_config("smoke")
+  with pytest.raises(zoo.errors.UserError) as error:
+    training.make_step(zoo.build("wgan"), config, game=True)
+  assert "config.learning_rate" in str(error.value) and "config.optimizer" in str(error.value)
+  training.make_step(zoo.build("wgan"), zoo.configs.finalize(config), game=True)

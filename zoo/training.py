@@ -181,7 +181,9 @@ def make_game_step(model, optimizers: dict, bfloat16: bool = False):
 
 def make_step(model, config, game: bool, per_replica_learning_rate=False):
   """(train step, optimiser) of `model` as `config` trains it: a game's step with an optimiser
-  per phase, or the single-objective step (`make_optimizer` says what the flag does)."""
+  per phase, or the single-objective step (`make_optimizer` says what the flag does). A config
+  with fields unset (not yet through `zoo.configs.finalize`) is a `zoo.errors.UserError`."""
+  configs.check_finished(config)
   if game:
     optimizer = {phase: make_optimizer(config, per_replica_learning_rate) for phase in model.phases}
     return make_game_step(model, optimizer, config.bfloat16), optimizer

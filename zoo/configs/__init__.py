@@ -87,6 +87,17 @@ def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   return module.finalize(config) if hasattr(module, "finalize") else config
 
 
+def check_finished(config: ml_collections.ConfigDict) -> None:
+  """A `UserError` naming the fields a config leaves unset (None: WGAN's optimiser, which
+  `finalize` fills from its variant), where a step would otherwise be built without them."""
+  unset = [key for key, value in flat(config.to_dict()).items() if value is None]
+  if unset:
+    raise errors.UserError(
+        f"config.{', config.'.join(unset)} unset: finish the config with "
+        "zoo.configs.finalize(config), as the runner and zoo.fit do"
+    )
+
+
 def replicas_of(float_fields) -> ml_collections.ConfigDict:
   """`config.replicas`: the values of each continuous hyper-parameter that a run trains as
   replicas in one program, crossed with each other and with the seeds (`settings`), each
