@@ -38,6 +38,10 @@ def test_smoke_preset_trains(tmp_path, data_dir):
         (["--model=maf", "--preset=smoke", "--config.model.layer=dense"], "layer must be"),
         (["--model=maf", "--preset=smoke", "--config.dataset=no_such_data"], "unknown data set"),
         (
+            ["--model=maf", "--preset=smoke", "--config.dataset=toy2d/two_moon"],
+            "did you mean 'toy2d/two_moons'",
+        ),
+        (
             ["--model=maf", "--preset=smoke", "--config.dataset=maf_tabular/power"],
             "power/data.npy in the manual directory",
         ),

@@ -40,6 +40,16 @@ def test_the_notebook_example_trains_maf_past_the_best_gaussian(data_dir, monkey
   assert log_prob.mean() > gaussian.mean() + 0.1, (log_prob.mean(), gaussian.mean())
 
 
+def test_the_game_example_trains_a_wgan_on_arrays():
+  """The second example: a WGAN trained from the library on arrays of one's own (nothing to
+  prepare), its samples of the data's shape and finite."""
+  namespace = {}
+  exec(notebook_examples()[1], namespace)  # pylint: disable=exec-used
+  fitted, samples = namespace["fitted"], np.asarray(namespace["samples"])
+  assert fitted.config.dataset == "arrays" and fitted.history[-1]["step"] == 50
+  assert samples.shape == (500, 2) and np.isfinite(samples).all()
+
+
 def test_the_load_example_uses_a_run_the_runner_wrote(data_dir, tmp_path, monkeypatch):
   """In a directory where the runner wrote `workdirs/maf-default` (here from the smoke preset,
   trained in seconds), the example's log-densities are finite and one per example."""
@@ -48,7 +58,7 @@ def test_the_load_example_uses_a_run_the_runner_wrote(data_dir, tmp_path, monkey
   monkeypatch.chdir(tmp_path)
   loop.train_and_evaluate(config, "workdirs/maf-default")
   namespace = {}
-  exec(notebook_examples()[1], namespace)  # pylint: disable=exec-used
+  exec(notebook_examples()[-1], namespace)  # pylint: disable=exec-used
   log_p, samples, x = (np.asarray(namespace[k]) for k in ("log_p", "samples", "x"))
   assert log_p.shape == (len(x),) and np.isfinite(log_p).all()
   assert samples.shape == (16, *x.shape[1:])

@@ -150,8 +150,8 @@ def fit(
     config.num_steps = steps
   if seed is not None:
     config.seed = seed
-  if isinstance(dataset, str):
-    config.dataset = dataset
+  if dataset is not None:
+    config.dataset = dataset if isinstance(dataset, str) else dataset.name
   spec, config, built = prepare(config)
   game = spec.family == "game"
   if not isinstance(dataset, zoo_data.Dataset):

@@ -11,6 +11,7 @@ says so.
 
 import contextlib
 import dataclasses
+import difflib
 import functools
 import io
 import os
@@ -22,6 +23,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from zoo import errors
+from zoo.data import arrays
 from zoo.data import digits  # registers the builder with TFDS
 from zoo.data import dsprites  # registers the builder with TFDS
 from zoo.data import tabular  # registers the builder with TFDS
@@ -67,7 +69,7 @@ class Dataset:
   """
 
   name: str
-  builder: tfds.core.DatasetBuilder
+  builder: tfds.core.DatasetBuilder | arrays.ArraysBuilder
   splits: dict[str, str] = dataclasses.field(
       default_factory=lambda: {"train": "train", "test": "test"}
   )
@@ -101,7 +103,7 @@ class Dataset:
     """The number of grey levels of discrete pixels, or None for real-valued data."""
     if self._features[self._x_key].np_dtype != np.uint8:
       return None
-    return _NUM_LEVELS.get(self.builder.name, 256)
+    return getattr(self.builder, "num_levels", 0) or _NUM_LEVELS.get(self.builder.name, 256)
 
   @property
   def num_classes(self) -> int | None:
@@ -180,10 +182,18 @@ def load(
   `splits` it maps roles to (any TFDS split or slice); a role left out or empty is the split of
   its own name, and `validation` only where the set has one. Images are read as `framing`
   crops and resizes them, where given."""
-  data_dir = os.path.expanduser(data_dir) if data_dir else None
-  builder = _prepared_builder(name, data_dir)
   given = {role: split for role, split in (splits or {}).items() if split}
-  dataset = Dataset(name=name, builder=builder, splits=_splits_by_role(builder, given))
+  if name.endswith(".npz"):
+    if any(split != role for role, split in given.items()):
+      raise errors.UserError(
+          f"data set {name!r}: the splits of a .npz file are its arrays (train, validation, "
+          f"test), not {given}"
+      )
+    dataset = from_arrays(**arrays.read_npz(os.path.expanduser(name)), name=name)
+  else:
+    data_dir = os.path.expanduser(data_dir) if data_dir else None
+    builder = _prepared_builder(name, data_dir)
+    dataset = Dataset(name=name, builder=builder, splits=_splits_by_role(builder, given))
   if framing:
     if not dataset.is_image:
       raise errors.UserError(f"config.image_size frames images; data set {name!r} holds vectors")
@@ -204,6 +214,52 @@ def load(
   return dataset
 
 
+def from_arrays(
+    train,
+    test,
+    validation=None,
+    *,
+    train_label=None,
+    validation_label=None,
+    test_label=None,
+    num_levels: int = 256,
+    name: str = "arrays",
+) -> Dataset:
+  """One's own arrays as a data set, read by role, preprocessed, batched and evaluated as a
+  named set is (`zoo.fit(model, zoo.data.from_arrays(...))`; the runner reads a `.npz` file of
+  them named as its data set, `--config.dataset=path/to/file.npz`).
+
+  Args:
+    train: (N, *example_shape) training examples. Real values are stored as float32
+      (preprocessing `none`); uint8 arrays are pixels of 256 levels, images as (N, H, W, C).
+    test: the test examples, alike.
+    validation: the validation examples, alike, or None (they are what early stopping and the
+      best checkpoint watch).
+    train_label: (N,) non-negative int labels of `train`, or None; labels are given for every
+      split or for none.
+    validation_label: those of `validation`.
+    test_label: those of `test`.
+    num_levels: the values uint8 pixels take, 0 to num_levels - 1 (the digits' 17, say).
+    name: the data set's name in messages and results.
+
+  Returns:
+    The `Dataset`.
+
+  Raises:
+    zoo.errors.UserError: a missing split, or arrays whose shapes, dtypes or labels disagree.
+  """
+  splits = arrays.checked_splits(
+      name,
+      {"train": train, "validation": validation, "test": test},
+      {"train": train_label, "validation": validation_label, "test": test_label},
+  )
+  return Dataset(
+      name=name,
+      builder=arrays.ArraysBuilder(name, splits, num_levels),
+      splits={r: r for r in splits},
+  )
+
+
 def _splits_by_role(builder, given: dict[str, str]) -> dict[str, str]:
   unknown = set(given) - set(SPLIT_ROLES)
   if unknown:
@@ -216,17 +272,33 @@ def _splits_by_role(builder, given: dict[str, str]) -> dict[str, str]:
   return splits
 
 
+def _unknown(name: str) -> errors.UserError:
+  """The error of a data set name that is not known, with the closest known name."""
+  configs = "|".join(c.name for c in tabular.MafTabular.BUILDER_CONFIGS)
+  known = [
+      *EMBEDDED_NAMES,
+      *(f"maf_tabular/{c}" for c in configs.split("|")),
+      *tfds.list_builders(with_community_datasets=False),
+  ]
+  closest = difflib.get_close_matches(name, known, n=1)
+  return errors.UserError(
+      f"unknown data set {name!r}{f' (did you mean {closest[0]!r}?)' if closest else ''}; "
+      f"embedded: {', '.join(EMBEDDED_NAMES)}, maf_tabular/<{configs}>; a .npz file of "
+      "arrays; or any TFDS name"
+  )
+
+
 def _prepared_builder(name: str, data_dir: str | None):
   """The TFDS builder of `name`, prepared in `data_dir`: the zoo's own from local files, any
   other by TFDS's download where it can reach the network."""
   try:
     builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
   except tfds.core.registered.DatasetNotFoundError:
-    raise errors.UserError(
-        f"unknown data set {name!r}; embedded: {', '.join(EMBEDDED_NAMES)}, "
-        f"maf_tabular/<{'|'.join(c.name for c in tabular.MafTabular.BUILDER_CONFIGS)}>; "
-        "or any TFDS name"
-    ) from None
+    raise _unknown(name) from None
+  except ValueError as e:  # a known builder, an unknown config of it
+    if "BuilderConfig" not in str(e):
+      raise
+    raise _unknown(name) from None
   if builder.is_prepared():
     return builder
   if builder.name in _EMBEDDED:
@@ -304,6 +376,7 @@ __all__ = [
     "Preprocessing",
     "PREPROCESSING_KINDS",
     "load",
+    "from_arrays",
     "preprocessing",
     "TrainStream",
     "train_batches",
