@@ -5,6 +5,8 @@ import pytest
 
 import zoo
 from zoo import configs
+from zoo import contract
+from zoo import registry
 
 REQUIRED_KEYS = (
     "seed",
@@ -62,3 +64,25 @@ def test_bad_hyperparameters_are_user_errors(hyperparameters, message):
 def test_maf_paper_defaults():
   model = zoo.build("maf")
   assert (model.num_layers, tuple(model.hidden_dims), model.batch_norm) == (5, (100, 100), True)
+
+
+@pytest.mark.parametrize(
+    "family, defined, missing",
+    [
+        ("latent", ("evaluate", "loss"), "sample"),
+        ("flow", ("evaluate", "sample", "loss"), "batch_norm_inputs"),
+        ("game", ("evaluate", "sample", "phases"), "project"),
+    ],
+)
+def test_a_model_without_a_required_method_is_refused_when_registered(family, defined, missing):
+  """The class is refused where it is registered (at import), in one line naming what it
+  lacks; the registry is left as it was."""
+  methods = {m: lambda self, *args: None for m in defined}
+  incomplete = type("Incomplete", (contract.Model,), methods)
+  with pytest.raises(TypeError) as error:
+    registry.register("incomplete", paper="none", family=family)(incomplete)
+  assert str(error.value) == (
+      f"model 'incomplete' (Incomplete) lacks {missing}, which every {family} model defines "
+      "(zoo/contract.py)"
+  )
+  assert "incomplete" not in zoo.list_models()

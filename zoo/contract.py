@@ -5,7 +5,8 @@ its field defaults the paper's hyper-parameters, applied with an RNG stream name
 batch is a dict with `x` (B, *example_shape) and, where the data set has them, `label`; a
 semi-supervised model's training batches add `labeled_x` and `labeled_label`.
 
-Required of every model:
+Required of every model (`REQUIRED`, `REQUIRED_BY_FAMILY`; `zoo.registry.register` refuses a
+model that lacks one, at import):
   evaluate(batch) -> {metric: (B,) array}  per-example test metrics, which the evaluator
                                           averages over a split; `log_prob` (else minus `loss`)
                                           ranks evaluations for the best checkpoint.
@@ -123,9 +124,26 @@ class Model(nn.Module):
     return 0
 
 
-def implements(model: nn.Module, method: str) -> bool:
-  """Whether `model` defines `method` of the contract, rather than inheriting the raising one."""
-  return getattr(type(model), method) is not getattr(Model, method)
+# What every model defines, and what each family adds (`zoo.registry.ModelSpec.family`);
+# `zoo.registry.register` refuses a model that lacks one.
+REQUIRED = ("evaluate", "sample")
+REQUIRED_BY_FAMILY = {
+    "flow": ("loss", "batch_norm_inputs"),
+    "latent": ("loss",),
+    "game": ("phases", "project"),
+}
+
+
+def implements(model: nn.Module | type, method: str) -> bool:
+  """Whether `model` (or a model class) defines `method` of the contract, rather than
+  inheriting the raising one or lacking it."""
+  cls = model if isinstance(model, type) else type(model)
+  return getattr(cls, method, None) not in (None, getattr(Model, method, None))
+
+
+def missing_methods(cls: type, family: str) -> list[str]:
+  """The methods `REQUIRED` and `REQUIRED_BY_FAMILY[family]` that the model class `cls` lacks."""
+  return [m for m in (*REQUIRED, *REQUIRED_BY_FAMILY[family]) if not implements(cls, m)]
 
 
 # What each output a config may name needs of its model (`config.figures`, `config.scores`).

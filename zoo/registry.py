@@ -18,7 +18,7 @@ from zoo import domains
 from zoo import errors
 
 _REGISTRY: dict[str, "ModelSpec"] = {}
-_FAMILIES = ("flow", "latent", "game")
+_FAMILIES = tuple(contract.REQUIRED_BY_FAMILY)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +75,12 @@ def register(name: str, *, paper: str, family: str) -> Callable[[type[nn.Module]
   def decorate(module: type[nn.Module]) -> type[nn.Module]:
     if not issubclass(module, contract.Model):
       raise TypeError(f"model {name!r} must derive from zoo.contract.Model")
+    missing = contract.missing_methods(module, family)
+    if missing:
+      raise TypeError(
+          f"model {name!r} ({module.__name__}) lacks {', '.join(missing)}, which every "
+          f"{family} model defines (zoo/contract.py)"
+      )
     if name in _REGISTRY and _REGISTRY[name].module is not module:
       raise ValueError(f"model {name!r} is registered twice")
     module.registry_name = name
