@@ -311,7 +311,7 @@ def _evaluate(run: Run, state, saved, step: int, active, log) -> training.TrainS
   log.write(
       step, {f"{run.monitor}/{k}": _logged(v, active) for k, v in _per_metric(replicas).items()}
   )
-  values = np.array([m.get("log_prob", -m.get("loss", np.nan)) for m in replicas])
+  values = np.array([contract.ranking(run.model, m) for m in replicas])
   saved.update_best(step, values, active, training.variables_of(state))
   return state
 

@@ -1,6 +1,8 @@
 """The registry's public surface (README; ARCHITECTURE.md): list_models, get, build, configs."""
 
 import flax.linen as nn
+import jax
+import jax.numpy as jnp
 import pytest
 
 import zoo
@@ -86,3 +88,24 @@ def test_a_model_without_a_required_method_is_refused_when_registered(family, de
       "(zoo/contract.py)"
   )
   assert "incomplete" not in zoo.list_models()
+
+
+@pytest.mark.parametrize("name", zoo.list_models())
+def test_the_metric_that_selects_the_best_checkpoint_is_one_the_model_evaluates(name, data_dir):
+  """`best_by` names a metric of `evaluate` (its shapes traced on the smoke config's data,
+  nothing computed); the density models rank by log-likelihood, larger better, and the papers
+  that train a fixed number of steps keep the last state (None)."""
+  model = zoo.build(name)
+  densities = ("maf", "nice", "vimco", "vlae")
+  assert model.best_by == (("log_prob", "max") if name in densities else None)
+  if model.best_by is None:
+    return
+  config = zoo.get(name).default_config("smoke")
+  shape = zoo.data.load(config.dataset, data_dir).example_shape
+  batch = {"x": jnp.zeros((2, *shape)), "label": jnp.zeros((2,), jnp.int32)}
+
+  def evaluate(key):
+    variables = model.init({"params": key, "sample": key}, batch, method="evaluate")
+    return model.apply(variables, batch, method="evaluate", rngs={"sample": key})
+
+  assert model.best_by[0] in jax.eval_shape(evaluate, jax.random.key(0))

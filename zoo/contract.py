@@ -8,8 +8,9 @@ semi-supervised model's training batches add `labeled_x` and `labeled_label`.
 Required of every model (`REQUIRED`, `REQUIRED_BY_FAMILY`; `zoo.registry.register` refuses a
 model that lacks one, at import):
   evaluate(batch) -> {metric: (B,) array}  per-example test metrics, which the evaluator
-                                          averages over a split; `log_prob` (else minus `loss`)
-                                          ranks evaluations for the best checkpoint.
+                                          averages over a split; the class attribute
+                                          `best_by` names the one that ranks evaluations for
+                                          the best checkpoint, and its direction.
   sample(n) -> (n, ...) array             n draws in the model's space (the data's after
                                           preprocessing).
 Required by family (`zoo.registry.ModelSpec.family`):
@@ -33,6 +34,7 @@ sets the fields to them, so every use of a replica's variables sees its own sett
 """
 
 from typing import ClassVar
+from typing import Literal
 
 import flax
 import flax.linen as nn
@@ -49,6 +51,10 @@ class Model(nn.Module):
   `HyperparameterError` naming the field when the model is built, before anything is traced."""
 
   registry_name: ClassVar[str] = ""  # set by `zoo.registry.register`; its errors give it
+  # The metric of `evaluate` by which the runner keeps each replica's best checkpoint (on the
+  # validation split), and whether larger or smaller is better: ("log_prob", "max"). None:
+  # the last state is the model's, as for the papers that train a fixed number of steps.
+  best_by: ClassVar[tuple[str, Literal["max", "min"]] | None] = None
 
   def __post_init__(self):
     if not isinstance(self.parent, flax.core.scope.Scope):  # not a copy bound by apply or init
@@ -139,6 +145,15 @@ def implements(model: nn.Module | type, method: str) -> bool:
   inheriting the raising one or lacking it."""
   cls = model if isinstance(model, type) else type(model)
   return getattr(cls, method, None) not in (None, getattr(Model, method, None))
+
+
+def ranking(model: nn.Module, metrics: dict) -> float:
+  """The value of one replica's evaluation `metrics` by the model's `best_by`, larger better;
+  NaN where the model declares none (no evaluation is then its best)."""
+  if model.best_by is None:
+    return float("nan")
+  metric, direction = model.best_by
+  return float(metrics[metric]) if direction == "max" else -float(metrics[metric])
 
 
 def missing_methods(cls: type, family: str) -> list[str]:

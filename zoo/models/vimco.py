@@ -48,6 +48,7 @@ class SigmoidBeliefNet(contract.Model):
   num_eval_samples: samples of the importance-sampled log-likelihood (a multiple of 100).
   """
 
+  best_by = ("log_prob", "max")
   layer_sizes: domains.Widths = (200, 200, 200)
   estimator: Estimator = "vimco"
   num_samples: domains.PositiveInt = 5

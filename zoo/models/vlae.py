@@ -74,6 +74,7 @@ class VLAE(contract.Model):
     2000); 0 trains on the ELBO from the start.
   """
 
+  best_by = ("log_prob", "max")
   latent_dims: domains.Widths = (2, 2, 2)
   hidden_dim: domains.PositiveInt = 1024
   conv_features: domains.Widths = (64, 128)

@@ -176,6 +176,8 @@ class Flow(contract.Model):
   `context(batch)`. Examples are flattened to vectors, as the flow papers model images.
   """
 
+  best_by = ("log_prob", "max")  # the MAF paper's early stopping on validation log-likelihood
+
   def __call__(self, x, context=None, train=False):
     return self.log_prob(x, context, train)
 
