@@ -120,7 +120,7 @@ CASES = {
                 "vlae",
                 "paper",
                 (28, 28, 1),
-                "VLAE's MNIST ladder: three 2-D codes, conv 64-128, " "1024 units, batch 100",
+                "VLAE's MNIST ladder: three 2-D codes, conv 64-128, 1024 units, batch 100",
                 binary=True,
             ),
         ),
@@ -151,7 +151,7 @@ CASES = {
                 "wgan",
                 "default",
                 (2,),
-                "WGAN on 2-D data: 3x512 MLPs, 5 critic updates of batch 64 a " "step",
+                "WGAN on 2-D data: 3x512 MLPs, 5 critic updates of batch 64 a step",
                 mlp=True,
             ),
         ),
@@ -161,7 +161,7 @@ CASES = {
                 "wgan",
                 "paper",
                 (32, 32, 3),
-                "WGAN's DCGAN on 32x32x3 (CIFAR-10): 5 critic updates of " "batch 64 a step",
+                "WGAN's DCGAN on 32x32x3 (CIFAR-10): 5 critic updates of batch 64 a step",
             ),
         ),
         (
@@ -306,7 +306,7 @@ def run_all(seconds: float, repeats: int) -> dict:
       "date": datetime.date.today().isoformat(),
       "jax": jax.__version__,
       "matmul_gflops_per_sec": round(rate, 1),
-      "command": f"python -m experiments.bench --all --seconds={seconds:g} " f"--repeats={repeats}",
+      "command": f"python -m experiments.bench --all --seconds={seconds:g} --repeats={repeats}",
       "cases": results,
   }
 

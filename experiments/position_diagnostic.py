@@ -2,7 +2,7 @@
 
   python -m experiments.position_diagnostic [--seeds=4 --steps=1000 --beta=4]
 
-The issue-25 diagnostic of whether the data lets position be disentangled: a square (scale 1,
+A diagnostic of whether the data lets position be disentangled: a square (scale 1,
 orientation 0) of procedural dSprites at each of the 32 x 32 positions, 1,024 images; a beta-VAE
 (the zoo's, narrow layers unless --paper_layers) trained on them for a few thousand steps with
 Adam; then, over the 1,024 posterior means, the best single latent's R^2 (squared correlation)

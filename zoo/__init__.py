@@ -27,8 +27,8 @@ def load(workdir: str, replica: int = 0):
   config = checkpoints.read_config(workdir)
   if "num_seeds" not in config:
     raise ValueError(
-        f"{workdir} was written before runs had a replica axis (commit 1af4c13 "
-        "and earlier); load it with that version of the zoo, or train it again"
+        f"{workdir} was written before runs had a replica axis (its config.json has no "
+        "num_seeds); load it with a zoo of that time, or train it again"
     )
   replicas = configs.num_replicas(config)
   if not 0 <= replica < replicas:

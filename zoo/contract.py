@@ -179,7 +179,7 @@ def check_outputs(name: str, model: nn.Module, config, dataset, preprocessing) -
     for output in config[field]:
       if output not in table:
         raise errors.UserError(
-            f"config.{field} names {output!r}; the {field} are " f"{', '.join(table)}"
+            f"config.{field} names {output!r}; the {field} are {', '.join(table)}"
         )
       if not implements(model, table[output]):
         raise errors.UserError(

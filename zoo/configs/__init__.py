@@ -12,6 +12,7 @@ import math
 from typing import Annotated
 from typing import Literal
 
+import flax
 import ml_collections
 
 from zoo import domains
@@ -180,15 +181,9 @@ def in_steps(config, num_train_examples: int):
   return config
 
 
-def flat(tree: dict, prefix: str = "") -> dict:
-  """A nested dict's leaves by dotted key."""
-  out = {}
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      out.update(flat(value, f"{prefix}{key}."))
-    else:
-      out[f"{prefix}{key}"] = value
-  return out
+def flat(tree: dict) -> dict:
+  """A nested dict's leaves by dotted key (`model.beta`)."""
+  return flax.traverse_util.flatten_dict(tree, sep=".")
 
 
 def num_replicas(config) -> int:
