@@ -20,10 +20,21 @@ from zoo.registry import list_models
 
 
 def load(workdir: str, replica: int = 0):
-  """(model, variables, config) of the run the runner wrote into `workdir`; of a run of several
-  replicas, the variables of replica `replica`: seed `config.seed + replica % num_seeds` of
-  the setting `replica // num_seeds` of `zoo.configs.settings(config)` (whose swept fields the
-  variables hold: `model.apply` uses them)."""
+  """A run the runner wrote, to use in a notebook.
+
+  Args:
+    workdir: the run's directory (`python -m experiments.run --workdir=...`).
+    replica: of a run of several replicas, which: seed `config.seed + replica % num_seeds` of
+      the setting `replica // num_seeds` of `zoo.configs.settings(config)`.
+
+  Returns:
+    (model, variables, config): the Flax module, the replica's variables (its best
+    evaluation's, else its latest checkpoint's; a sweep's hold the replica's swept fields,
+    which `model.apply` uses) and the config the run trained with.
+
+  Raises:
+    ValueError: a replica the run does not have, or a workdir from before replicas.
+  """
   config = checkpoints.read_config(workdir)
   if "num_seeds" not in config:
     raise ValueError(

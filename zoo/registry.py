@@ -39,8 +39,18 @@ class ModelSpec:
   module: type[nn.Module]
 
   def build(self, **hyperparameters) -> nn.Module:
-    """The model with the paper's defaults, overridden by `hyperparameters`; an unknown field,
-    or a value outside its field's declared values (`zoo.domains`), is a `HyperparameterError`."""
+    """The model with the paper's defaults, overridden by `hyperparameters`.
+
+    Args:
+      **hyperparameters: values of the module's fields (`zoo/models/<name>.py`).
+
+    Returns:
+      The Flax module, unbound: `model.init(...)`, `model.apply(variables, ...)`.
+
+    Raises:
+      zoo.errors.HyperparameterError: an unknown field, or a value outside its field's
+        declared values (`zoo.domains`), in one line naming the field.
+    """
     fields = domains.field_annotations(self.module)
     unknown = sorted(set(hyperparameters) - set(fields))
     if unknown:
@@ -57,7 +67,20 @@ class ModelSpec:
     return getattr(module, "PRESETS", zoo_configs.PRESETS)
 
   def default_config(self, preset: str = "default") -> ml_collections.ConfigDict:
-    """The training configuration of `zoo/configs/<name>.py` for `preset`."""
+    """The training configuration of `zoo/configs/<name>.py` for `preset`.
+
+    Args:
+      preset: one of `presets`: `smoke` (seconds, for tests), `default` (minutes on 2 CPU
+        cores), `paper` (the paper's setting) or a model's own (`study`).
+
+    Returns:
+      The `ml_collections.ConfigDict`, unfinished: fields that `zoo.configs.finalize` derives
+      from others (WGAN's optimiser from its variant) are None until it runs (`zoo.fit` and
+      the runner run it).
+
+    Raises:
+      zoo.errors.UserError: a preset the model does not have.
+    """
     config = importlib.import_module(f"zoo.configs.{self.name}").get_config(preset)
     config.replicas = zoo_configs.replicas_of(
         name
@@ -114,5 +137,17 @@ def get(name: str) -> ModelSpec:
 
 
 def build(name: str, **hyperparameters) -> nn.Module:
-  """`get(name).build(**hyperparameters)`: the model with the paper's defaults."""
+  """The model `name` with the paper's defaults: `get(name).build(**hyperparameters)`.
+
+  Args:
+    name: a registry name (`list_models()`).
+    **hyperparameters: values of the module's fields, in place of the paper's.
+
+  Returns:
+    The Flax module.
+
+  Raises:
+    zoo.errors.UnknownModelError: a name not in the registry, listing the known ones.
+    zoo.errors.HyperparameterError: an unknown field or a value outside its domain.
+  """
   return get(name).build(**hyperparameters)

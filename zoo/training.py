@@ -180,9 +180,27 @@ def make_game_step(model, optimizers: dict, bfloat16: bool = False):
 
 
 def make_step(model, config, game: bool, per_replica_learning_rate=False):
-  """(train step, optimiser) of `model` as `config` trains it: a game's step with an optimiser
-  per phase, or the single-objective step (`make_optimizer` says what the flag does). A config
-  with fields unset (not yet through `zoo.configs.finalize`) is a `zoo.errors.UserError`."""
+  """The pure train step of `model` as `config` trains it, and its optimiser.
+
+  Args:
+    model: a zoo model (`zoo.build`).
+    config: a finished training config (`zoo.configs.finalize`): its optimiser, learning rate,
+      weight decay and `bfloat16`.
+    game: whether the model is a game (`zoo.get(name).family == "game"`): a step of its phases,
+      each with its own optimiser, on a stack of batches (one per update of its first phase).
+    per_replica_learning_rate: the learning rate as optimiser state, set per replica
+      (`make_optimizer`), for a sweep over it.
+
+  Returns:
+    (train_step, optimizer): `train_step(state, batch, rng) -> (state, metrics)`, pure (jit
+    it), its randomness `fold_in(rng, state.step)`, metrics `loss`, `grad_norm` and the
+    model's, scalars; `optimizer` the optax transformation (a game's, a dict by phase) that
+    `init_state` needs. A batch is {"x": (B, *example_shape), ...}; a game's stacks them,
+    (updates, B, *example_shape).
+
+  Raises:
+    zoo.errors.UserError: a config with fields unset (not through `finalize`).
+  """
   configs.check_finished(config)
   if game:
     optimizer = {phase: make_optimizer(config, per_replica_learning_rate) for phase in model.phases}
@@ -230,10 +248,21 @@ def make_gradient_statistics(model, draws: int):
 
 
 def init_state(model, optimizer, batch, rng, setting=None) -> TrainState:
-  """The initial state of `model` for batches like `batch`; `optimizer` is one optax
-  optimiser, or a game's one per phase (`make_step`). `setting` ({dotted config key: value},
-  `zoo.configs.swept_values`) is a replica's swept hyper-parameters: its model fields, kept in the
-  `swept` collection (`zoo.contract`), and its learning rate, in the optimiser's state."""
+  """The initial train state of `model`.
+
+  Args:
+    model: a zoo model.
+    optimizer: `make_step`'s optimiser (a game's, one per phase).
+    batch: a batch like those it will train on, {"x": (B, *example_shape), ...} (a game's
+      single batch, not its stack).
+    rng: the key of its parameters' initialisation.
+    setting: a replica's swept hyper-parameters, {dotted config key: value}
+      (`zoo.configs.swept_values`): its model fields, kept in the `swept` collection
+      (`zoo.contract`), and its learning rate, in the optimiser's state; None for none.
+
+  Returns:
+    The `TrainState` at step 0.
+  """
   setting = setting or {}
   fields = configs.model_fields(setting)
   swept = {contract.SWEPT: fields} if fields else {}
@@ -268,7 +297,8 @@ def init_replicas(model, optimizer, batch, rngs, settings=None) -> TrainState:
 
 
 def variables_of(state: TrainState) -> dict:
-  """The model's variables in `state`: what `model.apply` takes."""
+  """The model's variables in `state` ({"params": ..., and its other collections}): what
+  `model.apply` takes."""
   return {"params": state.params, **state.model_state}
 
 

@@ -178,10 +178,25 @@ def load(
     splits: dict[str, str] | None = None,
     framing: Framing | None = None,
 ) -> Dataset:
-  """The data set `name`, prepared in `data_dir` (TFDS's default when None), read by the
-  `splits` it maps roles to (any TFDS split or slice); a role left out or empty is the split of
-  its own name, and `validation` only where the set has one. Images are read as `framing`
-  crops and resizes them, where given."""
+  """A data set by name, prepared where it is not yet (embedded sets are generated, others
+  downloaded where the network is reachable).
+
+  Args:
+    name: an embedded set (`EMBEDDED_NAMES`, `maf_tabular/<name>`), any TFDS name, or a `.npz`
+      file of arrays (`from_arrays`'s keywords).
+    data_dir: where TFDS sets are prepared; TFDS's default (~/tensorflow_datasets) when None.
+    splits: {role: TFDS split or slice} for the roles `train`, `validation`, `test`; a role
+      left out or empty is the split of its own name, and `validation` only where the set has
+      one (`train[50000:]` holds one out).
+    framing: images read cropped and resized (`Framing`), where given.
+
+  Returns:
+    The `Dataset`: examples by role, `{"x": (N, *example_shape), "label": (N,)}`.
+
+  Raises:
+    zoo.errors.UserError: an unknown name (with the closest known one), a split the set does
+      not have, or a set that cannot be prepared here (`DatasetUnavailableError`).
+  """
   given = {role: split for role, split in (splits or {}).items() if split}
   if name.endswith(".npz"):
     if any(split != role for role, split in given.items()):
