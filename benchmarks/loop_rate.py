@@ -45,7 +45,7 @@ def step_timer(config, workdir: str):
   """A function that times the runner's step of `config` on a batch on the device: its
   steps/s."""
   run = loop.setup(config, workdir)
-  step, optimizer = training.make_step(run.model, run.config, run.game)
+  step, optimizer = run.kind.make(run.model, run.config)
   replicated = training.make_replicated_step(step, len(run.seeds))
   arrays, _ = feed.resident_split(run.dataset, run.preprocessing, run.config, run.devices)
   stream = feed.TrainFeed(
@@ -56,14 +56,14 @@ def step_timer(config, workdir: str):
       run.seeds,
       run.labeled,
       0,
-      run.game,
+      run.kind,
       arrays,
   )
-  first = run.devices.shard_batch(stream.first_input(), leading_axes=2 if run.game else 1)
+  first = run.devices.shard_batch(stream.first_input(), leading_axes=run.kind.leading_axes)
   batch = jax.jit(stream.make_batch)(arrays, first)
   stream.close()
   init_rngs, rngs = training.replica_keys(run.seeds)
-  one = jax.tree.map(lambda x: x[:, 0], batch) if run.game else batch
+  one = run.kind.one_batch(batch)
   state = run.devices.replicate(training.init_replicas(run.model, optimizer, one, init_rngs))
   active = np.ones(len(run.seeds), bool)
   jitted = jax.jit(replicated, donate_argnums=0)

@@ -24,6 +24,7 @@ import dataclasses
 import datetime
 import glob
 import json
+import math
 import os
 import platform
 import time
@@ -230,14 +231,11 @@ def measure(
   config = case.config(bfloat16)
   spec = zoo.get(case.model)
   model = spec.build(**config.model)
-  game = spec.family == "game"
-  train_step, optimizer = training.make_step(model, config, game)
-  updates = config.first_phase_updates if game else 1
-  batch = _random_batch(case, config, (num_seeds,) + ((updates,) if game else ()))
+  kind = spec.step_kind
+  train_step, optimizer = kind.make(model, config)
+  batch = _random_batch(case, config, (num_seeds, *kind.stack_shape(config)))
   init_rngs, rngs = training.replica_keys(range(num_seeds))
-  state = training.init_replicas(
-      model, optimizer, jax.tree.map(lambda x: x[:, 0], batch) if game else batch, init_rngs
-  )
+  state = training.init_replicas(model, optimizer, kind.one_batch(batch), init_rngs)
   active = np.ones(num_seeds, bool)
   replicated_step = training.make_replicated_step(train_step, num_seeds)
   started = time.perf_counter()
@@ -257,7 +255,9 @@ def measure(
   device = jax.devices()[0]
   return {
       "steps_per_sec": round(steps_per_sec, 2),
-      "examples_per_sec": round(steps_per_sec * num_seeds * updates * config.batch_size, 1),
+      "examples_per_sec": round(
+          steps_per_sec * num_seeds * math.prod(kind.stack_shape(config)) * config.batch_size, 1
+      ),
       "compile_sec": round(compile_sec, 3),
       "device": f"{device.platform}:{device.device_kind} x{jax.device_count()}",
       "num_seeds": num_seeds,

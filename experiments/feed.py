@@ -20,7 +20,6 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 import zoo
-from zoo import fitting
 from zoo import training
 
 
@@ -119,8 +118,8 @@ class TrainFeed:
   range, at most `length` long) are trained and the rest, repeating the last, are not; every
   replica's, stacked on an axis after the window's, sharded over the devices. A step's input is
   its batch, or with `arrays` (the `resident_split`) its plan (`zoo.data.TrainStream.plan`),
-  which `make_batch` turns into the batch inside the compiled step; a game's step takes a stack
-  of `first_phase_updates_at(step)` of them per replica. `labeled` is each seed's labelled set
+  which `make_batch` turns into the batch inside the compiled step; a step takes `kind`'s
+  `updates_at(step)` of them per replica (a game's stack). `labeled` is each seed's labelled set
   (`zoo.fitting.labeled_parts`); streams resume at `start_step`."""
 
   def __init__(
@@ -132,18 +131,18 @@ class TrainFeed:
       seeds,
       labeled: list[dict],
       start_step: int,
-      game: bool,
+      kind: training.StepKind,
       arrays: dict | None = None,
       length: int = 1,
   ):
-    self.config, self.devices, self.game, self.length = config, devices, game, length
+    self.config, self.devices, self.kind, self.length = config, devices, kind, length
     self.preprocessing, self.arrays, self.start_step = preprocessing, arrays, start_step
     stream = {
         "batch_size": config.batch_size,
         "process_index": jax.process_index(),
         "process_count": jax.process_count(),
     }
-    self.position = training.batches_before(config, start_step) if game else start_step
+    self.position = kind.batches_before(config, start_step)
     self.plans = [
         zoo.data.TrainStream(dataset, preprocessing, seed=seed, **stream, **part)
         for seed, part in zip(seeds, labeled)
@@ -162,16 +161,14 @@ class TrainFeed:
     for reader in self.readers or ():
       reader.close()
 
-  def _updates(self, step: int) -> int:
-    return training.first_phase_updates_at(self.config, step) if self.game else 1
-
   def _inputs(self, step: int, position: int, take):
     """Step `step`'s input, every replica's, its batches from `position` on, each made by
     `take(replica, position)`."""
     per_replica = [
-        [take(r, position + u) for u in range(self._updates(step))] for r in range(len(self.plans))
+        [take(r, position + u) for u in range(self.kind.updates_at(self.config, step))]
+        for r in range(len(self.plans))
     ]
-    return fitting.stack([fitting.stack(parts) if self.game else parts[0] for parts in per_replica])
+    return training.stack([self.kind.step_input(parts) for parts in per_replica])
 
   def _made(self, replica: int, position: int):
     """Replica `replica`'s input at stream position `position`, made here."""
@@ -192,9 +189,9 @@ class TrainFeed:
     inputs = []
     for step in steps:
       inputs.append(self._inputs(step, self.position, self._take))
-      self.position += self._updates(step)
+      self.position += self.kind.updates_at(self.config, step)
     inputs += inputs[-1:] * (self.length - len(inputs))
-    return self.devices.shard_batch(fitting.stack(inputs), leading_axes=3 if self.game else 2)
+    return self.devices.shard_batch(training.stack(inputs), leading_axes=1 + self.kind.leading_axes)
 
   def make_batch(self, arrays, step_input):
     """A step's batches from its input (every replica's), inside the compiled step, sharded
@@ -203,5 +200,5 @@ class TrainFeed:
     if self.arrays is None:
       return step_input
     batch = zoo.data.gather(arrays, step_input, self.preprocessing)
-    sharding = self.devices.batch_sharding(leading_axes=2 if self.game else 1)
+    sharding = self.devices.batch_sharding(leading_axes=self.kind.leading_axes)
     return jax.lax.with_sharding_constraint(batch, sharding)

@@ -89,15 +89,13 @@ class Run:
   # each replica's}; None without a sweep
   swept: dict[str, np.ndarray] | None
   workdir: str
-  labeled: list[
-      dict
-  ]  # each seed's labelled set, of a semi-supervised model (fitting.labeled_parts)
+  labeled: list[dict]  # each seed's labelled set, of a semi-supervised model (fitting's)
   evaluator: evaluation.Evaluator
   fit_batch_norm: Callable[[dict], dict]  # the MAF paper's statistics; identity for others
 
   @property
-  def game(self) -> bool:
-    return self.spec.family == "game"
+  def kind(self) -> training.StepKind:
+    return self.spec.step_kind
 
   @property
   def monitor(self) -> str | None:
@@ -149,7 +147,7 @@ def setup(
   per_replica = [v for v in values for _ in range(config.num_seeds)]
   fit_batch_norm = (
       evaluation.BatchNormFit(model, dataset, preprocessing, config, devices, len(seeds))
-      if spec.family == "flow"
+      if contract.implements(model, "batch_norm_inputs")  # a flow: the MAF paper's statistics
       else lambda variables: variables
   )
   run = Run(
@@ -184,8 +182,8 @@ def train(run: Run):
     start = saved.start_step
     stopping = EarlyStopping(config.early_stopping_patience, config.eval_every)
     init_rngs, rngs = training.replica_keys(seeds)
-    train_step, optimizer = training.make_step(
-        run.model, config, run.game, per_replica_learning_rate="learning_rate" in (run.swept or {})
+    train_step, optimizer = run.kind.make(
+        run.model, config, per_replica_learning_rate="learning_rate" in (run.swept or {})
     )
     replicated_step = training.make_replicated_step(train_step, len(seeds))
     statistics = config.gradient_statistics_draws and jax.jit(
@@ -205,7 +203,7 @@ def train(run: Run):
                 seeds,
                 run.labeled,
                 start,
-                run.game,
+                run.kind,
                 arrays,
             )
         )
@@ -219,11 +217,9 @@ def train(run: Run):
       progress.note(on_host)
     make_batch = jax.jit(feeder.make_batch)
     first_input = feeder.first_input()
-    one_batch = make_batch(
-        arrays, devices.shard_batch(first_input, leading_axes=2 if run.game else 1)
+    one_batch = run.kind.one_batch(
+        make_batch(arrays, devices.shard_batch(first_input, leading_axes=run.kind.leading_axes))
     )
-    if run.game:
-      one_batch = jax.tree.map(lambda x: x[:, 0], one_batch)
     state = saved.resume(
         devices.replicate(
             training.init_replicas(run.model, optimizer, one_batch, init_rngs, run.swept)
@@ -298,7 +294,7 @@ def train(run: Run):
 def window_length(run: Run, replicated_step, state, batch, rngs, step_input) -> int:
   """`training.window_length` of the run's step."""
   return training.window_length(
-      replicated_step, state, batch, rngs, step_input, run.config.log_every, run.game
+      replicated_step, state, batch, rngs, step_input, run.config.log_every, run.kind
   )
 
 

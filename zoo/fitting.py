@@ -39,7 +39,8 @@ def prepare(
   spec = registry.get(config.model_name)
   for setting in configs.settings(config):
     single = configs.single_run(config, setting)
-    configs.validate(single, game=spec.family == "game")
+    configs.validate(single)
+    spec.step_kind.check(single)
     spec.build(**single.model)
   config = configs.finalize(config)
   return spec, config, spec.build(**config.model)
@@ -75,11 +76,6 @@ def labeled_parts(model, dataset, config, devices: training.Devices, seeds) -> l
       }
       for seed in seeds
   ]
-
-
-def stack(trees):
-  """The trees' arrays stacked on a new leading axis."""
-  return jax.tree.map(lambda *x: np.stack(x), *trees)
 
 
 @dataclasses.dataclass
@@ -153,7 +149,7 @@ def fit(
   if dataset is not None:
     config.dataset = dataset if isinstance(dataset, str) else dataset.name
   spec, config, built = prepare(config)
-  game = spec.family == "game"
+  kind = spec.step_kind
   if not isinstance(dataset, zoo_data.Dataset):
     framing = zoo_data.Framing(config.image_size, config.center_crop) if config.image_size else None
     dataset = zoo_data.load(
@@ -177,30 +173,25 @@ def fit(
   def step_input(step: int):
     """Every replica's batch of step `step` (a game's stack of them), the streams moved on."""
     nonlocal position
-    updates = training.first_phase_updates_at(config, step) if game else 1
-    batches = [
-        stack([s.batch(s.plan(position + u)) for u in range(updates)])
-        if game
-        else s.batch(s.plan(position))
-        for s in streams
+    updates = kind.updates_at(config, step)
+    inputs = [
+        kind.step_input([s.batch(s.plan(position + u)) for u in range(updates)]) for s in streams
     ]
     position += updates
-    return stack(batches)
+    return training.stack(inputs)
 
   init_rngs, rngs = training.replica_keys(seeds)
-  train_step, optimizer = training.make_step(
-      built, config, game, per_replica_learning_rate="learning_rate" in (swept or {})
+  train_step, optimizer = kind.make(
+      built, config, per_replica_learning_rate="learning_rate" in (swept or {})
   )
   replicated_step = training.make_replicated_step(train_step, len(seeds))
   first = step_input(0)
   position = 0
-  one_batch = devices.shard_batch(first, leading_axes=2 if game else 1)
-  if game:
-    one_batch = jax.tree.map(lambda x: x[:, 0], one_batch)
+  one_batch = kind.one_batch(devices.shard_batch(first, leading_axes=kind.leading_axes))
   state = devices.replicate(training.init_replicas(built, optimizer, one_batch, init_rngs, swept))
   active = np.ones(len(seeds), bool)
   length = training.window_length(
-      replicated_step, state, one_batch, rngs, first, config.log_every, game
+      replicated_step, state, one_batch, rngs, first, config.log_every, kind
   )
   train_window = jax.jit(
       training.make_window(replicated_step, lambda _, x: x, length), donate_argnums=0
@@ -213,7 +204,7 @@ def fit(
     state, metrics = train_window(
         state,
         None,
-        devices.shard_batch(stack(inputs), leading_axes=3 if game else 2),
+        devices.shard_batch(training.stack(inputs), leading_axes=1 + kind.leading_axes),
         rngs,
         active,
         live,
@@ -233,7 +224,7 @@ def fit(
     if on_log:
       on_log(step, means)
   variables = training.variables_of(state)
-  if spec.family == "flow":
+  if contract.implements(built, "batch_norm_inputs"):  # a flow: the MAF paper's statistics
     variables = evaluation.BatchNormFit(built, dataset, preprocessing, config, devices, len(seeds))(
         variables
     )

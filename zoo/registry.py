@@ -16,6 +16,7 @@ from zoo import configs as zoo_configs
 from zoo import contract
 from zoo import domains
 from zoo import errors
+from zoo import training
 
 _REGISTRY: dict[str, "ModelSpec"] = {}
 _FAMILIES = tuple(contract.REQUIRED_BY_FAMILY)
@@ -59,6 +60,11 @@ class ModelSpec:
           f"it has {', '.join(sorted(fields))}"
       )
     return self.module(**hyperparameters)
+
+  @property
+  def step_kind(self) -> "training.StepKind":
+    """How the model trains: `training.GAME` for a game, else `training.OBJECTIVE`."""
+    return training.GAME if self.family == "game" else training.OBJECTIVE
 
   @property
   def presets(self) -> tuple[str, ...]:

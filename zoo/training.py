@@ -209,6 +209,72 @@ def make_step(model, config, game: bool, per_replica_learning_rate=False):
   return make_train_step(model, optimizer, config.bfloat16), optimizer
 
 
+def stack(trees):
+  """The trees' arrays stacked on a new leading axis."""
+  return jax.tree.map(lambda *x: np.stack(x), *trees)
+
+
+@dataclasses.dataclass(frozen=True)
+class StepKind:
+  """A way of training, and all that the runner, `zoo.fit` and the bench ask of it, so that
+  none of them asks what kind of model it holds (`zoo.registry.ModelSpec.step_kind`).
+
+  Attributes:
+    name: `objective` (one loss, one optimiser: the flows and latent-variable models) or
+      `game` (phases, each with its own optimiser: `zoo.nn.games.Game`).
+    stacked: whether a step takes a stack of batches, one per update of the game's first
+      phase, on an axis after the replica axis (`updates_at` of them).
+    windowed: whether several steps may be compiled as one loop (a game's stacks change
+      height from step to step: one step a program).
+  """
+
+  name: str
+  stacked: bool
+  windowed: bool
+
+  def make(self, model, config, per_replica_learning_rate=False):
+    """`make_step` of this kind: (train step, optimiser)."""
+    return make_step(model, config, self.stacked, per_replica_learning_rate)
+
+  def updates_at(self, config, step: int) -> int:
+    """The batches step `step` takes (`first_phase_updates_at` for a game)."""
+    return first_phase_updates_at(config, step) if self.stacked else 1
+
+  def stack_shape(self, config) -> tuple[int, ...]:
+    """The stacking axes of a step's input outside a game's bursts: (first_phase_updates,) or
+    ()."""
+    return (config.first_phase_updates,) if self.stacked else ()
+
+  def batches_before(self, config, step: int) -> int:
+    """The batches the steps before `step` took: where a stream resumes."""
+    return batches_before(config, step) if self.stacked else step
+
+  def step_input(self, batches: list):
+    """One replica's step input from its `updates_at` batches: their stack, or the one."""
+    return stack(batches) if self.stacked else batches[0]
+
+  @property
+  def leading_axes(self) -> int:
+    """The axes of a step's input (every replica's) before the batch axis."""
+    return 2 if self.stacked else 1
+
+  def one_batch(self, step_input):
+    """A single batch of every replica from a step's input, to initialise the state with."""
+    return jax.tree.map(lambda x: x[:, 0], step_input) if self.stacked else step_input
+
+  def check(self, config) -> None:
+    """A `UserError` for a config this kind cannot train."""
+    if self.stacked and config.gradient_statistics_draws:
+      raise errors.UserError(
+          "config.gradient_statistics_draws is for single-objective models; "
+          f"{config.model_name} is a game"
+      )
+
+
+OBJECTIVE = StepKind("objective", stacked=False, windowed=True)
+GAME = StepKind("game", stacked=True, windowed=False)
+
+
 def first_phase_updates_at(config, step: int) -> int:
   """Updates of a game's first phase at step `step` (WGAN's critic, PixelGAN's reconstruction):
   `first_phase_updates`, but `burst_updates` for the first `burst_first` steps and every
@@ -266,7 +332,7 @@ def init_state(model, optimizer, batch, rng, setting=None) -> TrainState:
   setting = setting or {}
   fields = configs.model_fields(setting)
   swept = {contract.SWEPT: fields} if fields else {}
-  method = "__call__" if isinstance(optimizer, dict) else "loss"
+  method = "loss" if contract.implements(model, "loss") else "__call__"  # a game: every phase
   variables = jax.jit(
       lambda b: model.with_swept(swept).init({"params": rng, "sample": rng}, b, method=method)
   )(batch)
@@ -407,15 +473,15 @@ WINDOW_INPUT_BYTES = 64 << 20
 
 
 def window_length(
-    replicated_step, state, batch, rngs, step_input, log_every: int, game: bool
+    replicated_step, state, batch, rngs, step_input, log_every: int, kind: StepKind
 ) -> int:
   """How many steps a compiled window trains: the logging window's (`log_every`), or the
   largest of its divisors whose inputs (`step_input` a step's) fit WINDOW_INPUT_BYTES; one step
-  for a game (its steps take stacks of different heights) and on CPU for a step that convolves
+  for a kind that is not `windowed` (a game) and on CPU for a step that convolves
   (XLA:CPU runs a convolution inside a loop far slower, `make_game_step`). An MLP's step on CPU
   gains from the loop: BENCHMARKS.md, "The training loop"."""
   active = np.ones(len(rngs), bool)
-  if game or (
+  if not kind.windowed or (
       jax.default_backend() == "cpu" and convolves(replicated_step, state, batch, rngs, active)
   ):
     return 1

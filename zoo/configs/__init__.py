@@ -267,7 +267,7 @@ DOMAINS = {
 }
 
 
-def validate(config: ml_collections.ConfigDict, game: bool = False) -> None:
+def validate(config: ml_collections.ConfigDict) -> None:
   """Reject configurations that cannot run, with a message naming the field: a value outside
   its field's `DOMAINS`, or fields that do not fit each other."""
   values = flat(config.to_dict())
@@ -285,8 +285,3 @@ def validate(config: ml_collections.ConfigDict, game: bool = False) -> None:
           f"config.{key} ({config[key]}) must be a multiple of config.log_every "
           f"({config.log_every}): checkpoints and evaluations happen at logging steps"
       )
-  if game and config.gradient_statistics_draws:
-    raise errors.UserError(
-        "config.gradient_statistics_draws is for single-objective models; "
-        f"{config.model_name} is a game"
-    )
