@@ -32,6 +32,7 @@ from experiments import feed
 from experiments import logs
 from experiments import outputs
 from experiments import preemption
+from experiments import results
 from zoo import checkpoints
 from zoo import configs
 from zoo import contract
@@ -150,28 +151,39 @@ def setup(
       if contract.implements(model, "batch_norm_inputs")  # a flow: the MAF paper's statistics
       else lambda variables: variables
   )
-  run = Run(
-      config,
-      spec,
-      model,
-      dataset,
-      preprocessing,
-      devices,
-      seeds,
-      [setting for setting in grid for _ in range(config.num_seeds)],
-      {k: np.array([v[k] for v in per_replica], np.float32) for k in values[0]} or None,
-      workdir,
-      fitting.labeled_parts(model, dataset, config, devices, seeds),
-      evaluation.Evaluator(model, dataset, preprocessing, config, devices, seeds),
-      fit_batch_norm,
+  return Run(
+      config=config,
+      spec=spec,
+      model=model,
+      dataset=dataset,
+      preprocessing=preprocessing,
+      devices=devices,
+      seeds=seeds,
+      settings=[setting for setting in grid for _ in range(config.num_seeds)],
+      swept={k: np.array([v[k] for v in per_replica], np.float32) for k in values[0]} or None,
+      workdir=workdir,
+      labeled=fitting.labeled_parts(model, dataset, config, devices, seeds),
+      evaluator=evaluation.Evaluator(model, dataset, preprocessing, config, devices, seeds),
+      fit_batch_norm=fit_batch_norm,
   )
-  return run
 
 
-def train(run: Run):
-  """The training loop, from the latest checkpoint: (final state, the checkpoints (closed; their
-  record of each replica's best evaluation stays), last step, training seconds, the open metric
-  log). Whatever it opened is closed when it raises, the metric log included."""
+@dataclasses.dataclass
+class Trained:
+  """What `train` leaves for `finish`: every replica's final state, the checkpoints (closed;
+  their record of each replica's best evaluation stays), the step it ended at, the seconds
+  trained, and the open metric log."""
+
+  state: training.TrainState
+  saved: checkpointing.Checkpoints
+  step: int
+  train_seconds: float
+  log: logs.MetricLog
+
+
+def train(run: Run) -> Trained:
+  """The training loop, from the latest checkpoint. Whatever it opened is closed when it
+  raises, the metric log included."""
   config, devices, seeds = run.config, run.devices, run.seeds
   with contextlib.ExitStack() as cleanup:
     saved = cleanup.enter_context(
@@ -268,7 +280,7 @@ def train(run: Run):
         means.update(
             jax.device_get(statistics(state, batch, training.fold_in_replicas(init_rngs, step)))
         )
-      log.write(step, {k: _logged(v, active) for k, v in means.items()})
+      log.write(step, {k: results.logged(v, active) for k, v in means.items()})
       progress.update(step, {"loss": float(np.mean(means["loss"][active]))})
       if run.monitor and itstime(step, config.eval_every, config.num_steps):
         state = _evaluate(run, state, saved, step, active, log)
@@ -288,7 +300,7 @@ def train(run: Run):
             f"stopped by {notice.signal_name} at step {step}, its checkpoint saved in "
             f"{saved.latest.directory}; run the same command again to resume"
         )
-  return state, saved, step, time.time() - started, log
+  return Trained(state, saved, step, time.time() - started, log)
 
 
 def window_length(run: Run, replicated_step, state, batch, rngs, step_input) -> int:
@@ -305,7 +317,11 @@ def _evaluate(run: Run, state, saved, step: int, active, log) -> training.TrainS
   state = state.replace(model_state={k: fitted[k] for k in state.model_state})
   replicas = run.evaluator(training.variables_of(state), run.monitor)
   log.write(
-      step, {f"{run.monitor}/{k}": _logged(v, active) for k, v in _per_metric(replicas).items()}
+      step,
+      {
+          f"{run.monitor}/{k}": results.logged(v, active)
+          for k, v in results.per_metric(replicas).items()
+      },
   )
   values = np.array([contract.ranking(run.model, m) for m in replicas])
   saved.update_best(step, values, active, training.variables_of(state))
@@ -322,13 +338,14 @@ SCORES = {  # the keys of zoo.contract.SCORES: (run, one replica's variables, se
 }
 
 
-def finish(run: Run, state, saved, step: int, train_seconds: float, log) -> dict:
+def finish(run: Run, trained: Trained) -> dict:
   """Evaluate each replica's final model (its best evaluation, else the last state) on the
   test and monitored splits, add the scores `config.scores` names, write the figures of each
   setting's first seed (a sweep's in a directory per setting) and results.json; the results.
   A run summarises its replicas' metrics by their mean and standard error; a sweep, those of
   each setting's seeds, under `settings`."""
   config, seeds = run.config, run.seeds
+  state, saved, step, log = trained.state, trained.saved, trained.step, trained.log
   final = saved.best_variables
   if final is None:
     final = run.fit_batch_norm(training.variables_of(state))
@@ -341,56 +358,25 @@ def finish(run: Run, state, saved, step: int, train_seconds: float, log) -> dict
     for score in config.scores:
       tests[r].update(SCORES[score](run, variables, seed))
   stopping = EarlyStopping(config.early_stopping_patience, config.eval_every)
-  firsts = range(0, len(seeds), config.num_seeds)  # each setting's first replica
-
-  def summaries(replicas):
-    out = summary("test", [tests[r] for r in replicas])
-    if run.monitor:
-      out.update(summary(run.monitor, [validations[r] for r in replicas]))
-    return out
-
-  results = {
-      "model": config.model_name,
-      "paper": run.spec.paper,
-      "dataset": config.dataset,
-      "seeds": seeds[: config.num_seeds],
-      "steps": int(step),
-      "train_seconds": train_seconds,
-      "devices": run.devices.size,
-      "processes": jax.process_count(),
-      "num_params": int(sum(x[0].size for x in jax.tree.leaves(state.params))),
-  }
-  if run.swept is None:
-    results.update(summaries(range(len(seeds))))
-  else:
-    results["settings"] = [
-        {"setting": run.settings[first], **summaries(range(first, first + config.num_seeds))}
-        for first in firsts
-    ]
-  best_steps = [int(s) if s >= 0 else None for s in saved.best_step]
-  if len(seeds) == 1:
-    results["best_step"] = best_steps[0]
-  else:
-    steps = stopping.steps(saved.best_step, step)
-    results["per_seed"] = [
-        {
-            "seed": seed,
-            **({"setting": run.settings[r]} if run.swept else {}),
-            "steps": int(steps[r]),
-            "best_step": best_steps[r],
-            "test": tests[r],
-            **({run.monitor: validations[r]} if run.monitor else {}),
-        }
-        for r, seed in enumerate(seeds)
-    ]
+  evaluated = results.Evaluated(
+      tests,
+      run.monitor,
+      validations,
+      [int(s) for s in stopping.steps(saved.best_step, step)],
+      [int(s) if s >= 0 else None for s in saved.best_step],
+  )
+  summary = results.results_json(run, evaluated, step, trained.train_seconds, state.params)
   log.write(
       step,
-      {f"test/{k}": _logged(v, np.ones(len(seeds), bool)) for k, v in _per_metric(tests).items()},
+      {
+          f"test/{k}": results.logged(v, np.ones(len(seeds), bool))
+          for k, v in results.per_metric(tests).items()
+      },
   )
   log.close()
   if run.is_writer:
-    logs.write_json(os.path.join(run.workdir, "results.json"), results)
-    for first in firsts:
+    logs.write_json(os.path.join(run.workdir, "results.json"), summary)
+    for first in range(0, len(seeds), config.num_seeds):  # each setting's first replica
       outputs.write_figures(
           os.path.join(run.workdir, configs.setting_name(run.settings[first])),
           run.model,
@@ -399,7 +385,7 @@ def finish(run: Run, state, saved, step: int, train_seconds: float, log) -> dict
           run.preprocessing,
           config,
       )
-  return results
+  return summary
 
 
 def train_and_evaluate(
@@ -420,7 +406,7 @@ def train_and_evaluate(
       os.makedirs(workdir, exist_ok=True)
       if run.is_writer:
         logs.write_json(os.path.join(workdir, checkpoints.CONFIG), run.config.to_dict())
-      return finish(run, *train(run))
+      return finish(run, train(run))
     except OSError as e:
       if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         raise
@@ -428,27 +414,3 @@ def train_and_evaluate(
           f"could not write {e.filename or workdir} ({e.strerror}); "
           f"{checkpointing.kept(workdir)}: make room and run the same command again to resume"
       ) from None
-
-
-def _per_metric(replicas: list[dict]) -> dict[str, np.ndarray]:
-  """Each replica's metrics (a dict per replica) as one array of the replicas' values per
-  metric."""
-  return {k: np.array([m[k] for m in replicas], np.float64) for k in replicas[0]}
-
-
-def _logged(values: np.ndarray, active: np.ndarray):
-  """A metric's per-replica values as logged: a number for a single seed, else a list with
-  None for the replicas that have stopped."""
-  if len(values) == 1:
-    return float(values[0])
-  return [float(v) if a else None for v, a in zip(values, active)]
-
-
-def summary(split: str, replicas: list[dict]) -> dict:
-  """`{split: mean of each metric over the replicas}`, and with several, `{split}_stderr`: the
-  standard error of that mean (sample standard deviation / sqrt(replicas))."""
-  values = _per_metric(replicas)
-  out = {split: {k: float(v.mean()) for k, v in values.items()}}
-  if len(replicas) > 1:
-    out[f"{split}_stderr"] = {k: float(v.std(ddof=1) / np.sqrt(len(v))) for k, v in values.items()}
-  return out

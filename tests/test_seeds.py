@@ -14,6 +14,7 @@ import pytest
 import zoo
 from experiments import loop
 from experiments import report
+from experiments import results
 from zoo import training
 
 
@@ -195,11 +196,11 @@ def test_a_game_replica_equals_the_single_seed_run(tmp_path, data_dir, monkeypat
 
 
 def test_summary_is_the_mean_and_its_standard_error():
-  summary = loop.summary("test", [{"a": 1.0}, {"a": 2.0}, {"a": 3.0}, {"a": 4.0}])
+  summary = results.summary("test", [{"a": 1.0}, {"a": 2.0}, {"a": 3.0}, {"a": 4.0}])
   assert summary["test"] == {"a": 2.5}
   # sample standard deviation sqrt(5/3), over sqrt(4)
   np.testing.assert_allclose(summary["test_stderr"]["a"], np.sqrt(5 / 3) / 2)
-  assert loop.summary("test", [{"a": 1.0}]) == {"test": {"a": 1.0}}
+  assert results.summary("test", [{"a": 1.0}]) == {"test": {"a": 1.0}}
 
 
 def test_resuming_with_another_number_of_seeds_is_one_clear_error(tmp_path, data_dir, monkeypatch):

@@ -16,6 +16,7 @@ from zoo import configs
 from zoo import contract
 from zoo import errors
 from zoo import training
+from zoo.configs import dip_vae as dip_vae_config
 
 STEPS = 3
 # A constant beta = 8 and a traced one round the beta-VAE's gradient differently (XLA folds the
@@ -137,7 +138,7 @@ def test_a_derived_value_a_program_cannot_vary_is_one_clear_error(monkeypatch):
     config.model.variant = "ii" if config.model.lambda_od > 5 else "i"
     return config
 
-  monkeypatch.setattr(zoo.configs.dip_vae, "finalize", finalize)
+  monkeypatch.setattr(dip_vae_config, "finalize", finalize)
   config = _config("dip_vae", {}, {"model.lambda_od": (1.0, 10.0)})
   with pytest.raises(errors.UserError, match=r"differ in model\.variant, which the replicas"):
     configs.swept_values(config)

@@ -1,0 +1,99 @@
+"""results.json: what a run measured, each metric summarised over its replicas by its mean and
+standard error, a sweep's per setting, and every replica's own values beside them.
+
+  {"model", "paper", "dataset", "seeds", "steps", "train_seconds", "devices", "processes",
+   "num_params",
+   "test": {metric: mean}, "test_stderr": {...} (several seeds), "<monitor>": ... (a run with a
+   validation split),
+   or "settings": [{"setting": {key: value}, "test": ..., ...}] (a sweep over replicas),
+   "best_step" (one replica) or "per_seed": [{"seed", "setting", "steps", "best_step", "test",
+   "<monitor>"}]}
+"""
+
+import dataclasses
+
+import jax
+import numpy as np
+
+
+def per_metric(replicas: list[dict]) -> dict[str, np.ndarray]:
+  """Each replica's metrics (a dict per replica) as one array of the replicas' values per
+  metric."""
+  return {k: np.array([m[k] for m in replicas], np.float64) for k in replicas[0]}
+
+
+def logged(values: np.ndarray, active: np.ndarray):
+  """A metric's per-replica values as logged: a number for a single seed, else a list with
+  None for the replicas that have stopped."""
+  if len(values) == 1:
+    return float(values[0])
+  return [float(v) if a else None for v, a in zip(values, active)]
+
+
+def summary(split: str, replicas: list[dict]) -> dict:
+  """`{split: mean of each metric over the replicas}`, and with several, `{split}_stderr`: the
+  standard error of that mean (sample standard deviation / sqrt(replicas))."""
+  values = per_metric(replicas)
+  out = {split: {k: float(v.mean()) for k, v in values.items()}}
+  if len(replicas) > 1:
+    out[f"{split}_stderr"] = {k: float(v.std(ddof=1) / np.sqrt(len(v))) for k, v in values.items()}
+  return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluated:
+  """A finished run's evaluations: each replica's test metrics (its scores added) and, where
+  the run monitors a split, its metrics there; the steps each replica trained and the step of
+  its best evaluation (None: none)."""
+
+  tests: list[dict]
+  monitor: str | None
+  validations: list[dict] | None
+  steps: list[int]
+  best_steps: list[int | None]
+
+
+def results_json(run, evaluated: Evaluated, step: int, train_seconds: float, params) -> dict:
+  """The results of `run` (`experiments.loop.Run`), which ended at `step` after
+  `train_seconds` with every replica's `params`."""
+  config, seeds, monitor = run.config, run.seeds, evaluated.monitor
+
+  def summaries(replicas):
+    out = summary("test", [evaluated.tests[r] for r in replicas])
+    if monitor:
+      out.update(summary(monitor, [evaluated.validations[r] for r in replicas]))
+    return out
+
+  results = {
+      "model": config.model_name,
+      "paper": run.spec.paper,
+      "dataset": config.dataset,
+      "seeds": seeds[: config.num_seeds],
+      "steps": int(step),
+      "train_seconds": train_seconds,
+      "devices": run.devices.size,
+      "processes": jax.process_count(),
+      "num_params": int(sum(x[0].size for x in jax.tree.leaves(params))),
+  }
+  if run.swept is None:
+    results.update(summaries(range(len(seeds))))
+  else:
+    results["settings"] = [
+        {"setting": run.settings[first], **summaries(range(first, first + config.num_seeds))}
+        for first in range(0, len(seeds), config.num_seeds)
+    ]
+  if len(seeds) == 1:
+    results["best_step"] = evaluated.best_steps[0]
+  else:
+    results["per_seed"] = [
+        {
+            "seed": seed,
+            **({"setting": run.settings[r]} if run.swept else {}),
+            "steps": evaluated.steps[r],
+            "best_step": evaluated.best_steps[r],
+            "test": evaluated.tests[r],
+            **({monitor: evaluated.validations[r]} if monitor else {}),
+        }
+        for r, seed in enumerate(seeds)
+    ]
+  return results
