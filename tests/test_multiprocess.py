@@ -159,7 +159,7 @@ def test_each_process_stacks_its_slice_of_the_games_global_batches(data_dir, mon
     monkeypatch.setattr(jax, "process_count", lambda: count)
     start = 1  # the last step of the smoke preset's burst (100 critic updates), and one of 5
     stream = feed.TrainFeed(
-        dataset, preprocessing, config, _LocalDevices(), [5, 6], [{}, {}], start, game=True
+        dataset, preprocessing, config, _LocalDevices(), [5, 6], [{}, {}], start, training.GAME
     )
     windows = [stream.window(range(step, step + 1)) for step in range(start, start + 2)]
     return [jax.tree.map(lambda x: x[0], window) for window in windows]  # one step each

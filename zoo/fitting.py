@@ -1,7 +1,7 @@
 """`zoo.fit`: a zoo model trained in one call, as the runner trains it, with nothing written.
 
-    fitted = zoo.fit("maf", "toy2d/two_moons", steps=500)
-    log_p = fitted.model.apply(fitted.variables(), x, method="log_prob")
+    fitted = zoo.fit("maf", config=zoo.get("maf").default_config("smoke"), steps=500)
+    log_p = fitted.model.apply(fitted.variables(), x, method="log_prob")  # x: (N, 2) moons
 
 The pieces are the runner's (`experiments.loop`): the config checked and finished as it checks
 it (`prepare`), each replica's batch stream (`zoo.data.TrainStream`, a function of seed and
@@ -113,7 +113,7 @@ def fit(
     on_log: Callable[[int, dict], None] | None = None,
 ) -> Fitted:
   """Trains a zoo model as `python -m experiments.run` does with the same config and seed, to
-  the same parameters (tests/test_readme.py), writing nothing.
+  the same parameters (tests/test_fit.py), writing nothing.
 
   Args:
     model: a registry name (`"maf"`), or a model `zoo.build` made (its fields replace the
