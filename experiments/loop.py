@@ -122,8 +122,9 @@ def setup(
   written or trained: a `zoo.errors.UserError` naming the field. A workdir that has trained
   resumes only with its own config, or with `allow_config_change` one that changes only
   `checkpointing.RESUMABLE_CHANGES`."""
-  spec, config, model = fitting.prepare(config)
-  grid, values = configs.settings(config), configs.swept_values(config)
+  prepared = fitting.prepare(config)
+  spec, config, model = prepared.spec, prepared.config, prepared.model
+  grid, values = prepared.settings, prepared.swept_values
   checkpointing.check_config(workdir, config.to_dict(), allow_config_change)
   devices = training.Devices.all(devices)
   dataset = feed.load_data(config)

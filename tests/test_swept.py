@@ -200,3 +200,17 @@ def test_a_workdir_from_before_sweeps_resumes(tmp_path, data_dir):
   config.replicas.learning_rate = (1e-3, 1e-2)
   with pytest.raises(errors.UserError, match=r"replicas\.learning_rate cannot change"):
     loop.train_and_evaluate(config, workdir, allow_config_change=True)
+
+
+def test_a_value_derived_from_a_swept_one_is_derived_per_setting(data_dir, tmp_path):
+  """DIP-VAE-I's lambda_d is 10 lambda_od unless given: a sweep over lambda_od trains each
+  replica with its own lambda_d, in the runner and in zoo.fit alike (the config is finished
+  per setting, not once before the sweep)."""
+  config = zoo.get("dip_vae").default_config("smoke")
+  config.data_dir = data_dir
+  config.replicas.model.lambda_od = (1.0, 10.0)
+  run = loop.setup(config, str(tmp_path / "run"))
+  np.testing.assert_array_equal(run.swept["model.lambda_d"], [10.0, 100.0])
+  fitted = zoo.fit("dip_vae", config=config, steps=1)
+  lambda_d = [fitted.model.with_swept(fitted.variables(r)).lambda_d for r in range(2)]
+  np.testing.assert_allclose(lambda_d, [10.0, 100.0])

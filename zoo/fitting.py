@@ -29,21 +29,40 @@ from zoo import registry
 from zoo import training
 
 
-def prepare(
-    config: ml_collections.ConfigDict,
-) -> tuple[registry.ModelSpec, ml_collections.ConfigDict, nn.Module]:
-  """(spec, finished config, model) of `config`: each setting of its `replicas` checked as its
-  own run would be (`configs.validate`, then its model built, which checks the fields), then
-  the config finished (`configs.finalize`). Every mistake is a `zoo.errors.UserError` naming
-  the field, raised before anything is compiled."""
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+  """A checked config and what it trains.
+
+  Attributes:
+    spec: the model's registry entry.
+    config: the config finished (`configs.finalize`).
+    model: the model it builds.
+    settings: the settings its `replicas` sweep (`configs.settings`), [{}] for none.
+    swept_values: each setting's values that differ between the settings' runs, derived ones
+      included (`configs.swept_values`: DIP-VAE's lambda_d from lambda_od).
+  """
+
+  spec: registry.ModelSpec
+  config: ml_collections.ConfigDict
+  model: nn.Module
+  settings: list[dict]
+  swept_values: list[dict]
+
+
+def prepare(config: ml_collections.ConfigDict) -> Prepared:
+  """`config` checked: each setting of its `replicas` as its own run would be
+  (`configs.validate`, then its model built, which checks the fields), the values derived from
+  swept ones derived per setting, before the config is finished. Every mistake is a
+  `zoo.errors.UserError` naming the field, raised before anything is compiled."""
   spec = registry.get(config.model_name)
-  for setting in configs.settings(config):
+  grid, values = configs.settings(config), configs.swept_values(config)
+  for setting in grid:
     single = configs.single_run(config, setting)
     configs.validate(single)
     spec.step_kind.check(single)
     spec.build(**single.model)
   config = configs.finalize(config)
-  return spec, config, spec.build(**config.model)
+  return Prepared(spec, config, spec.build(**config.model), grid, values)
 
 
 def labeled_parts(model, dataset, config, devices: training.Devices, seeds) -> list[dict]:
@@ -148,7 +167,8 @@ def fit(
     config.seed = seed
   if dataset is not None:
     config.dataset = dataset if isinstance(dataset, str) else dataset.name
-  spec, config, built = prepare(config)
+  prepared = prepare(config)
+  spec, config, built = prepared.spec, prepared.config, prepared.model
   kind = spec.step_kind
   if not isinstance(dataset, zoo_data.Dataset):
     framing = zoo_data.Framing(config.image_size, config.center_crop) if config.image_size else None
@@ -160,7 +180,7 @@ def fit(
       dataset, config.preprocess, config.alpha, config.zca_epsilon
   )
   devices = training.Devices.all()
-  grid, values = configs.settings(config), configs.swept_values(config)
+  grid, values = prepared.settings, prepared.swept_values
   seeds = [config.seed + r for _ in grid for r in range(config.num_seeds)]
   per_replica = [v for v in values for _ in range(config.num_seeds)]
   swept = {k: np.array([v[k] for v in per_replica], np.float32) for k in values[0]} or None
