@@ -102,3 +102,23 @@ def test_arrays_that_do_not_fit_are_one_line(arrays, message):
 def test_a_name_one_letter_off_is_one_line_naming_the_closest(name, closest, tmp_path):
   with pytest.raises(errors.UserError, match=f"did you mean '{closest}'"):
     data.load(name, str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        ({"x_train": np.zeros((4, 2)), "test": np.zeros((2, 2))}, "holds x_train; its arrays"),
+        ({"train": np.zeros((4, 2))}, "test arrays are needed"),
+    ],
+)
+def test_a_npz_file_that_does_not_fit_is_one_line(arrays, message, tmp_path):
+  path = tmp_path / "own.npz"
+  np.savez(path, **arrays)
+  with pytest.raises(errors.UserError) as error:
+    data.load(str(path))
+  assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_pixels_of_fewer_than_two_levels_are_one_line():
+  with pytest.raises(errors.UserError, match="num_levels must be in 2 ... 256, not 1"):
+    data.from_arrays(np.zeros((4, 2), np.uint8), np.zeros((2, 2), np.uint8), num_levels=1)

@@ -267,6 +267,7 @@ def from_arrays(
       name,
       {"train": train, "validation": validation, "test": test},
       {"train": train_label, "validation": validation_label, "test": test_label},
+      num_levels,
   )
   return Dataset(
       name=name,

@@ -60,11 +60,14 @@ class ArraysBuilder:
     return self._sources[split]
 
 
-def checked_splits(name: str, arrays: dict, labels: dict) -> dict:
+def checked_splits(name: str, arrays: dict, labels: dict, num_levels: int = 256) -> dict:
   """{role: (x, labels or None)} of the roles given, each checked: `train` and `test` are
-  needed; every split's examples have one shape and dtype (float32 values, or uint8 pixels);
+  needed; `num_levels` is a uint8 pixel's; every split's examples have one shape and dtype
+  (float32 values, or uint8 pixels);
   labels, given for every split or none, are one non-negative int per example."""
   missing = [role for role in ("train", "test") if arrays.get(role) is None]
+  if not 2 <= num_levels <= 256:
+    raise errors.UserError(f"{name}: num_levels must be in 2 ... 256, not {num_levels}")
   if missing:
     raise errors.UserError(f"{name}: {' and '.join(missing)} arrays are needed")
   splits = {}
@@ -104,9 +107,20 @@ def checked_splits(name: str, arrays: dict, labels: dict) -> dict:
   return splits
 
 
+KEYS = (*ROLES, *(f"{role}_label" for role in ROLES))
+
+
 def read_npz(path: str) -> dict:
-  """The arrays of a `.npz` file by key (`train`, `validation`, `test`, and `<role>_label`)."""
+  """The arrays of a `.npz` file by key, each of `KEYS` (`train`, `validation`, `test`, and
+  `<role>_label`), None where the file has none; a `UserError` for a file that is missing or
+  holds other keys."""
   if not os.path.exists(path):
     raise errors.UserError(f"data set {path!r}: no such file")
   with np.load(path) as saved:
-    return dict(saved)
+    unknown = sorted(set(saved.files) - set(KEYS))
+    if unknown:
+      raise errors.UserError(
+          f"data set {path!r} holds {', '.join(unknown)}; its arrays are named "
+          f"{', '.join(KEYS)}"
+      )
+    return {key: saved[key] if key in saved.files else None for key in KEYS}
