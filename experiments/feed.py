@@ -20,6 +20,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 import zoo
+from zoo import fitting
 from zoo import training
 
 
@@ -64,12 +65,9 @@ def prefetch(make, keys, size: int = 2):
 
 
 def load_data(config):
-  """`zoo.data.load`; in a multi-process run process 0 prepares the data set while the others
-  wait, so that no two write it at once."""
-  framing = zoo.data.Framing(config.image_size, config.center_crop) if config.image_size else None
-  load = functools.partial(
-      zoo.data.load, config.dataset, config.data_dir or None, config.splits.to_dict(), framing
-  )
+  """`zoo.fitting.load_data`; in a multi-process run process 0 prepares the data set while the
+  others wait, so that no two write it at once."""
+  load = functools.partial(fitting.load_data, config)
   if jax.process_index() == 0:
     dataset = load()
   if jax.process_count() > 1:

@@ -124,7 +124,6 @@ def setup(
   `checkpointing.RESUMABLE_CHANGES`."""
   prepared = fitting.prepare(config)
   spec, config, model = prepared.spec, prepared.config, prepared.model
-  grid, values = prepared.settings, prepared.swept_values
   checkpointing.check_config(workdir, config.to_dict(), allow_config_change)
   devices = training.Devices.all(devices)
   dataset = feed.load_data(config)
@@ -145,8 +144,7 @@ def setup(
         f"{devices.size} devices"
     )
   contract.check_outputs(config.model_name, model, config, dataset, preprocessing)
-  seeds = [config.seed + r for _ in grid for r in range(config.num_seeds)]
-  per_replica = [v for v in values for _ in range(config.num_seeds)]
+  seeds = prepared.seeds
   fit_batch_norm = (
       evaluation.BatchNormFit(model, dataset, preprocessing, config, devices, len(seeds))
       if contract.implements(model, "batch_norm_inputs")  # a flow: the MAF paper's statistics
@@ -160,8 +158,8 @@ def setup(
       preprocessing=preprocessing,
       devices=devices,
       seeds=seeds,
-      settings=[setting for setting in grid for _ in range(config.num_seeds)],
-      swept={k: np.array([v[k] for v in per_replica], np.float32) for k in values[0]} or None,
+      settings=prepared.replica_settings,
+      swept=prepared.swept,
       workdir=workdir,
       labeled=fitting.labeled_parts(model, dataset, config, devices, seeds),
       evaluator=evaluation.Evaluator(model, dataset, preprocessing, config, devices, seeds),
@@ -268,12 +266,7 @@ def train(run: Run) -> Trained:
       preempted = notice.reached()
       if not (itstime(step, config.log_every, config.num_steps) or preempted):
         continue
-      rows = [
-          jax.tree.map(lambda m, k=k: m[k], window)
-          for count, window in jax.device_get(pending)
-          for k in range(count)
-      ]
-      means = training.window_means(rows, active, step, run.label, saved.kept())
+      means = training.window_means(pending, active, step, run.label, saved.kept)
       pending = []
       if statistics:
         last = len(steps) - 1

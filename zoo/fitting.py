@@ -48,6 +48,23 @@ class Prepared:
   settings: list[dict]
   swept_values: list[dict]
 
+  @property
+  def seeds(self) -> list[int]:
+    """Each replica's seed: `config.num_seeds` seeds from `config.seed` for each setting."""
+    return [self.config.seed + r for _ in self.settings for r in range(self.config.num_seeds)]
+
+  @property
+  def replica_settings(self) -> list[dict]:
+    """Each replica's setting of `config.replicas` ({} without a sweep)."""
+    return [setting for setting in self.settings for _ in range(self.config.num_seeds)]
+
+  @property
+  def swept(self) -> dict[str, np.ndarray] | None:
+    """Each swept value's (replicas,) values, by dotted config key; None without a sweep."""
+    per_replica = [v for v in self.swept_values for _ in range(self.config.num_seeds)]
+    keys = self.swept_values[0]
+    return {k: np.array([v[k] for v in per_replica], np.float32) for k in keys} or None
+
 
 def prepare(config: ml_collections.ConfigDict) -> Prepared:
   """`config` checked: each setting of its `replicas` as its own run would be
@@ -63,6 +80,13 @@ def prepare(config: ml_collections.ConfigDict) -> Prepared:
     spec.build(**single.model)
   config = configs.finalize(config)
   return Prepared(spec, config, spec.build(**config.model), grid, values)
+
+
+def load_data(config: ml_collections.ConfigDict) -> zoo_data.Dataset:
+  """The data set `config` names, by its splits, framed as its `image_size` and `center_crop`
+  say (`zoo.data.load`)."""
+  framing = zoo_data.Framing(config.image_size, config.center_crop) if config.image_size else None
+  return zoo_data.load(config.dataset, config.data_dir or None, config.splits.to_dict(), framing)
 
 
 def labeled_parts(model, dataset, config, devices: training.Devices, seeds) -> list[dict]:
@@ -171,42 +195,30 @@ def fit(
   spec, config, built = prepared.spec, prepared.config, prepared.model
   kind = spec.step_kind
   if not isinstance(dataset, zoo_data.Dataset):
-    framing = zoo_data.Framing(config.image_size, config.center_crop) if config.image_size else None
-    dataset = zoo_data.load(
-        config.dataset, config.data_dir or None, config.splits.to_dict(), framing
-    )
+    dataset = load_data(config)
   config = configs.in_steps(config, dataset.num_examples("train"))
   preprocessing = zoo_data.preprocessing(
       dataset, config.preprocess, config.alpha, config.zca_epsilon
   )
   devices = training.Devices.all()
-  grid, values = prepared.settings, prepared.swept_values
-  seeds = [config.seed + r for _ in grid for r in range(config.num_seeds)]
-  per_replica = [v for v in values for _ in range(config.num_seeds)]
-  swept = {k: np.array([v[k] for v in per_replica], np.float32) for k in values[0]} or None
+  seeds, swept = prepared.seeds, prepared.swept
   streams = [
       zoo_data.TrainStream(dataset, preprocessing, batch_size=config.batch_size, seed=s, **part)
       for s, part in zip(seeds, labeled_parts(built, dataset, config, devices, seeds))
   ]
-  position = 0
 
-  def step_input(step: int):
-    """Every replica's batch of step `step` (a game's stack of them), the streams moved on."""
-    nonlocal position
-    updates = kind.updates_at(config, step)
-    inputs = [
-        kind.step_input([s.batch(s.plan(position + u)) for u in range(updates)]) for s in streams
-    ]
-    position += updates
-    return training.stack(inputs)
+  def step_input(step: int, position: int):
+    """Every replica's input of step `step`, its batches (a game's stack) from stream position
+    `position` on."""
+    updates = range(position, position + kind.updates_at(config, step))
+    return training.stack([kind.step_input([s.batch(s.plan(u)) for u in updates]) for s in streams])
 
   init_rngs, rngs = training.replica_keys(seeds)
   train_step, optimizer = kind.make(
       built, config, per_replica_learning_rate="learning_rate" in (swept or {})
   )
   replicated_step = training.make_replicated_step(train_step, len(seeds))
-  first = step_input(0)
-  position = 0
+  first = step_input(0, 0)
   one_batch = kind.one_batch(devices.shard_batch(first, leading_axes=kind.leading_axes))
   state = devices.replicate(training.init_replicas(built, optimizer, one_batch, init_rngs, swept))
   active = np.ones(len(seeds), bool)
@@ -216,9 +228,12 @@ def fit(
   train_window = jax.jit(
       training.make_window(replicated_step, lambda _, x: x, length), donate_argnums=0
   )
-  history, pending = [], []
+  history, pending, position = [], [], 0
   for steps_of_window in training.windows(0, config.num_steps, length):
-    inputs = [step_input(s) for s in steps_of_window]
+    inputs = []
+    for step in steps_of_window:
+      inputs.append(step_input(step, position))
+      position += kind.updates_at(config, step)
     inputs += inputs[-1:] * (length - len(inputs))
     live = np.arange(length) < len(steps_of_window)
     state, metrics = train_window(
@@ -233,13 +248,8 @@ def fit(
     step = steps_of_window[-1] + 1
     if step % config.log_every and step != config.num_steps:
       continue
-    rows = [
-        jax.tree.map(lambda m, k=k: m[k], window)
-        for count, window in jax.device_get(pending)
-        for k in range(count)
-    ]
+    means = training.window_means(pending, active, step, lambda r: f" (seed {seeds[r]})")
     pending = []
-    means = training.window_means(rows, active, step, lambda r: f" (seed {seeds[r]})")
     history.append({"step": step, **means})
     if on_log:
       on_log(step, means)

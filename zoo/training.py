@@ -500,17 +500,24 @@ def windows(start: int, num_steps: int, length: int):
     step = end
 
 
-def window_means(rows: list[dict], active, step: int, label, kept: str = "") -> dict:
-  """Each metric's mean over a logging window's steps (`rows`, one dict of per-replica values
-  per step, ending at `step`), per replica; a non-finite loss of an active replica is a
-  `NonFiniteLossError` naming its step and `label(replica)`, and saying `kept`."""
+def window_means(pending: list, active, step: int, label, kept=lambda: "") -> dict:
+  """Each metric's mean over a logging window's steps, per replica: `pending` holds the
+  window's compiled windows, (steps trained, their metrics stacked on the window's axis) each,
+  ending at `step`. A non-finite loss of an active replica is a `NonFiniteLossError` naming its
+  step and `label(replica)`, and saying `kept()` (what a stopped run keeps)."""
+  rows = [
+      jax.tree.map(lambda m, k=k: m[k], window)
+      for count, window in jax.device_get(pending)
+      for k in range(count)
+  ]
   losses = np.stack([r["loss"] for r in rows])
   bad = ~np.isfinite(losses) & active
   if bad.any():
     i, replica = np.argwhere(bad)[0]
+    kept_words = kept()
     raise errors.NonFiniteLossError(
         f"the loss became non-finite at step {step - len(rows) + i + 1}"
-        f"{label(replica)}{'; ' + kept if kept else ''}"
+        f"{label(replica)}{'; ' + kept_words if kept_words else ''}"
     )
   return {k: np.mean([r[k] for r in rows], axis=0) for k in rows[0]}
 
