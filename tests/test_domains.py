@@ -58,39 +58,40 @@ def config_cases():
     yield pytest.param(name, key, annotation, id=key)
 
 
-def one_line_error(args, tmp_path, data_dir, capfd, monkeypatch) -> str:
-  """The command's one line on standard error, with no compilation on the way."""
-  compiled = []
-  listener = lambda event, *_, **__: compiled.append(event) if event == COMPILE_EVENT else None
-  jax.monitoring.register_event_duration_secs_listener(listener)
-  monkeypatch.setattr(
-      sys, "argv", ["run", *args, f"--workdir={tmp_path}", f"--config.data_dir={data_dir}"]
-  )
-  try:
-    with pytest.raises(SystemExit) as exited:
-      cli.run(run.main)
-  finally:
-    jax.monitoring.unregister_event_duration_listener(listener)
-  assert exited.value.code == 2
-  assert not compiled
-  lines = capfd.readouterr().err.strip().splitlines()
-  assert len(lines) == 1, lines
-  return lines[0]
+@pytest.fixture
+def one_line_error(tmp_path, data_dir, capfd, monkeypatch):
+  """`error(smoke_args)`: the one line on standard error of `experiments.run` with `args` (for
+  the smoke preset, into a temporary workdir), with exit status 2 and no compilation on the
+  way."""
+
+  def error(args) -> str:
+    compiled = []
+    listener = lambda event, *_, **__: compiled.append(event) if event == COMPILE_EVENT else None
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        ["run", *args, "--preset=smoke", f"--workdir={tmp_path}", f"--config.data_dir={data_dir}"],
+    )
+    try:
+      with pytest.raises(SystemExit) as exited:
+        cli.run(run.main)
+    finally:
+      jax.monitoring.unregister_event_duration_listener(listener)
+    assert exited.value.code == 2
+    assert not compiled
+    lines = capfd.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+  return error
 
 
 @pytest.mark.parametrize("name, field, annotation", model_cases())
-def test_a_model_field_outside_its_values_is_one_line(
-    name, field, annotation, tmp_path, data_dir, capfd, monkeypatch
-):
+def test_a_model_field_outside_its_values_is_one_line(name, field, annotation, one_line_error):
   value = outside(annotation)
   if field in zoo.get(name).default_config("smoke").model:
-    line = one_line_error(
-        [f"--model={name}", "--preset=smoke", f"--config.model.{field}={value}"],
-        tmp_path,
-        data_dir,
-        capfd,
-        monkeypatch,
-    )
+    line = one_line_error([f"--model={name}", f"--config.model.{field}={value}"])
     assert line.startswith(f"error: {name}: {field} must be "), line
   else:  # a field the config leaves to its default: the library's own error
     with pytest.raises(zoo.errors.HyperparameterError) as error:
@@ -100,30 +101,14 @@ def test_a_model_field_outside_its_values_is_one_line(
 
 
 @pytest.mark.parametrize("name, key, annotation", config_cases())
-def test_a_config_field_outside_its_values_is_one_line(
-    name, key, annotation, tmp_path, data_dir, capfd, monkeypatch
-):
-  line = one_line_error(
-      [f"--model={name}", "--preset=smoke", f"--config.{key}={outside(annotation)}"],
-      tmp_path,
-      data_dir,
-      capfd,
-      monkeypatch,
-  )
+def test_a_config_field_outside_its_values_is_one_line(name, key, annotation, one_line_error):
+  line = one_line_error([f"--model={name}", f"--config.{key}={outside(annotation)}"])
   assert line.startswith(f"error: config.{key} must be "), line
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-0.001"])
-def test_a_learning_rate_that_is_negative_or_not_finite_is_one_line(
-    value, tmp_path, data_dir, capfd, monkeypatch
-):
-  line = one_line_error(
-      ["--model=maf", "--preset=smoke", f"--config.learning_rate={value}"],
-      tmp_path,
-      data_dir,
-      capfd,
-      monkeypatch,
-  )
+def test_a_learning_rate_that_is_negative_or_not_finite_is_one_line(value, one_line_error):
+  line = one_line_error(["--model=maf", f"--config.learning_rate={value}"])
   assert line.startswith("error: config.learning_rate must be "), line
 
 

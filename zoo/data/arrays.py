@@ -52,7 +52,7 @@ class ArraysBuilder:
       classes = 1 + max(int(label.max(initial=0)) for _, label in splits.values())
       features["label"] = tfds.features.ClassLabel(num_classes=classes)
     self.name, self.num_levels = name, num_levels
-    self.info = types.SimpleNamespace(features=tfds.features.FeaturesDict(features), splits=splits)
+    self.info = types.SimpleNamespace(features=tfds.features.FeaturesDict(features))
     self._sources = {role: _Records(x_key, x, label) for role, (x, label) in splits.items()}
 
   def as_data_source(self, split: str, decoders=None) -> _Records:
@@ -63,11 +63,11 @@ class ArraysBuilder:
 def checked_splits(name: str, arrays: dict, labels: dict, num_levels: int = 256) -> dict:
   """{role: (x, labels or None)} of the roles given, each checked: `train` and `test` are
   needed; `num_levels` is a uint8 pixel's; every split's examples have one shape and dtype
-  (float32 values, or uint8 pixels);
-  labels, given for every split or none, are one non-negative int per example."""
-  missing = [role for role in ("train", "test") if arrays.get(role) is None]
+  (float32 values, or uint8 pixels); labels, given for every split or none, are one
+  non-negative int per example."""
   if not 2 <= num_levels <= 256:
     raise errors.UserError(f"{name}: num_levels must be in 2 ... 256, not {num_levels}")
+  missing = [role for role in ("train", "test") if arrays.get(role) is None]
   if missing:
     raise errors.UserError(f"{name}: {' and '.join(missing)} arrays are needed")
   splits = {}
