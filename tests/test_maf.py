@@ -149,6 +149,24 @@ def test_log_prob_is_the_same_under_jit_and_vmap():
   np.testing.assert_allclose(mapped, eager, rtol=1e-5)
 
 
+@pytest.mark.parametrize(
+    "x, expected",
+    [
+        (np.zeros((7, 3, 1, 1), np.float32), "(batch, dimension) vectors"),
+        (np.zeros((7, 4), np.float32), "does not fit"),
+    ],
+)
+def test_log_prob_of_a_wrong_shape_is_one_line_naming_the_expected_shape(x, expected):
+  """A notebook user's images (not flattened) or points of another dimension than the model
+  trained on: one line naming what log_prob takes, not flax's parameter-shape traceback."""
+  model, variables = trained_looking("maf", 3)
+  with pytest.raises(zoo.errors.UserError) as raised:
+    model.apply(variables, x, method="log_prob")
+  message = str(raised.value)
+  assert "\n" not in message and "maf" in message and expected in message, message
+  assert str(x.shape) in message, message
+
+
 def whole_set_statistics(model, variables, x):
   """Each batch-norm layer's (mean, var) as the MAF paper's code defines them: a training-mode
   pass of the whole set `x` as one batch, every layer normalising by its own inputs' statistics,

@@ -55,6 +55,20 @@ def test_the_reported_elbo_is_the_expected_log_weight(hierarchy):
   assert abs(float(elbo.mean() - log_w.mean())) < error, (elbo.mean(), log_w.mean(), error)
 
 
+def test_log_prob_is_the_importance_sampled_bound_above_the_elbo():
+  """The contract's `log_prob`: VLAE's log p(x) estimate, log of the mean of num_eval_samples
+  importance weights (Burda et al. 2016), is at least the ELBO in expectation; on a batch, over
+  draws, its mean exceeds the mean of the ELBO by more than their sampling error."""
+  model, variables = model_and_variables("ladder")
+  log_prob = jax.jit(
+      jax.vmap(lambda key: model.apply(variables, X, method="log_prob", rngs={"sample": key}))
+  )(jax.random.split(jax.random.key(5), 20))
+  elbo = model.apply(variables, X, jax.random.key(6), 4000, method="log_weights").mean(-1)
+  assert log_prob.shape == (20, len(X))
+  gap = log_prob.mean(0) - elbo
+  assert (gap > 4 * log_prob.std(0) / np.sqrt(20)).all(), gap
+
+
 def test_training_warms_the_kl_terms_up():
   model, variables = model_and_variables("ladder", kl_warmup=100.0)
   step = jax.jit(

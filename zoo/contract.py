@@ -20,6 +20,9 @@ Required by family (`zoo.registry.ModelSpec.family`):
 Optional, each what an output or a score that a config names (`config.figures`,
 `config.scores`) needs; `implements` tells whether a model has it, `check_outputs` rejects a
 config that names one its model or data cannot give:
+  log_prob(x)               (B,) log p(x) in nats: a flow's exact density of x, (B, D)
+                            flattened vectors in the space it trained in; VLAE's
+                            importance-sampled estimate of x, (B, H, W, C) images.
   encode(x)                 a code of x: (mean, log_var) of q(z | x) for the disentanglement
                             scores; the cluster probabilities q(y | x) where num_clusters > 0.
   traverse(x, values)       (latent_dim, len(values), *example_shape) latent traversals.
@@ -72,8 +75,18 @@ class Model(nn.Module):
 
   @nn.nowrap
   def apply(self, variables, *args, **kwargs):
-    """`flax.linen.Module.apply` of `with_swept(variables)`."""
-    return nn.Module.apply(self.with_swept(variables), variables, *args, **kwargs)
+    """`flax.linen.Module.apply` of `with_swept(variables)`; an input whose shape does not fit
+    the parameters is a `zoo.errors.UserError` of one line."""
+    try:
+      return nn.Module.apply(self.with_swept(variables), variables, *args, **kwargs)
+    except flax.errors.ScopeParamShapeError as error:
+      method = kwargs.get("method") or "__call__"
+      shapes = [getattr(a, "shape", None) for a in args if hasattr(a, "shape")]
+      raise errors.UserError(
+          f"{self.registry_name or type(self).__name__}.{method}: an input of shape "
+          f"{shapes[0] if shapes else '?'} does not fit the trained parameters: "
+          f"{str(error).split(' (https')[0]}"
+      ) from None
 
   def evaluate(self, batch):
     """{metric: (B,) array} of per-example test metrics."""
@@ -81,6 +94,10 @@ class Model(nn.Module):
 
   def sample(self, n):
     """n draws from the model."""
+    raise NotImplementedError
+
+  def log_prob(self, x):
+    """log p(x) in nats, (B,), of x in the model's space (see the module docstring)."""
     raise NotImplementedError
 
   def loss(self, batch, train=True):

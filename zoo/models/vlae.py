@@ -184,22 +184,25 @@ class VLAE(contract.Model):
     log_likelihood = likelihood.bernoulli_log_likelihood(x, self.decode(codes, x.shape[1:]))
     return (log_likelihood + log_prior - log_q).reshape(-1, num_samples)
 
+  def log_prob(self, x):
+    """log p(x) of images x, (B,) in nats: the log of the mean of num_eval_samples importance
+    weights p(x, z) / q(z | x), z ~ q (`sample` RNG), the IWAE bound of Burda et al. 2016."""
+    return self._importance_sampled_log_prob(x, self.make_rng("sample"))
+
+  def _importance_sampled_log_prob(self, x, rng):
+    return likelihood.importance_sampled_log_prob(
+        lambda key, k: self.log_weights(x, key, k), rng, len(x), self.num_eval_samples
+    )
+
   def evaluate(self, batch):
-    """Per example: the ELBO and its terms, and log p(x) importance-sampled with
-    num_eval_samples draws from q (nats)."""
+    """Per example: the ELBO and its terms, and `log_prob` (nats)."""
     x = batch["x"]
     elbo_rng, sampling_rng = jax.random.split(self.make_rng("sample"))
     reconstruction, kls = self._elbo_terms(x, elbo_rng)
-    log_prob = likelihood.importance_sampled_log_prob(
-        lambda key, k: self.log_weights(x, key, k),
-        sampling_rng,
-        len(x),
-        self.num_eval_samples,
-    )
     return {
         "elbo": reconstruction - sum(kls),
         "reconstruction": reconstruction,
-        "log_prob": log_prob,
+        "log_prob": self._importance_sampled_log_prob(x, sampling_rng),
         **{f"kl_{l + 1}": kl for l, kl in enumerate(kls)},
     }
 

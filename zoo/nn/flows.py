@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from zoo import contract
+from zoo import errors
 from zoo.nn import made
 from zoo.nn import mlp
 
@@ -190,6 +191,11 @@ class Flow(contract.Model):
     point's density is below what float32 holds (the base term -u^2 / 2 outgrows the
     log-determinant), so a NaN from finite inputs is -inf; every density that float32 holds is
     computed as before."""
+    if x.ndim != 2:
+      raise errors.UserError(
+          f"{self.registry_name}.log_prob takes (batch, dimension) vectors in the space it "
+          f"trained in, flattened (x.reshape(len(x), -1)), not an array of shape {x.shape}"
+      )
     u, log_det = self.to_base(x, context, train)
     log_prob = self.base_log_prob(u, context) + log_det
     overflowed = jnp.isnan(log_prob) & jnp.isfinite(x).all(-1)
