@@ -95,6 +95,11 @@ class Run:
   fit_batch_norm: Callable[[dict], dict]  # the MAF paper's statistics; identity for others
 
   @property
+  def subject(self) -> outputs.Subject:
+    """What the run's scores and figures are made from."""
+    return outputs.Subject(self.model, self.dataset, self.preprocessing, self.config)
+
+  @property
   def kind(self) -> training.StepKind:
     return self.spec.step_kind
 
@@ -143,7 +148,7 @@ def setup(
         f"config.batch_size ({config.batch_size}) must be divisible by the "
         f"{devices.size} devices"
     )
-  contract.check_outputs(config.model_name, model, config, dataset, preprocessing)
+  outputs.check(config.model_name, outputs.Subject(model, dataset, preprocessing, config))
   seeds = prepared.seeds
   fit_batch_norm = (
       evaluation.BatchNormFit(model, dataset, preprocessing, config, devices, len(seeds))
@@ -322,16 +327,6 @@ def _evaluate(run: Run, state, saved, step: int, active, log) -> training.TrainS
   return state
 
 
-SCORES = {  # the keys of zoo.contract.SCORES: (run, one replica's variables, seed) -> metrics
-    "disentanglement": lambda run, variables, seed: evaluation.disentanglement_metrics(
-        run.model, variables, run.dataset.ground_truth, run.config.disentanglement, seed
-    ),
-    "clustering": lambda run, variables, seed: evaluation.clustering_metrics(
-        run.model, variables, run.dataset, run.preprocessing, run.config
-    ),
-}
-
-
 def finish(run: Run, trained: Trained) -> dict:
   """Evaluate each replica's final model (its best evaluation, else the last state) on the
   test and monitored splits, add the scores `config.scores` names, write the figures of each
@@ -349,8 +344,7 @@ def finish(run: Run, trained: Trained) -> dict:
   final = jax.device_put(jax.device_get(final), jax.local_devices()[0])
   for r, seed in enumerate(seeds):
     variables = jax.tree.map(lambda x, r=r: x[r], final)
-    for score in config.scores:
-      tests[r].update(SCORES[score](run, variables, seed))
+    tests[r].update(outputs.scores(run.subject, variables, seed))
   stopping = EarlyStopping(config.early_stopping_patience, config.eval_every)
   evaluated = results.Evaluated(
       tests,
@@ -373,11 +367,9 @@ def finish(run: Run, trained: Trained) -> dict:
     for first in range(0, len(seeds), config.num_seeds):  # each setting's first replica
       outputs.write_figures(
           os.path.join(run.workdir, configs.setting_name(run.settings[first])),
-          run.model,
+          run.subject,
           jax.tree.map(lambda x, first=first: x[first], final),
-          run.dataset,
-          run.preprocessing,
-          config,
+          seeds[first],
       )
   return summary
 

@@ -1,14 +1,22 @@
-"""The figures a run writes, each named in `config.figures` (`zoo.contract.FIGURES`), and the
-plots of the sweep."""
+"""What a run makes besides its test metrics, each declared once as an `Output` with one
+signature: the scores `config.scores` names (added to the test metrics) and the figures
+`config.figures` names (PNG files); and the plots of the sweep."""
 
+import dataclasses
 import os
+from collections.abc import Callable
+from typing import Any
 
 import jax
+import ml_collections
 import numpy as np
 from PIL import Image
 from PIL import ImageDraw
 
 import zoo
+from zoo import contract
+from zoo import errors
+from zoo import evaluation
 from zoo import training
 
 
@@ -50,18 +58,46 @@ def _display_scale(dataset):
   return max(1, 128 // dataset.example_shape[0])
 
 
-def write_inpainting(
-    workdir: str, model, variables, dataset, preprocessing, config, count: int = 8
-) -> None:
+@dataclasses.dataclass(frozen=True)
+class Subject:
+  """What a run's outputs are made from."""
+
+  model: contract.Model
+  dataset: zoo.data.Dataset
+  preprocessing: Any
+  config: ml_collections.ConfigDict
+
+
+@dataclasses.dataclass(frozen=True)
+class Output:
+  """A score or a figure that a config may name, declared once.
+
+  Attributes:
+    method: the model's method (`zoo.contract`) that it calls.
+    make: (subject, one replica's variables, that replica's seed) -> a score's {metric: value},
+      or a figure's {file name: image}.
+    possible: whether the subject's model and data can give it; None: whenever the model has
+      `method`.
+    needs: what `possible` asks, for the message when it does not hold.
+  """
+
+  method: str
+  make: Callable[[Subject, dict, int], dict]
+  possible: Callable[[Subject], bool] | None = None
+  needs: str = ""
+
+
+def inpainting(subject: Subject, variables, seed: int, count: int = 8) -> dict:
   """inpainting.png (NICE section 5.2): for each mask (bottom half hidden; half the pixels
   hidden at random) three rows of `count` test images: the original, the observed part (hidden
   pixels grey) and the model's inpainting."""
+  model, dataset, preprocessing, config = _parts(subject)
   batch = next(zoo.data.eval_batches(dataset, preprocessing, "test", batch_size=count))
   x = batch["x"]
   rows = np.arange(x.shape[1])[None, :, None, None]
   masks = [
       np.broadcast_to(rows < x.shape[1] // 2, x.shape),
-      training.stream_generator(config.seed, "inpainting").random(x.shape) < 0.5,
+      training.stream_generator(seed, "inpainting").random(x.shape) < 0.5,
   ]
   inpaint = jax.jit(
       lambda v, x, observed: model.apply(
@@ -71,7 +107,7 @@ def write_inpainting(
           config.inpaint_steps,
           *preprocessing.value_range,
           method="inpaint",
-          rngs={"sample": training.stream_key(config.seed, "inpainting")},
+          rngs={"sample": training.stream_key(seed, "inpainting")},
       )
   )
   shown = []
@@ -79,83 +115,77 @@ def write_inpainting(
     filled = np.asarray(inpaint(variables, x, observed))
     original = preprocessing.inverse(x)
     shown += [original, np.where(observed, original, 0.5), preprocessing.inverse(filled)]
-  image_grid(np.concatenate(shown), scale=_display_scale(dataset), columns=count).save(
-      os.path.join(workdir, "inpainting.png")
-  )
+  return {
+      "inpainting.png": image_grid(
+          np.concatenate(shown), scale=_display_scale(dataset), columns=count
+      )
+  }
 
 
-def write_samples(workdir: str, model, variables, dataset, preprocessing, config) -> None:
+def samples(subject: Subject, variables, seed: int) -> dict:
   """samples.png: a grid of `num_images` images for images; for vectors, the data's density
   beside that of at least DENSITY_SAMPLES samples (fewer points would not show a density)."""
-  rng = training.stream_key(config.seed, "samples")
+  model, dataset, preprocessing, config = _parts(subject)
+  rng = training.stream_key(seed, "samples")
   n = config.num_images if dataset.is_image else max(config.num_images, DENSITY_SAMPLES)
-  samples = np.asarray(
+  drawn = np.asarray(
       jax.device_get(
           jax.jit(lambda v: model.apply(v, n, method="sample", rngs={"sample": rng}))(variables)
       )
   )
-  samples = preprocessing.inverse(samples)
-  path = os.path.join(workdir, "samples.png")
+  drawn = preprocessing.inverse(drawn)
   if dataset.is_image:
-    images = samples.reshape(-1, *dataset.example_shape)
-    image_grid(images, scale=_display_scale(dataset)).save(path)
-  else:
-    reference = dataset.read("test", np.arange(min(dataset.num_examples("test"), 10_000)))["x"]
-    density_panels(reference, samples.reshape(len(samples), -1)).save(path)
+    images = drawn.reshape(-1, *dataset.example_shape)
+    return {"samples.png": image_grid(images, scale=_display_scale(dataset))}
+  reference = dataset.read("test", np.arange(min(dataset.num_examples("test"), 10_000)))["x"]
+  return {"samples.png": density_panels(reference, drawn.reshape(len(drawn), -1))}
 
 
-def write_rows(path: str, rows, dataset) -> None:
-  """A PNG of images laid out as `rows` holds them, (rows, columns, *example_shape)."""
+def rows_image(rows, dataset) -> Image.Image:
+  """Images laid out as `rows` holds them, (rows, columns, *example_shape)."""
   rows = np.asarray(jax.device_get(rows))
-  image_grid(
+  return image_grid(
       rows.reshape(-1, *dataset.example_shape), scale=_display_scale(dataset), columns=rows.shape[1]
-  ).save(path)
+  )
 
 
 TRAVERSAL_VALUES = np.linspace(-2.0, 2.0, 9)  # in prior standard deviations
 
 
-def write_traversals(workdir: str, model, variables, dataset, preprocessing, config) -> None:
+def traversals(subject: Subject, variables, seed: int) -> dict:
   """traversals.png: for the first test image, row d sweeps latent d over TRAVERSAL_VALUES
   while the others keep the image's posterior mean (`model.traverse`)."""
+  model, dataset, preprocessing, _ = _parts(subject)
   batch = next(zoo.data.eval_batches(dataset, preprocessing, "test", batch_size=1))
-  write_rows(
-      os.path.join(workdir, "traversals.png"),
-      jax.jit(lambda v, x: model.apply(v, x, TRAVERSAL_VALUES, method="traverse"))(
-          variables, batch["x"]
-      ),
-      dataset,
+  rows = jax.jit(lambda v, x: model.apply(v, x, TRAVERSAL_VALUES, method="traverse"))(
+      variables, batch["x"]
   )
+  return {"traversals.png": rows_image(rows, dataset)}
 
 
-def write_decomposition(
-    workdir: str, model, variables, dataset, preprocessing, config, per_code: int = 10
-) -> None:
-  """decomposition.png: one row per code (`model.decompose`), PixelCNN samples along it; as
-  many rows as the model has clusters (at most 30) or 10 for a continuous code."""
+def decomposition(subject: Subject, variables, seed: int, per_code: int = 10) -> dict:
+  """decomposition.png: one row per code (`model.decompose`), PixelCNN samples along it (pixels
+  already); as many rows as the model has clusters (at most 30) or 10 for a continuous code."""
+  model = subject.model
   num_codes = min(model.num_clusters or 10, 30)
-  del preprocessing  # the PixelCNN's samples are pixels already
-  write_rows(
-      os.path.join(workdir, "decomposition.png"),
-      jax.jit(
-          lambda v: model.apply(
-              v,
-              num_codes,
-              per_code,
-              method="decompose",
-              rngs={"sample": training.stream_key(config.seed, "decomposition")},
-          )
-      )(variables),
-      dataset,
-  )
+  rows = jax.jit(
+      lambda v: model.apply(
+          v,
+          num_codes,
+          per_code,
+          method="decompose",
+          rngs={"sample": training.stream_key(seed, "decomposition")},
+      )
+  )(variables)
+  return {"decomposition.png": rows_image(rows, subject.dataset)}
 
 
-def write_layer_grids(
-    workdir: str, model, variables, dataset, preprocessing, config, size: int = 8
-) -> None:
+def layer_grids(subject: Subject, variables, seed: int, size: int = 8) -> dict:
   """layer_<l>.png for each code z_l of a model with codes at several depths (VLAE): a
-  `size` x `size` grid of p(x | z) means in which z_l alone changes along each row."""
-  del preprocessing  # the means are pixel probabilities already
+  `size` x `size` grid of p(x | z) means (pixel probabilities already) in which z_l alone
+  changes along each row."""
+  model = subject.model
+  grids = {}
   for layer in range(len(model.latent_dims)):
     grid = jax.jit(
         lambda v, layer=layer: model.apply(
@@ -164,26 +194,88 @@ def write_layer_grids(
             size,
             size,
             method="layer_grid",
-            rngs={"sample": training.stream_key(config.seed, "layer_grids")},
+            rngs={"sample": training.stream_key(seed, "layer_grids")},
         )
     )(variables)
-    write_rows(os.path.join(workdir, f"layer_{layer + 1}.png"), grid, dataset)
+    grids[f"layer_{layer + 1}.png"] = rows_image(grid, subject.dataset)
+  return grids
 
 
-WRITERS = {
-    "samples": write_samples,
-    "layer_grids": write_layer_grids,
-    "decomposition": write_decomposition,
-    "traversals": write_traversals,
-    "inpainting": write_inpainting,
-}  # the keys of zoo.contract.FIGURES
+def _parts(subject: Subject):
+  return subject.model, subject.dataset, subject.preprocessing, subject.config
 
 
-def write_figures(workdir: str, model, variables, dataset, preprocessing, config) -> None:
-  """Every figure `config.figures` names, into `workdir` (made if need be)."""
-  os.makedirs(workdir, exist_ok=True)
-  for name in config.figures:
-    WRITERS[name](workdir, model, variables, dataset, preprocessing, config)
+FIGURES = {
+    "samples": Output("sample", samples),
+    "layer_grids": Output("layer_grid", layer_grids),
+    "decomposition": Output("decompose", decomposition),
+    "traversals": Output("traverse", traversals),
+    "inpainting": Output(
+        "inpaint",
+        inpainting,
+        lambda s: s.dataset.is_image and s.preprocessing.elementwise,
+        "image data preprocessed pixel by pixel (not zca)",
+    ),
+}
+SCORES = {
+    "disentanglement": Output(
+        "encode",
+        lambda s, variables, seed: evaluation.disentanglement_metrics(
+            s.model, variables, s.dataset.ground_truth, s.config.disentanglement, seed
+        ),
+        lambda s: s.dataset.ground_truth is not None,
+        "a data set with ground-truth factors (dsprites)",
+    ),
+    "clustering": Output(
+        "encode",
+        lambda s, variables, seed: evaluation.clustering_metrics(
+            s.model, variables, s.dataset, s.preprocessing, s.config
+        ),
+        lambda s: s.model.num_clusters > 0 and bool(s.dataset.num_classes),
+        "a categorical code (num_clusters > 0) and labelled data",
+    ),
+}
+DECLARED = {"figures": FIGURES, "scores": SCORES}
+
+
+def check(name: str, subject: Subject) -> None:
+  """Reject, with one line naming the field, a figure or score of the subject's config that its
+  model (the registry's `name`) or its data cannot give."""
+  for field, declared in DECLARED.items():
+    named = subject.config[field]
+    for output in named:
+      if output not in declared:
+        raise errors.UserError(
+            f"config.{field} names {output!r}; the {field} are {', '.join(declared)}"
+        )
+      method = declared[output].method
+      if not contract.implements(subject.model, method):
+        raise errors.UserError(
+            f"config.{field} names {output!r}, which needs the model's `{method}`; "
+            f"{name} has none"
+        )
+      if declared[output].possible and not declared[output].possible(subject):
+        raise errors.UserError(
+            f"config.{field} names {output!r}, which needs {declared[output].needs}; drop it "
+            f"with --config.{field}=" + ",".join(o for o in named if o != output)
+        )
+
+
+def scores(subject: Subject, variables, seed: int) -> dict:
+  """The metrics of every score the subject's config names, for one replica."""
+  return {
+      metric: value
+      for name in subject.config.scores
+      for metric, value in SCORES[name].make(subject, variables, seed).items()
+  }
+
+
+def write_figures(directory: str, subject: Subject, variables, seed: int) -> None:
+  """Every figure the subject's config names, into `directory` (made if need be)."""
+  os.makedirs(directory, exist_ok=True)
+  for name in subject.config.figures:
+    for file_name, image in FIGURES[name].make(subject, variables, seed).items():
+      image.save(os.path.join(directory, file_name))
 
 
 COLOURS = [

@@ -126,3 +126,17 @@ def test_every_numeric_field_declares_its_domain():
         numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
         if numeric and not key.startswith(("model.", "replicas.")):
           assert key in configs.DOMAINS, f"{name} {preset}: config.{key}"
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--model=maf", "--config.figures=samples,nonsense"], "the figures are samples,"),
+        (["--model=maf", "--config.figures=traversals"], "needs the model's `traverse`; maf"),
+        (["--model=beta_vae", "--config.scores=clustering"], "needs a categorical code"),
+    ],
+)
+def test_an_output_its_model_or_data_cannot_give_is_one_line(args, expected, one_line_error):
+  """`experiments/outputs.py` declares what each figure and score needs."""
+  line = one_line_error(args)
+  assert expected in line and "config." in line, line

@@ -131,7 +131,7 @@ def test_bad_prior_is_a_user_error():
 def test_inpainting_is_finite_and_in_the_pixel_range_for_every_preprocessing(
     preprocess, data_dir, monkeypatch
 ):
-  """The inpainting figure's images, through the runner's own writer: each hidden pixel filled
+  """The inpainting figure's images, through the runner's own figure: each hidden pixel filled
   with a finite value inside the preprocessing's range (a start drawn from an unbounded range
   was NaN for all but `dequantize`)."""
   dataset = zoo.data.load("digits", data_dir)
@@ -147,7 +147,7 @@ def test_inpainting_is_finite_and_in_the_pixel_range_for_every_preprocessing(
       lambda images, **_: shown.append(images)
       or type("Image", (), {"save": lambda self, path: None})(),
   )
-  outputs.write_inpainting("unused", model, variables, dataset, preprocessing, config)
+  outputs.inpainting(outputs.Subject(model, dataset, preprocessing, config), variables, 0)
   filled = shown[0].reshape(6, 8, *x.shape[1:])[[2, 5]]  # the two inpainted rows
   assert np.all(np.isfinite(filled)), preprocess
   assert filled.min() >= -1e-6 and filled.max() <= 1 + 1e-6, (filled.min(), filled.max())

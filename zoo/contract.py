@@ -17,9 +17,9 @@ Required by family (`zoo.registry.ModelSpec.family`):
   flow, latent: loss(batch, train) -> (loss, metrics)  the objective, minimised
   game (`zoo.nn.games.Game`): `phases` and `<phase>_loss(batch, train)` for each, `project`.
   flow (`zoo.nn.flows.Flow`): `batch_norm_inputs`, for the MAF paper's batch-norm statistics.
-Optional, each what an output or a score that a config names (`config.figures`,
-`config.scores`) needs; `implements` tells whether a model has it, `check_outputs` rejects a
-config that names one its model or data cannot give:
+Optional, each what a figure or a score that a config names (`config.figures`,
+`config.scores`) needs (the runner declares which needs which, `experiments/outputs.py`);
+`implements` tells whether a model has it:
   log_prob(x)               (B,) log p(x) in nats: a flow's exact density of x, (B, D)
                             flattened vectors in the space it trained in; VLAE's
                             importance-sampled estimate of x, (B, H, W, C) images.
@@ -176,51 +176,3 @@ def ranking(model: nn.Module, metrics: dict) -> float:
 def missing_methods(cls: type, family: str) -> list[str]:
   """The methods `REQUIRED` and `REQUIRED_BY_FAMILY[family]` that the model class `cls` lacks."""
   return [m for m in (*REQUIRED, *REQUIRED_BY_FAMILY[family]) if not implements(cls, m)]
-
-
-# What each output a config may name needs of its model (`config.figures`, `config.scores`).
-FIGURES = {
-    "samples": "sample",
-    "layer_grids": "layer_grid",
-    "decomposition": "decompose",
-    "traversals": "traverse",
-    "inpainting": "inpaint",
-}
-SCORES = {"disentanglement": "encode", "clustering": "encode"}
-
-
-def check_outputs(name: str, model: nn.Module, config, dataset, preprocessing) -> None:
-  """Reject, with a message naming the field, a figure or score of `config` that `model` (the
-  registry's `name`) or its data cannot give."""
-  for field, table in (("figures", FIGURES), ("scores", SCORES)):
-    for output in config[field]:
-      if output not in table:
-        raise errors.UserError(
-            f"config.{field} names {output!r}; the {field} are {', '.join(table)}"
-        )
-      if not implements(model, table[output]):
-        raise errors.UserError(
-            f"config.{field} names {output!r}, which needs the model's "
-            f"`{table[output]}`; {name} has none"
-        )
-  needs = {
-      "inpainting": (
-          dataset.is_image and preprocessing.elementwise,
-          "image data preprocessed pixel by pixel (not zca)",
-      ),
-      "disentanglement": (
-          dataset.ground_truth is not None,
-          "a data set with ground-truth factors (dsprites)",
-      ),
-      "clustering": (
-          model.num_clusters > 0 and bool(dataset.num_classes),
-          "a categorical code (num_clusters > 0) and labelled data",
-      ),
-  }
-  for output, (possible, what) in needs.items():
-    field = "figures" if output in FIGURES else "scores"
-    if output in config[field] and not possible:
-      raise errors.UserError(
-          f"config.{field} names {output!r}, which needs {what}; drop it "
-          f"with --config.{field}=" + ",".join(o for o in config[field] if o != output)
-      )

@@ -69,8 +69,8 @@ def base(model_name: str, preset: str, presets=PRESETS) -> ml_collections.Config
   # eval_every and checkpoint_every steps (`in_steps`), so that patience counts epochs
   config.eval_every_epochs = 0
   config.num_images = 64  # drawn for samples.png
-  config.figures = ("samples",)  # the PNGs a run writes (zoo.contract.FIGURES)
-  config.scores = ()  # the final scores beside the test metrics (zoo.contract.SCORES)
+  config.figures = ("samples",)  # the PNGs a run writes (experiments/outputs.py)
+  config.scores = ()  # the final scores beside the test metrics (the same)
   config.bfloat16 = False  # mixed precision: compute in bfloat16, keep float32 parameters
   config.gradient_statistics_draws = 0  # >0: log the estimator's variance and SNR per group
   config.model = ml_collections.ConfigDict()
