@@ -24,6 +24,7 @@ import zoo
 from experiments import cli
 from experiments import feed
 from experiments import loop
+from experiments import runs
 from experiments import timing
 from zoo import training
 
@@ -44,7 +45,7 @@ def preset_config(model: str, preset: str):
 def step_timer(config, workdir: str):
   """A function that times the runner's step of `config` on a batch on the device: its
   steps/s."""
-  run = loop.setup(config, workdir)
+  run = runs.setup(config, workdir)
   step, optimizer = run.kind.make(run.model, run.config)
   replicated = training.make_replicated_step(step, len(run.seeds))
   arrays, _ = feed.resident_split(run.dataset, run.preprocessing, run.config, run.devices)

@@ -1,8 +1,9 @@
 """The runner: every model in the zoo trains through `train_and_evaluate`.
 
-It reads top-down: `setup` checks the config and builds the run (model, data, devices,
-evaluator), `train` is the loop, `finish` evaluates the final model, adds the scores and writes
-the figures and results.json. The steps themselves are `zoo.training`'s.
+It reads top-down: `experiments.runs.setup` checks the config and builds the run (model, data,
+devices, evaluator), `train` is the loop, `experiments.results.finish` evaluates the final
+model, adds the scores and writes the figures and results.json. The steps themselves are
+`zoo.training`'s.
 
 The batch is sharded over the `data` axis of a mesh of all devices of all processes and the
 state is replicated, so the same code runs on one CPU, several GPUs or a pod. The data stream
@@ -15,30 +16,23 @@ its setting and seed, and the results summarised by setting.
 """
 
 import contextlib
-import dataclasses
 import errno
 import os
 import time
-from collections.abc import Callable
-from typing import Any
 
 import jax
 import ml_collections
 import numpy as np
 
-import zoo
 from experiments import checkpointing
 from experiments import feed
 from experiments import logs
-from experiments import outputs
 from experiments import preemption
 from experiments import results
+from experiments import runs
 from zoo import checkpoints
-from zoo import configs
 from zoo import contract
 from zoo import errors
-from zoo import evaluation
-from zoo import fitting
 from zoo import training
 
 NonFiniteLossError = errors.NonFiniteLossError
@@ -50,142 +44,7 @@ def itstime(step: int, every: int, total: int) -> bool:
   return step % every == 0 or step == total
 
 
-@dataclasses.dataclass(frozen=True)
-class EarlyStopping:
-  """Each replica stops once `patience` evaluations, `eval_every` steps apart, have passed
-  without improving on its best (patience 0: never)."""
-
-  patience: int
-  eval_every: int
-
-  def stopped(self, best_step: np.ndarray, step: int) -> np.ndarray:
-    """Which replicas, of best evaluations at `best_step` (-1: none yet), have stopped by
-    `step`."""
-    return (
-        (self.patience > 0)
-        & (best_step >= 0)
-        & ((step - best_step) // self.eval_every >= self.patience)
-    )
-
-  def steps(self, best_step: np.ndarray, step: int) -> np.ndarray:
-    """The steps each replica trained, of a run that ended at `step`."""
-    return np.where(
-        self.stopped(best_step, step), best_step + self.patience * self.eval_every, step
-    )
-
-
-@dataclasses.dataclass
-class Run:
-  """What `setup` builds: the checked config and what the loop trains and evaluates with."""
-
-  config: ml_collections.ConfigDict
-  spec: zoo.ModelSpec
-  model: contract.Model
-  dataset: Any
-  preprocessing: Any
-  devices: training.Devices
-  seeds: list[int]  # each replica's
-  settings: list[dict[str, float]]  # each replica's setting of config.replicas; {} each
-  # the values that differ between the settings (configs.swept_values), {dotted config key:
-  # each replica's}; None without a sweep
-  swept: dict[str, np.ndarray] | None
-  workdir: str
-  labeled: list[dict]  # each seed's labelled set, of a semi-supervised model (fitting's)
-  evaluator: evaluation.Evaluator
-  fit_batch_norm: Callable[[dict], dict]  # the MAF paper's statistics; identity for others
-
-  @property
-  def subject(self) -> outputs.Subject:
-    """What the run's scores and figures are made from."""
-    return outputs.Subject(self.model, self.dataset, self.preprocessing, self.config)
-
-  @property
-  def kind(self) -> training.StepKind:
-    return self.spec.step_kind
-
-  @property
-  def monitor(self) -> str | None:
-    """The split evaluated during training: validation, where the data set has one."""
-    return "validation" if self.dataset.has("validation") else None
-
-  @property
-  def is_writer(self) -> bool:
-    return jax.process_index() == 0
-
-  def label(self, replica: int) -> str:
-    """Which replica `replica` is, for a message: "" of a run of one."""
-    if len(self.seeds) == 1:
-      return ""
-    setting = configs.setting_name(self.settings[replica])
-    return f" (seed {self.seeds[replica]}{', ' + setting if setting else ''})"
-
-
-def setup(
-    config: ml_collections.ConfigDict, workdir: str, devices=None, allow_config_change=False
-) -> Run:
-  """The run of `config` into `workdir`, every mistake a user can fix found before anything is
-  written or trained: a `zoo.errors.UserError` naming the field. A workdir that has trained
-  resumes only with its own config, or with `allow_config_change` one that changes only
-  `checkpointing.RESUMABLE_CHANGES`."""
-  prepared = fitting.prepare(config)
-  spec, config, model = prepared.spec, prepared.config, prepared.model
-  checkpointing.check_config(workdir, config.to_dict(), allow_config_change)
-  devices = training.Devices.all(devices)
-  dataset = feed.load_data(config)
-  config = configs.in_steps(config, dataset.num_examples("train"))
-  preprocessing = zoo.data.preprocessing(
-      dataset, config.preprocess, config.alpha, config.zca_epsilon
-  )
-  if model.num_levels and model.num_levels != preprocessing.levels:
-    raise errors.UserError(
-        f"config.model.num_levels={model.num_levels} needs pixels with {model.num_levels} "
-        f"values; preprocessing {config.preprocess} gives "
-        f"{preprocessing.levels or 'continuous ones'} (binarize gives 2, scale the data's "
-        f"{dataset.num_levels})"
-    )
-  if config.batch_size % devices.size:
-    raise errors.UserError(
-        f"config.batch_size ({config.batch_size}) must be divisible by the "
-        f"{devices.size} devices"
-    )
-  outputs.check(config.model_name, outputs.Subject(model, dataset, preprocessing, config))
-  seeds = prepared.seeds
-  fit_batch_norm = (
-      evaluation.BatchNormFit(model, dataset, preprocessing, config, devices, len(seeds))
-      if contract.implements(model, "batch_norm_inputs")  # a flow: the MAF paper's statistics
-      else lambda variables: variables
-  )
-  return Run(
-      config=config,
-      spec=spec,
-      model=model,
-      dataset=dataset,
-      preprocessing=preprocessing,
-      devices=devices,
-      seeds=seeds,
-      settings=prepared.replica_settings,
-      swept=prepared.swept,
-      workdir=workdir,
-      labeled=fitting.labeled_parts(model, dataset, config, devices, seeds),
-      evaluator=evaluation.Evaluator(model, dataset, preprocessing, config, devices, seeds),
-      fit_batch_norm=fit_batch_norm,
-  )
-
-
-@dataclasses.dataclass
-class Trained:
-  """What `train` leaves for `finish`: every replica's final state, the checkpoints (closed;
-  their record of each replica's best evaluation stays), the step it ended at, the seconds
-  trained, and the open metric log."""
-
-  state: training.TrainState
-  saved: checkpointing.Checkpoints
-  step: int
-  train_seconds: float
-  log: logs.MetricLog
-
-
-def train(run: Run) -> Trained:
+def train(run: runs.Run) -> runs.Trained:
   """The training loop, from the latest checkpoint. Whatever it opened is closed when it
   raises, the metric log included."""
   config, devices, seeds = run.config, run.devices, run.seeds
@@ -196,7 +55,7 @@ def train(run: Run) -> Trained:
         )
     )
     start = saved.start_step
-    stopping = EarlyStopping(config.early_stopping_patience, config.eval_every)
+    stopping = runs.EarlyStopping(config.early_stopping_patience, config.eval_every)
     init_rngs, rngs = training.replica_keys(seeds)
     train_step, optimizer = run.kind.make(
         run.model, config, per_replica_learning_rate="learning_rate" in (run.swept or {})
@@ -299,17 +158,17 @@ def train(run: Run) -> Trained:
             f"stopped by {notice.signal_name} at step {step}, its checkpoint saved in "
             f"{saved.latest.directory}; run the same command again to resume"
         )
-  return Trained(state, saved, step, time.time() - started, log)
+  return runs.Trained(state, saved, step, time.time() - started, log)
 
 
-def window_length(run: Run, replicated_step, state, batch, rngs, step_input) -> int:
+def window_length(run: runs.Run, replicated_step, state, batch, rngs, step_input) -> int:
   """`training.window_length` of the run's step."""
   return training.window_length(
       replicated_step, state, batch, rngs, step_input, run.config.log_every, run.kind
   )
 
 
-def _evaluate(run: Run, state, saved, step: int, active, log) -> training.TrainState:
+def _evaluate(run: runs.Run, state, saved, step: int, active, log) -> training.TrainState:
   """Evaluate on the monitored split (after fitting the batch-norm statistics, which the state
   keeps), log it, and record each replica's best; the state."""
   fitted = run.fit_batch_norm(training.variables_of(state))
@@ -327,53 +186,6 @@ def _evaluate(run: Run, state, saved, step: int, active, log) -> training.TrainS
   return state
 
 
-def finish(run: Run, trained: Trained) -> dict:
-  """Evaluate each replica's final model (its best evaluation, else the last state) on the
-  test and monitored splits, add the scores `config.scores` names, write the figures of each
-  setting's first seed (a sweep's in a directory per setting) and results.json; the results.
-  A run summarises its replicas' metrics by their mean and standard error; a sweep, those of
-  each setting's seeds, under `settings`."""
-  config, seeds = run.config, run.seeds
-  state, saved, step, log = trained.state, trained.saved, trained.step, trained.log
-  final = saved.best_variables
-  if final is None:
-    final = run.fit_batch_norm(training.variables_of(state))
-  tests = run.evaluator(final, "test")
-  validations = run.evaluator(final, run.monitor) if run.monitor else None
-  # this process's copy, on its first device: what follows runs on each process alone
-  final = jax.device_put(jax.device_get(final), jax.local_devices()[0])
-  for r, seed in enumerate(seeds):
-    variables = jax.tree.map(lambda x, r=r: x[r], final)
-    tests[r].update(outputs.scores(run.subject, variables, seed))
-  stopping = EarlyStopping(config.early_stopping_patience, config.eval_every)
-  evaluated = results.Evaluated(
-      tests,
-      run.monitor,
-      validations,
-      [int(s) for s in stopping.steps(saved.best_step, step)],
-      [int(s) if s >= 0 else None for s in saved.best_step],
-  )
-  summary = results.results_json(run, evaluated, step, trained.train_seconds, state.params)
-  log.write(
-      step,
-      {
-          f"test/{k}": results.logged(v, np.ones(len(seeds), bool))
-          for k, v in results.per_metric(tests).items()
-      },
-  )
-  log.close()
-  if run.is_writer:
-    logs.write_json(os.path.join(run.workdir, "results.json"), summary)
-    for first in range(0, len(seeds), config.num_seeds):  # each setting's first replica
-      outputs.write_figures(
-          os.path.join(run.workdir, configs.setting_name(run.settings[first])),
-          run.subject,
-          jax.tree.map(lambda x, first=first: x[first], final),
-          seeds[first],
-      )
-  return summary
-
-
 def train_and_evaluate(
     config: ml_collections.ConfigDict, workdir: str, devices=None, allow_config_change=False
 ) -> dict:
@@ -386,13 +198,13 @@ def train_and_evaluate(
   that fills (no room for the next checkpoint, or a write that fails) ends it with a UserError
   that names the last good checkpoint, which is kept.
   """
-  run = setup(config, workdir, devices, allow_config_change)
+  run = runs.setup(config, workdir, devices, allow_config_change)
   with checkpointing.workdir_lock(workdir, run.is_writer):
     try:
       os.makedirs(workdir, exist_ok=True)
       if run.is_writer:
         logs.write_json(os.path.join(workdir, checkpoints.CONFIG), run.config.to_dict())
-      return finish(run, train(run))
+      return results.finish(run, train(run))
     except OSError as e:
       if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         raise

@@ -1,5 +1,7 @@
-"""results.json: what a run measured, each metric summarised over its replicas by its mean and
-standard error, a sweep's per setting, and every replica's own values beside them.
+"""What a run reports when it ends: `finish` evaluates its final model, adds the scores and
+writes the figures and results.json, what the run measured, each metric summarised over its
+replicas by its mean and standard error, a sweep's per setting, and every replica's own values
+beside them.
 
   {"model", "paper", "dataset", "seeds", "steps", "train_seconds", "devices", "processes",
    "num_params",
@@ -11,9 +13,16 @@ standard error, a sweep's per setting, and every replica's own values beside the
 """
 
 import dataclasses
+import os
 
 import jax
 import numpy as np
+
+from experiments import logs
+from experiments import outputs
+from experiments import runs
+from zoo import configs
+from zoo import training
 
 
 def per_metric(replicas: list[dict]) -> dict[str, np.ndarray]:
@@ -54,7 +63,7 @@ class Evaluated:
 
 
 def results_json(run, evaluated: Evaluated, step: int, train_seconds: float, params) -> dict:
-  """The results of `run` (`experiments.loop.Run`), which ended at `step` after
+  """The results of `run` (`experiments.runs.Run`), which ended at `step` after
   `train_seconds` with every replica's `params`."""
   config, seeds, monitor = run.config, run.seeds, evaluated.monitor
 
@@ -97,3 +106,47 @@ def results_json(run, evaluated: Evaluated, step: int, train_seconds: float, par
         for r, seed in enumerate(seeds)
     ]
   return results
+
+
+def finish(run: runs.Run, trained: runs.Trained) -> dict:
+  """Evaluate each replica's final model (its best evaluation, else the last state) on the
+  test and monitored splits, add the scores `config.scores` names, write the figures of each
+  setting's first seed (a sweep's in a directory per setting) and results.json; the results.
+  A run summarises its replicas' metrics by their mean and standard error; a sweep, those of
+  each setting's seeds, under `settings`."""
+  config, seeds = run.config, run.seeds
+  state, saved, step, log = trained.state, trained.saved, trained.step, trained.log
+  final = saved.best_variables
+  if final is None:
+    final = run.fit_batch_norm(training.variables_of(state))
+  tests = run.evaluator(final, "test")
+  validations = run.evaluator(final, run.monitor) if run.monitor else None
+  # this process's copy, on its first device: what follows runs on each process alone
+  final = jax.device_put(jax.device_get(final), jax.local_devices()[0])
+  for r, seed in enumerate(seeds):
+    variables = jax.tree.map(lambda x, r=r: x[r], final)
+    tests[r].update(outputs.scores(run.subject, variables, seed))
+  stopping = runs.EarlyStopping(config.early_stopping_patience, config.eval_every)
+  evaluated = Evaluated(
+      tests,
+      run.monitor,
+      validations,
+      [int(s) for s in stopping.steps(saved.best_step, step)],
+      [int(s) if s >= 0 else None for s in saved.best_step],
+  )
+  summary = results_json(run, evaluated, step, trained.train_seconds, state.params)
+  log.write(
+      step,
+      {f"test/{k}": logged(v, np.ones(len(seeds), bool)) for k, v in per_metric(tests).items()},
+  )
+  log.close()
+  if run.is_writer:
+    logs.write_json(os.path.join(run.workdir, "results.json"), summary)
+    for first in range(0, len(seeds), config.num_seeds):  # each setting's first replica
+      outputs.write_figures(
+          os.path.join(run.workdir, configs.setting_name(run.settings[first])),
+          run.subject,
+          jax.tree.map(lambda x, first=first: x[first], final),
+          seeds[first],
+      )
+  return summary

@@ -12,6 +12,7 @@ import pytest
 
 import zoo
 from experiments import loop
+from experiments import runs
 from zoo import configs
 from zoo import contract
 from zoo import errors
@@ -209,7 +210,7 @@ def test_a_value_derived_from_a_swept_one_is_derived_per_setting(data_dir, tmp_p
   config = zoo.get("dip_vae").default_config("smoke")
   config.data_dir = data_dir
   config.replicas.model.lambda_od = (1.0, 10.0)
-  run = loop.setup(config, str(tmp_path / "run"))
+  run = runs.setup(config, str(tmp_path / "run"))
   np.testing.assert_array_equal(run.swept["model.lambda_d"], [10.0, 100.0])
   fitted = zoo.fit("dip_vae", config=config, steps=1)
   lambda_d = [fitted.model.with_swept(fitted.variables(r)).lambda_d for r in range(2)]

@@ -25,6 +25,7 @@ from experiments import checkpointing
 from experiments import feed
 from experiments import logs
 from experiments import loop
+from experiments import runs
 from zoo import errors
 from zoo import evaluation
 from zoo import training
@@ -512,4 +513,4 @@ def test_evaluation_every_epoch_counts_the_patience_in_epochs(tmp_path, data_dir
   evaluated = [m["step"] for m in read_metrics(str(tmp_path)) if "validation/log_prob" in m]
   assert evaluated == [epoch, 2 * epoch, 3 * epoch]
   assert results["steps"] == 3 * epoch
-  loop.setup(config, str(tmp_path))  # the same command resumes: its steps are derived again
+  runs.setup(config, str(tmp_path))  # the same command resumes: its steps are derived again
