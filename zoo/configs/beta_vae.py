@@ -21,7 +21,8 @@ PRESETS = disentanglement.PRESETS
 
 # Steps of the paper network's `default` run. An independent script's one seed of this network
 # levelled off by then on procedural dSprites (MIG 0.126 at 5,000 steps, 0.146 at 10,000, 0.134
-# at 20,000); the zoo's three seeds at 5,000 steps gave 0.045 +- 0.019 (RESULTS.md).
+# at 20,000); the zoo's three seeds gave 0.045 +- 0.019 at 5,000 steps and 0.052 +- 0.023 at
+# 10,000 (RESULTS.md).
 DEFAULT_STEPS = 10_000
 
 
