@@ -183,7 +183,19 @@ def disentanglement_metrics(model, variables, ground_truth, counts, seed: int) -
   `num_points` codes (trained on 2/3, tested on 1/3), MIG on the 2/3 (disentanglement_lib's
   10,000 of 15,000: mig.gin's num_train; dci.gin and sap_score.gin's 10,000 + 5,000); the
   beta-VAE score in disentanglement_lib's reading and the paper's, and the FactorVAE score, on
-  `score_train` + `score_eval` points of the published batch size 64."""
+  `score_train` + `score_eval` points of the published batch size 64.
+
+  Args:
+    model: a model with `encode` giving (mean, log_var), each (B, latent_dim).
+    variables: one replica's variables.
+    ground_truth: the data set's factors and renderer (`zoo.data.Dataset.ground_truth`).
+    counts: `config.disentanglement`: num_points, score_train, score_eval.
+    seed: the replica's seed.
+
+  Returns:
+    {metric: float}: beta_vae_score, beta_vae_score_paper, factor_vae_score, mig, sap,
+    dci_disentanglement, dci_completeness, dci_informativeness; each in [0, 1].
+  """
   encode = jax.jit(lambda v, x: model.apply(v, x, method="encode")[0])
 
   def encode_fn(x):
@@ -220,7 +232,19 @@ def clustering_metrics(model, variables, dataset, preprocessing, config) -> dict
   the papers' protocol (`zoo.metrics.clustering`: each cluster labelled by its most confident
   validation example, the training split's where there is none), the error of the training
   split's majority labelling beside it, and how many of the K clusters the test split occupies
-  (a code that collapses onto a few shows here)."""
+  (a code that collapses onto a few shows here).
+
+  Args:
+    model: a model with num_clusters > 0, whose `encode` gives q(y | x), (B, K).
+    variables: one replica's variables.
+    dataset: a labelled `zoo.data.Dataset`.
+    preprocessing: the run's `zoo.data.preprocessing`.
+    config: the run's config (its `eval_batch_size`).
+
+  Returns:
+    {metric: float}: clustering_error and clustering_error_majority (and, where the model is
+    semi-supervised, classification_error), fractions in [0, 1]; clusters_used, a count.
+  """
   encode = jax.jit(lambda v, x: model.apply(v, x, method="encode"))
 
   def codes(split):
