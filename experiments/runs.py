@@ -17,7 +17,6 @@ from experiments import logs
 from experiments import outputs
 from zoo import configs
 from zoo import contract
-from zoo import errors
 from zoo import evaluation
 from zoo import fitting
 from zoo import training
@@ -105,22 +104,7 @@ def setup(
   checkpointing.check_config(workdir, config.to_dict(), allow_config_change)
   devices = training.Devices.all(devices)
   dataset = feed.load_data(config)
-  config = configs.in_steps(config, dataset.num_examples("train"))
-  preprocessing = zoo.data.preprocessing(
-      dataset, config.preprocess, config.alpha, config.zca_epsilon
-  )
-  if model.num_levels and model.num_levels != preprocessing.levels:
-    raise errors.UserError(
-        f"config.model.num_levels={model.num_levels} needs pixels with {model.num_levels} "
-        f"values; preprocessing {config.preprocess} gives "
-        f"{preprocessing.levels or 'continuous ones'} (binarize gives 2, scale the data's "
-        f"{dataset.num_levels})"
-    )
-  if config.batch_size % devices.size:
-    raise errors.UserError(
-        f"config.batch_size ({config.batch_size}) must be divisible by the "
-        f"{devices.size} devices"
-    )
+  config, preprocessing = fitting.fitted_data(prepared, dataset, devices)
   outputs.check(config.model_name, outputs.Subject(model, dataset, preprocessing, config))
   seeds = prepared.seeds
   fit_batch_norm = (

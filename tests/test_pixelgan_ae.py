@@ -89,6 +89,8 @@ def test_pixels_with_many_levels_train_and_a_level_mismatch_is_one_clear_error(t
   with pytest.raises(zoo.errors.UserError, match="num_levels=2 needs pixels with 2 values"):
     loop.train_and_evaluate(config, str(tmp_path / "mismatch"))
   assert not (tmp_path / "mismatch").exists()
+  with pytest.raises(zoo.errors.UserError, match="num_levels=2 needs pixels with 2 values"):
+    zoo.fit("pixelgan_ae", config=config, steps=1)  # the library's one call checks it too
   config.model.num_levels = 17
   results = loop.train_and_evaluate(config, str(tmp_path / "run"))
   assert np.isfinite(results["test"]["reconstruction"])

@@ -89,6 +89,37 @@ def load_data(config: ml_collections.ConfigDict) -> zoo_data.Dataset:
   return zoo_data.load(config.dataset, config.data_dir or None, config.splits.to_dict(), framing)
 
 
+def fitted_data(prepared: Prepared, dataset: zoo_data.Dataset, devices: training.Devices):
+  """The config in steps of `dataset` (`configs.in_steps`) and the data set's preprocessing,
+  once the model's pixel levels and the devices are checked against them.
+
+  Returns:
+    (config, preprocessing).
+
+  Raises:
+    zoo.errors.UserError: pixels of other levels than the model's `num_levels`, or a batch
+      the devices do not divide.
+  """
+  model = prepared.model
+  config = configs.in_steps(prepared.config, dataset.num_examples("train"))
+  preprocessing = zoo_data.preprocessing(
+      dataset, config.preprocess, config.alpha, config.zca_epsilon
+  )
+  if model.num_levels and model.num_levels != preprocessing.levels:
+    raise errors.UserError(
+        f"config.model.num_levels={model.num_levels} needs pixels with {model.num_levels} "
+        f"values; preprocessing {config.preprocess} gives "
+        f"{preprocessing.levels or 'continuous ones'} (binarize gives 2, scale the data's "
+        f"{dataset.num_levels})"
+    )
+  if config.batch_size % devices.size:
+    raise errors.UserError(
+        f"config.batch_size ({config.batch_size}) must be divisible by the "
+        f"{devices.size} devices"
+    )
+  return config, preprocessing
+
+
 def labeled_parts(model, dataset, config, devices: training.Devices, seeds) -> list[dict]:
   """For a semi-supervised model, each seed's labelled set for its `TrainStream`:
   `config.num_labels` training examples, as many of each class, chosen by the seed; a batch
@@ -196,11 +227,8 @@ def fit(
   kind = spec.step_kind
   if not isinstance(dataset, zoo_data.Dataset):
     dataset = load_data(config)
-  config = configs.in_steps(config, dataset.num_examples("train"))
-  preprocessing = zoo_data.preprocessing(
-      dataset, config.preprocess, config.alpha, config.zca_epsilon
-  )
   devices = training.Devices.all()
+  config, preprocessing = fitted_data(prepared, dataset, devices)
   seeds, swept = prepared.seeds, prepared.swept
   streams = [
       zoo_data.TrainStream(dataset, preprocessing, batch_size=config.batch_size, seed=s, **part)
