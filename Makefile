@@ -33,7 +33,7 @@ test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
 bench: $(STAMP)
-	$(PY) -m experiments.bench --case=maf_tabular --json
+	$(PY) -m benchmarks.bench --case=maf_tabular --json
 
 # Ours beside flowjax, zuko and PyTorch (BENCHMARKS.md), in an environment of their own.
 bench-peers:

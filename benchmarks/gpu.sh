@@ -2,7 +2,7 @@
 # The GPU figures BENCHMARKS.md asks of a lent device, in one command of under 10 minutes (the
 # timeouts below add up to 600 s): the training loop against its step for `make run`'s MAF and
 # the dSprites beta-VAE (benchmarks/loop_rate.py), MAF's step with 1 and 64 seeds
-# (experiments.bench), the peers' steps and whole runs beside ours (benchmarks/peers). Each
+# (benchmarks.bench), the peers' steps and whole runs beside ours (benchmarks/peers). Each
 # writes one JSON line (and its log) into the folder given.
 #
 #   bash benchmarks/gpu.sh OUT_DIR            # on the device: bash benchmarks/gpu.sh "$OUT"
@@ -34,8 +34,8 @@ measure() {  # name, seconds allowed, module and arguments
 
 measure loop_maf 75 benchmarks.loop_rate maf default --steps="${MAF_STEPS:-3000}"
 measure loop_beta_vae 180 benchmarks.loop_rate beta_vae default --steps="${VAE_STEPS:-2000}"
-measure step_maf_1_seed 40 experiments.bench --case=maf_tabular --num_seeds=1 --json
-measure step_maf_64_seeds 50 experiments.bench --case=maf_tabular --num_seeds=64 --json
+measure step_maf_1_seed 40 benchmarks.bench --case=maf_tabular --num_seeds=1 --json
+measure step_maf_64_seeds 50 benchmarks.bench --case=maf_tabular --num_seeds=64 --json
 measure peer_flowjax 20 benchmarks.peers.flowjax_maf
 measure peer_torch_conv_vae 25 benchmarks.peers.torch_conv_vae
 measure whole_run_maf_flowjax 60 benchmarks.peers.whole_runs maf --steps="${MAF_STEPS:-1000}" \

@@ -6,7 +6,7 @@ default is measured on its conv network (`preset_config`).
 
 The step's rate: the runner's replicated step, jitted with the state donated, on one batch
 already on the device (made as the run makes it), 10 steps issued between waits
-(`experiments.timing`), measured before and after the loops. The loop's rate: two runs of
+(`benchmarks.timing`), measured before and after the loops. The loop's rate: two runs of
 `experiments.loop.train_and_evaluate` of the preset, of `steps` and of 3 x `steps` steps, each
 evaluating and checkpointing only at its end; the difference of their training seconds over
 the difference of their steps, so that start-up, compilation, the final evaluation and
@@ -21,11 +21,11 @@ import numpy as np
 from absl import flags
 
 import zoo
+from benchmarks import timing
 from experiments import cli
 from experiments import feed
 from experiments import loop
 from experiments import runs
-from experiments import timing
 from zoo import training
 
 FLAGS = flags.FLAGS

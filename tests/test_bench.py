@@ -1,11 +1,11 @@
-"""experiments.bench: its FLOP count, its cases, its JSON line and its table."""
+"""benchmarks.bench: its FLOP count, its cases, its JSON line and its table."""
 
 import jax
 import jax.numpy as jnp
 import pytest
 
 import zoo
-from experiments import bench
+from benchmarks import bench
 from zoo import training
 
 

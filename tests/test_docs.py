@@ -31,8 +31,12 @@ DISENTANGLEMENT = (
 )
 
 
+# The runner's commands, and the benchmark and diagnostic a short run can check.
+RUNNABLE = r"python -m (experiments\.\w+|benchmarks\.(bench|position_diagnostic)\b)([^`#]*)"
+
+
 def _commands():
-  """(doc, command) of every `python -m experiments.*` line, continuation lines joined and
+  """(doc, command) of every RUNNABLE line, continuation lines joined and
   shell variables of the same code block (R=..., S=...) substituted; multi-process commands
   (tested by test_multiprocess), placeholders (NAME) and those that rewrite BENCHMARKS.md
   (--all, --render) left out."""
@@ -44,7 +48,9 @@ def _commands():
     for line in text.splitlines():
       if re.match(r"\s*\w+=", line) and "python -m" not in line:  # R=... S="..."
         variables.update(token.split("=", 1) for token in shlex.split(line) if "=" in token)
-      match = re.search(r"python -m (experiments\.\w+)([^`#]*)", line)
+      match = re.search(
+          r"python -m (experiments\.\w+|benchmarks\.(bench|position_diagnostic)\b)([^`#]*)", line
+      )
       if not match:
         continue
       command = match.group(0).strip()
@@ -64,11 +70,11 @@ def _runnable(command: str, tmp_path, data_dir) -> list[str]:
   """The command with a short run's flags, into `tmp_path`."""
   args = [a for a in shlex.split(command)[2:] if not a.startswith("--workdir")]
   module, args = args[0], args[1:]
-  if module == "experiments.bench":
+  if module == "benchmarks.bench":
     return [module, *args, "--seconds=0.05", "--repeats=1"]
   if module == "experiments.report":
     return [module, *args]
-  if module == "experiments.position_diagnostic":
+  if module == "benchmarks.position_diagnostic":
     return [module, *args, "--seeds=1", "--steps=2"]
   extra = [f"--workdir={tmp_path / 'run'}", f"--config.data_dir={data_dir}", *SHORT]
   if re.search(r"--model=(beta_vae|dip_vae)", command):

@@ -12,7 +12,7 @@ from PIL import Image
 from PIL import ImageSequence
 
 import zoo
-from experiments import position_diagnostic
+from benchmarks import position_diagnostic
 from zoo.data import dsprites
 
 FRAMES = pathlib.Path(__file__).parent / "data" / "dsprites.gif"

@@ -8,8 +8,8 @@ import pytest
 from conftest import DISENTANGLEMENT_SCORES
 
 import zoo
+from benchmarks import position_diagnostic
 from experiments import loop
-from experiments import position_diagnostic
 from zoo import data
 from zoo.data import dsprites
 from zoo.models import dip_vae

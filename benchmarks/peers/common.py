@@ -1,11 +1,11 @@
-"""What the peer scripts share: their flags, the timing loop of experiments.bench, their JSON."""
+"""What the peer scripts share: their flags, the timing loop of benchmarks.bench, their JSON."""
 
 import argparse
 import platform
 
 import numpy as np
 
-from experiments import timing
+from benchmarks import timing
 
 
 def parse_args():

@@ -2,7 +2,7 @@
 
   python -m benchmarks.peers.compare [--rounds=3 --seconds=2 --repeats=3]
 
-Runs, in rounds, each side's own script in a fresh process (ours: `experiments.bench`; the
+Runs, in rounds, each side's own script in a fresh process (ours: `benchmarks.bench`; the
 peers: the scripts beside this one), rotating the order each round so that no side always
 follows the same neighbour, and prints a Markdown table: each side's median steps/s over the
 rounds and the ratio of ours to each peer, the median of the per-round ratios. Needs the
@@ -17,10 +17,10 @@ import sys
 
 # (name, module, our case it is compared with); ours first in each group
 SIDES = [
-    ("zoo maf_tabular", "experiments.bench --case=maf_tabular --json", None),
+    ("zoo maf_tabular", "benchmarks.bench --case=maf_tabular --json", None),
     ("flowjax MAF", "benchmarks.peers.flowjax_maf", "zoo maf_tabular"),
     ("zuko MAF", "benchmarks.peers.zuko_maf", "zoo maf_tabular"),
-    ("zoo beta_vae_dsprites", "experiments.bench --case=beta_vae_dsprites --json", None),
+    ("zoo beta_vae_dsprites", "benchmarks.bench --case=beta_vae_dsprites --json", None),
     ("PyTorch conv VAE", "benchmarks.peers.torch_conv_vae", "zoo beta_vae_dsprites"),
 ]
 

@@ -1,6 +1,6 @@
 """Does a short beta-VAE run give position x and position y a latent each?
 
-  python -m experiments.position_diagnostic [--seeds=4 --steps=1000 --beta=4]
+  python -m benchmarks.position_diagnostic [--seeds=4 --steps=1000 --beta=4]
 
 A diagnostic of whether the data lets position be disentangled: a square (scale 1,
 orientation 0) of procedural dSprites at each of the 32 x 32 positions, 1,024 images; a beta-VAE

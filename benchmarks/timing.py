@@ -1,4 +1,4 @@
-"""The timing loop of every speed figure: ours (experiments.bench) and the peers'
+"""The timing loop of every speed figure: ours (benchmarks.bench) and the peers'
 (benchmarks/peers), so that both sides of a ratio are measured the same way."""
 
 import time

@@ -1,8 +1,8 @@
 """Speed of the runner's own train step, for every model.
 
-  python -m experiments.bench --case=maf_tabular [--num_seeds=N] [--bfloat16] [--json]
-  python -m experiments.bench --all      # every case; writes BENCHMARKS.md's table
-  python -m experiments.bench --render   # the table again, from the stored results
+  python -m benchmarks.bench --case=maf_tabular [--num_seeds=N] [--bfloat16] [--json]
+  python -m benchmarks.bench --all      # every case; writes BENCHMARKS.md's table
+  python -m benchmarks.bench --render   # the table again, from the stored results
 
 A case is a model's preset (the paper's setting, unless it says otherwise) on random data of the
 paper's shapes. The step timed is the runner's (`zoo.training.make_step` over `--num_seeds`
@@ -35,9 +35,9 @@ import numpy as np
 from absl import flags
 
 import zoo
+from benchmarks import timing
 from experiments import cli
 from experiments import logs
-from experiments import timing
 from zoo import configs
 from zoo import training
 
@@ -306,7 +306,7 @@ def run_all(seconds: float, repeats: int) -> dict:
       "date": datetime.date.today().isoformat(),
       "jax": jax.__version__,
       "matmul_gflops_per_sec": round(rate, 1),
-      "command": f"python -m experiments.bench --all --seconds={seconds:g} --repeats={repeats}",
+      "command": f"python -m benchmarks.bench --all --seconds={seconds:g} --repeats={repeats}",
       "cases": results,
   }
 
