@@ -55,7 +55,8 @@ def workdir_lock(workdir: str, is_writer: bool = True):
   `UserError` naming the holder. The lock is the kernel's (flock on LOCK), released however the
   holding process ends, so a crashed run leaves nothing stuck; it holds across the hosts of a
   shared file system that supports flock (NFSv4; Lustre mounted with `flock`). Only the writing
-  process of a multi-process run takes it."""
+  process of a multi-process run takes it. Not `filelock`: the zoo does not depend on it, and
+  where flock is missing it falls back to a lock file that a crashed run leaves behind."""
   if not is_writer:
     yield
     return
@@ -372,7 +373,8 @@ def _reason(error: Exception) -> str:
 
 
 def _first_difference(saved: dict, wanted: dict) -> str | None:
-  """The first array of the flat trees `saved` and `wanted` that differs, in words."""
+  """The first array of the flat trees `saved` and `wanted` that differs, in words (where the
+  trees' keys differ, chex's tree assertions print both structures over several lines instead)."""
   for path in sorted(set(saved) | set(wanted)):
     name = "/".join(map(str, path))
     if path not in wanted:

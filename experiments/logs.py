@@ -1,5 +1,6 @@
 """What a run logs: JSON files written atomically, the metrics log with its TensorBoard events,
-and the progress line."""
+and the progress line. Not `clu.metric_writers`: its TensorBoard writers need TensorFlow or
+PyTorch, which the zoo runs without; tensorboardX writes the same events alone."""
 
 import json
 import os
