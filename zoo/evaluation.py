@@ -23,7 +23,19 @@ from zoo.nn import flows
 def process_batches(dataset, preprocessing, split: str, batch_size: int, devices: training.Devices):
   """This process's share of the batches of `split` (`zoo.data.eval_batches`: every example
   once, the last batch padded and masked), of `batch_size` rounded up to a multiple of the
-  devices, ready for `devices.shard_batch`."""
+  devices, ready for `devices.shard_batch`.
+
+  Args:
+    dataset: a `zoo.data.Dataset`.
+    preprocessing: its `zoo.data.preprocessing`.
+    split: `train`, `validation` or `test`.
+    batch_size: the examples of a batch over all processes.
+    devices: the mesh the batches are split over.
+
+  Yields:
+    {"x": (B_local, *example_shape), "mask": (B_local,) booleans, and the split's other
+    fields}, B_local this process's share of a batch.
+  """
   return zoo.data.eval_batches(
       dataset,
       preprocessing,
@@ -35,8 +47,16 @@ def process_batches(dataset, preprocessing, split: str, batch_size: int, devices
 
 
 def make_eval_step(model):
-  """Sums over the real (unmasked) examples of each per-example metric of `evaluate`; models
-  that sample while evaluating draw from `rng`."""
+  """The sums over the real (unmasked) examples of each per-example metric of `evaluate`.
+
+  Args:
+    model: a zoo model.
+
+  Returns:
+    `eval_step(variables, batch, rng) -> {metric: scalar sum}`: batch {"x": (B,
+    *example_shape), "mask": (B,), ...}; a model that samples while evaluating (an importance-
+    sampled bound) draws from `rng`.
+  """
 
   def eval_step(variables, batch, rng):
     per_example = model.apply(variables, batch, method="evaluate", rngs={"sample": rng})
@@ -49,7 +69,16 @@ def make_eval_step(model):
 class Evaluator:
   """Evaluates each replica's `evaluate` metrics over a split, with the likelihood in pixel
   space, and on a Gaussian mixture with known components the modes its samples cover. Every
-  replica sees the same evaluation data; its own randomness comes from its seed."""
+  replica sees the same evaluation data; its own randomness comes from its seed.
+
+  Args:
+    model: a zoo model.
+    dataset: the `zoo.data.Dataset` it trains on.
+    preprocessing: its `zoo.data.preprocessing` (the log-det of its map to pixel space).
+    config: a finished config: `eval_batch_size`.
+    devices: the mesh the batches are split over.
+    seeds: the seeds of the replicas (their evaluation streams, `zoo.training.stream_key`).
+  """
 
   def __init__(self, model, dataset, preprocessing, config, devices: training.Devices, seeds):
     self.dataset, self.preprocessing, self.config, self.devices = (
@@ -75,7 +104,17 @@ class Evaluator:
     )
 
   def __call__(self, variables, split: str) -> list[dict[str, float]]:
-    """The metrics of each replica of `variables` (stacked on a leading axis) on `split`."""
+    """The metrics of each replica on `split`.
+
+    Args:
+      variables: the replicas' variables, each array with a leading axis of len(seeds).
+      split: `train`, `validation` or `test`.
+
+    Returns:
+      One dict a replica: the mean over the split's examples of each `evaluate` metric (nats
+      per example), with `bits_per_dim` (in pixel space) where the model has `log_prob` on
+      dequantised data, and `modes_covered` and `high_quality` on a known mixture.
+    """
     sums, log_det = None, 0.0
     for index, batch in enumerate(
         process_batches(
@@ -121,7 +160,19 @@ class BatchNormFit:
   `set_batch_norm_stats`, a pass of the whole training set in which each layer normalises by
   the set's own statistics). A layer's inputs depend on the statistics below it, so there is one
   pass per layer, pass l leaving the first l layers exact; sums are taken about the stored means
-  for accuracy."""
+  for accuracy.
+
+  Args:
+    model: a flow with `batch_norm_inputs` (`zoo.nn.flows`).
+    dataset: its `zoo.data.Dataset`.
+    preprocessing: its `zoo.data.preprocessing`.
+    config: a finished config: `eval_batch_size`.
+    devices: the mesh the batches are split over.
+    num_replicas: R, the replicas of the variables it fits.
+
+  Calling it with the replicas' variables (arrays leading with R) returns them with
+  `batch_stats` refitted; variables without batch norm are returned as they are.
+  """
 
   def __init__(
       self, model, dataset, preprocessing, config, devices: training.Devices, num_replicas

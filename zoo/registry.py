@@ -97,7 +97,22 @@ class ModelSpec:
 
 
 def register(name: str, *, paper: str, family: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
-  """Class decorator that registers a Flax module as the model `name`."""
+  """Class decorator that registers a Flax module as the model `name`.
+
+  Args:
+    name: the registry name (`zoo.build(name)`, `--model=name`).
+    paper: the paper it implements, as cited.
+    family: `flow`, `latent` or `game`: the methods it must define (`zoo.contract`) and how it
+      trains (`ModelSpec.step_kind`).
+
+  Returns:
+    The decorator, which returns the module unchanged.
+
+  Raises:
+    TypeError: at import, a module not deriving from `zoo.contract.Model`, or lacking a method
+      its family requires (the message names them).
+    ValueError: an unknown family, or a name registered twice.
+  """
   if family not in _FAMILIES:
     raise ValueError(f"family must be one of {_FAMILIES}, not {family!r}")
 
@@ -127,13 +142,23 @@ def _import_models():
 
 
 def list_models() -> list[str]:
-  """The sorted names of every registered model."""
+  """The sorted registry names of every model, e.g. ["beta_vae", ..., "wgan"]."""
   _import_models()
   return sorted(_REGISTRY)
 
 
 def get(name: str) -> ModelSpec:
-  """The `ModelSpec` registered as `name`; an `UnknownModelError` lists the known names."""
+  """The model registered as `name`.
+
+  Args:
+    name: a registry name (`list_models()`).
+
+  Returns:
+    Its `ModelSpec`: the module, paper, family, presets and `default_config`.
+
+  Raises:
+    zoo.errors.UnknownModelError: a name not in the registry, listing the known ones.
+  """
   _import_models()
   if name not in _REGISTRY:
     raise errors.UnknownModelError(

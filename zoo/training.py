@@ -47,7 +47,16 @@ def make_optimizer(config, per_replica_learning_rate=False) -> optax.GradientTra
   with the L2 penalty `weight_decay` added to the gradient (the MAF paper's 1e-6). With
   `per_replica_learning_rate` (a run that sweeps it over its replicas), the learning rate is a
   value of the optimiser's state (`optax.inject_hyperparams`), set for each replica by
-  `init_state`."""
+  `init_state`.
+
+  Args:
+    config: a finished training config: `optimizer`, `learning_rate`, `weight_decay` and, for
+      Adam, `adam_b1`, `adam_b2`, `adam_eps`.
+    per_replica_learning_rate: whether the learning rate lives in the optimiser's state.
+
+  Returns:
+    The optax transformation.
+  """
 
   def optimizer(learning_rate):
     if config.optimizer == "adam":
@@ -71,10 +80,25 @@ def _cast(tree, dtype):
 
 
 def apply_loss(model, method: str, bfloat16: bool, params, state: TrainState, batch, rng):
-  """The model's loss `method` in training mode: (loss, (metrics, updated model state)). With
-  `bfloat16`, mixed precision: the parameters and the batch's floating arrays are cast to
-  bfloat16 for the computation (the stored parameters, the optimiser and the gradients, which
-  flow back through the cast, stay float32) and the results cast back to float32."""
+  """The model's loss `method` in training mode. With `bfloat16`, mixed precision: the
+  parameters and the batch's floating arrays are cast to bfloat16 for the computation (the
+  stored parameters, the optimiser and the gradients, which flow back through the cast, stay
+  float32) and the results cast back to float32.
+
+  Args:
+    model: a zoo model.
+    method: the name of its loss method (`loss`, a game's `<phase>_loss`,
+      `objective_surrogate`).
+    bfloat16: whether to compute in bfloat16.
+    params: the parameters to differentiate (`state.params`, or a phase's updated in place).
+    state: the train state whose other variables (`model_state`) the model reads.
+    batch: {"x": (B, *example_shape), ...}.
+    rng: the key of the method's `sample` stream.
+
+  Returns:
+    (loss, (metrics, model_state)): the scalar loss, the method's scalar metrics and the model
+    state with the collections it updated (batch norm's statistics).
+  """
   model_state = state.model_state
   if bfloat16:  # swept fields too: a single run's Python float meeting a bfloat16 array is
     # rounded to bfloat16 (but where it meets an integer, as VLAE's warm-up step count, the
@@ -94,7 +118,18 @@ def apply_loss(model, method: str, bfloat16: bool, params, state: TrainState, ba
 
 
 def make_train_step(model, optimizer, bfloat16: bool = False):
-  """The pure train step of a single-objective model: its `loss` method, one optimiser update."""
+  """The pure train step of a single-objective model: its `loss` method, one optimiser update.
+
+  Args:
+    model: a zoo model with a `loss` method.
+    optimizer: its optax transformation (`make_optimizer`).
+    bfloat16: whether to compute the loss in bfloat16 (`apply_loss`).
+
+  Returns:
+    `train_step(state, batch, rng) -> (state, metrics)`: batch {"x": (B, *example_shape),
+    ...}, randomness `fold_in(rng, state.step)`, metrics `loss`, `grad_norm` and the model's,
+    scalars.
+  """
 
   def train_step(state: TrainState, batch, rng):
     rng = jax.random.fold_in(rng, state.step)
@@ -114,10 +149,20 @@ def make_train_step(model, optimizer, bfloat16: bool = False):
 
 
 def make_phase_update(model, optimizers: dict, bfloat16: bool = False):
-  """`update(phase, state, batch, rng) -> (state, metrics)`: one optimiser update of one phase
-  of a game (`zoo.nn.games.Game`). It differentiates only the parameters of the phase's
-  submodules, with the phase's own optimiser and state, and projects them after the update
-  (`model.project`: WGAN's weight clipping). Metrics are named `<phase>/...`."""
+  """One optimiser update of one phase of a game (`zoo.nn.games.Game`). It differentiates only
+  the parameters of the phase's submodules, with the phase's own optimiser and state, and
+  projects them after the update (`model.project`: WGAN's weight clipping).
+
+  Args:
+    model: a game.
+    optimizers: {phase: its optax transformation}.
+    bfloat16: whether to compute the losses in bfloat16 (`apply_loss`).
+
+  Returns:
+    `update(phase, state, batch, rng) -> (state, metrics)` for one batch
+    {"x": (B, *example_shape), ...}; metrics named `<phase>/loss`, `<phase>/grad_norm` and
+    `<phase>/` the model's.
+  """
 
   def update(phase, state: TrainState, batch, rng):
     trained = {name: state.params[name] for name in model.phases[phase]}
@@ -148,8 +193,19 @@ UNROLL_LIMIT = 10
 def make_game_step(model, optimizers: dict, bfloat16: bool = False):
   """The pure train step of a game: `batches` stacks one batch per update of the first phase
   (WGAN's critic steps), run through in order; every other phase is then updated once, in
-  order, on the last batch. Metrics are each phase's last; `loss` is the first
-  phase's (WGAN's critic loss, minus its Wasserstein estimate)."""
+  order, on the last batch.
+
+  Args:
+    model: a game (`zoo.nn.games.Game`).
+    optimizers: {phase: its optax transformation}.
+    bfloat16: whether to compute the losses in bfloat16 (`apply_loss`).
+
+  Returns:
+    `train_step(state, batches, rng) -> (state, metrics)`: batches {"x": (updates, B,
+    *example_shape), ...}, randomness `fold_in(rng, state.step)`; metrics each phase's last
+    (`make_phase_update`) and `loss`, the first phase's (WGAN's critic loss, minus its
+    Wasserstein estimate).
+  """
   first, *rest = model.phases
   update = make_phase_update(model, optimizers, bfloat16)
 
@@ -210,7 +266,8 @@ def make_step(model, config, game: bool, per_replica_learning_rate=False):
 
 
 def stack(trees):
-  """The trees' arrays stacked on a new leading axis."""
+  """The trees' arrays (all of one structure and shapes) stacked on a new leading axis, as
+  NumPy arrays."""
   return jax.tree.map(lambda *x: np.stack(x), *trees)
 
 
@@ -279,14 +336,23 @@ def first_phase_updates_at(config, step: int) -> int:
   """Updates of a game's first phase at step `step` (WGAN's critic, PixelGAN's reconstruction):
   `first_phase_updates`, but `burst_updates` for the first `burst_first` steps and every
   `burst_every`-th (the WGAN paper's 100 critic updates for the first 25 generator iterations
-  and every 500th, so the critic stays near optimal)."""
+  and every 500th, so the critic stays near optimal).
+
+  Args:
+    config: a game's finished config.
+    step: the step, from 0.
+
+  Returns:
+    The number of first-phase updates, so of batches, of that step.
+  """
   if config.burst_updates and (step < config.burst_first or step % config.burst_every == 0):
     return config.burst_updates
   return config.first_phase_updates
 
 
 def batches_before(config, step: int) -> int:
-  """How many batches a game consumes before step `step`: where its data resumes."""
+  """How many batches a game consumes before step `step` (the sum of `first_phase_updates_at`
+  over the steps before it): where its data resumes."""
   return sum(first_phase_updates_at(config, s) for s in range(step))
 
 
@@ -295,7 +361,16 @@ def make_gradient_statistics(model, draws: int):
   top-level parameter group: `draws` independent gradients of the model's
   `objective_surrogate` (its estimate of the objective's gradient, before a rescaling such as
   NVIL's), vmapped over the step's randomness; per parameter their variance and |mean| / std,
-  averaged over the group's parameters."""
+  averaged over the group's parameters.
+
+  Args:
+    model: a zoo model with `objective_surrogate`.
+    draws: the number of independent gradients.
+
+  Returns:
+    `statistics(state, batch, rng) -> {"grad_variance/<group>": scalar, "grad_snr/<group>":
+    scalar}` for each top-level parameter group, batch {"x": (B, *example_shape), ...}.
+  """
 
   def statistics(state: TrainState, batch, rng):
     gradient = lambda key: jax.grad(
@@ -355,8 +430,18 @@ def init_state(model, optimizer, batch, rng, setting=None) -> TrainState:
 
 
 def init_replicas(model, optimizer, batch, rngs, settings=None) -> TrainState:
-  """The initial state of each replica, stacked: `batch`, `rngs` and the swept values
-  `settings` ({dotted config key: (replicas,) values}; None: no sweep) have a replica axis."""
+  """The initial state of each replica, stacked (`init_state` of each).
+
+  Args:
+    model: a zoo model.
+    optimizer: `make_step`'s optimiser.
+    batch: one batch per replica, {"x": (R, B, *example_shape), ...}.
+    rngs: (R,) keys, each replica's initialisation.
+    settings: the swept values, {dotted config key: (R,) values}; None: no sweep.
+
+  Returns:
+    The `TrainState` of the R replicas at step 0, each array with a leading axis of R.
+  """
   return jax.jit(
       map_replicas(lambda b, key, setting: init_state(model, optimizer, b, key, setting), len(rngs))
   )(batch, rngs, settings or {})
@@ -404,7 +489,16 @@ def map_replicas(fn, num_replicas: int, in_axes=0):
   """`fn` over the leading replica axis of the arguments whose `in_axes` entry is 0 (the others
   are shared by all replicas): `jax.vmap`, or where `_unroll_replicas` says so the replicas
   unrolled into one program. A single replica is `fn` on its slice, not vmapped over an axis of
-  one (XLA still rounds that program a little differently from `fn` on unstacked arrays)."""
+  one (XLA still rounds that program a little differently from `fn` on unstacked arrays).
+
+  Args:
+    fn: a function of one replica's arguments.
+    num_replicas: R, the length of the replica axis.
+    in_axes: 0 or None, or a tuple of them, one per argument, as `jax.vmap`'s.
+
+  Returns:
+    `fn` of the replicas: its outputs with a leading axis of R.
+  """
   vmapped = jax.vmap(fn, in_axes=in_axes)
 
   def mapped(*args):
@@ -424,16 +518,25 @@ def map_replicas(fn, num_replicas: int, in_axes=0):
 
 
 def select_replicas(mask, new, old):
-  """`new` for the replicas where `mask` is True, `old` for the others."""
+  """`new` for the replicas where `mask` ((R,) booleans) is True, `old` for the others: two
+  trees of one structure whose arrays lead with the replica axis."""
   return jax.tree.map(
       lambda n, o: jnp.where(jnp.reshape(mask, (-1,) + (1,) * (n.ndim - 1)), n, o), new, old
   )
 
 
 def make_replicated_step(train_step, num_replicas: int):
-  """The step of `num_replicas` independent runs stacked on a leading axis, `(state, batch,
-  rng, active) -> (state, metrics)`; a replica whose `active` entry is False (stopped early)
-  keeps its state."""
+  """The step of `num_replicas` independent runs stacked on a leading axis.
+
+  Args:
+    train_step: one replica's step (`make_step`).
+    num_replicas: R.
+
+  Returns:
+    `replicated_step(state, batch, rng, active) -> (state, metrics)`: state, batch, rng ((R,)
+    keys) and metrics with a leading axis of R; a replica whose `active` ((R,) booleans) entry
+    is False (stopped early) keeps its state.
+  """
   step = map_replicas(train_step, num_replicas)
 
   def replicated_step(state, batch, rng, active):
@@ -450,7 +553,17 @@ def make_window(replicated_step, make_batch, length: int):
   device, or the batch itself), `live[k]` says whether step k trains (a window cut short keeps
   its state through the rest) and the metrics are stacked on the window's axis. A window of
   one step is that step, not a loop of one: XLA:CPU runs a convolution inside a loop far
-  slower (`make_game_step`)."""
+  slower (`make_game_step`).
+
+  Args:
+    replicated_step: `make_replicated_step`'s step.
+    make_batch: `(arrays, step_input) -> batch`.
+    length: L, the steps of a window.
+
+  Returns:
+    `window(state, arrays, inputs, rng, active, live) -> (state, metrics)`: inputs with a
+    leading axis of L, live (L,) booleans, active (R,) booleans, metrics (L, R).
+  """
 
   def one(state, arrays, step_input, rng, active):
     return replicated_step(state, make_batch(arrays, step_input), rng, active)
@@ -479,7 +592,20 @@ def window_length(
   largest of its divisors whose inputs (`step_input` a step's) fit WINDOW_INPUT_BYTES; one step
   for a kind that is not `windowed` (a game) and on CPU for a step that convolves
   (XLA:CPU runs a convolution inside a loop far slower, `make_game_step`). An MLP's step on CPU
-  gains from the loop: BENCHMARKS.md, "The training loop"."""
+  gains from the loop: BENCHMARKS.md, "The training loop".
+
+  Args:
+    replicated_step: `make_replicated_step`'s step, traced (not run) on the next three.
+    state: the replicas' train state.
+    batch: the replicas' batch, {"x": (R, B, *example_shape), ...}.
+    rngs: (R,) step keys.
+    step_input: what one step's input holds on the host (its batch, or its indices and noise).
+    log_every: the logging window, which the length divides.
+    kind: the model's `StepKind`.
+
+  Returns:
+    The window's length in steps, at least 1.
+  """
   active = np.ones(len(rngs), bool)
   if not kind.windowed or (
       jax.default_backend() == "cpu" and convolves(replicated_step, state, batch, rngs, active)
@@ -492,7 +618,11 @@ def window_length(
 
 def windows(start: int, num_steps: int, length: int):
   """The steps of each compiled window from `start` on: up to the next multiple of `length`
-  (which divides `log_every`, so that logging steps end windows) or the last step."""
+  (which divides `log_every`, so that logging steps end windows) or the last step.
+
+  Yields:
+    range(first step, end) of each window, in order, until `num_steps`.
+  """
   step = start
   while step < num_steps:
     end = min((step // length + 1) * length, num_steps)
@@ -503,8 +633,21 @@ def windows(start: int, num_steps: int, length: int):
 def window_means(pending: list, active, step: int, label, kept=lambda: "") -> dict:
   """Each metric's mean over a logging window's steps, per replica: `pending` holds the
   window's compiled windows, (steps trained, their metrics stacked on the window's axis) each,
-  ending at `step`. A non-finite loss of an active replica is a `NonFiniteLossError` naming its
-  step and `label(replica)`, and saying `kept()` (what a stopped run keeps)."""
+  ending at `step`.
+
+  Args:
+    pending: [(steps trained, metrics {name: (L, R)}), ...] of the logging window.
+    active: (R,) booleans, the replicas still training.
+    step: the step the logging window ends at.
+    label: `label(replica) -> str`, the replica in an error's words.
+    kept: `kept() -> str`, what a stopped run keeps, for an error's words.
+
+  Returns:
+    {name: (R,) means}.
+
+  Raises:
+    zoo.errors.NonFiniteLossError: a non-finite loss of an active replica, naming its step.
+  """
   rows = [
       jax.tree.map(lambda m, k=k: m[k], window)
       for count, window in jax.device_get(pending)
@@ -523,12 +666,13 @@ def window_means(pending: list, active, step: int, label, kept=lambda: "") -> di
 
 
 def fold_in_replicas(keys: jax.Array, data: int) -> jax.Array:
-  """`jax.random.fold_in` of each replica's key."""
+  """`jax.random.fold_in(key, data)` of each of the (R,) `keys`: (R,) keys."""
   return jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, data)
 
 
 def replica_keys(seeds) -> tuple[jax.Array, jax.Array]:
-  """(init keys, step keys), one of each per seed: the split of `jax.random.key(seed)`."""
+  """(init keys, step keys), each (len(seeds),): per seed, the split of
+  `jax.random.key(seed)`."""
   keys = jnp.stack([jax.random.split(jax.random.key(seed)) for seed in seeds])
   return keys[:, 0], keys[:, 1]
 
@@ -549,7 +693,8 @@ STREAMS = {
 
 
 def stream_key(seed: int, stream: str) -> jax.Array:
-  """The key of the named random stream (`STREAMS`) of the run of `seed`."""
+  """The key of the named random stream (a key of `STREAMS`) of the run of `seed`: a scalar
+  typed key."""
   return jax.random.fold_in(jax.random.key(seed), STREAMS[stream])
 
 
@@ -560,19 +705,26 @@ def stream_generator(seed: int, stream: str) -> np.random.Generator:
 
 @dataclasses.dataclass
 class Devices:
-  """The mesh over all devices of all processes, and how to put arrays on it."""
+  """The mesh over all devices of all processes, and how to put arrays on it.
+
+  Attributes:
+    mesh: a one-axis mesh, `data`, over which batches are split.
+  """
 
   mesh: Mesh
 
   @classmethod
   def all(cls, devices=None):
+    """The mesh over `devices` (a sequence of `jax.Device`; None: `jax.devices()`)."""
     return cls(Mesh(np.asarray(devices if devices is not None else jax.devices()), ("data",)))
 
   @property
   def size(self) -> int:
+    """The number of devices."""
     return self.mesh.size
 
   def replicate(self, tree):
+    """`tree`'s arrays, a copy on every device."""
     return jax.device_put(tree, NamedSharding(self.mesh, PartitionSpec()))
 
   def restore(self, manager, step: int):

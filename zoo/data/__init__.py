@@ -368,7 +368,21 @@ def preprocessing(
     dataset: Dataset, kind: str, alpha: float = 1e-6, zca_epsilon: float = 1e-4
 ) -> Preprocessing:
   """The preprocessing `kind` for `dataset`. ZCA is fitted on its training split with fixed
-  dequantisation noise: a property of the data set, the same for every run and seed."""
+  dequantisation noise: a property of the data set, the same for every run and seed.
+
+  Args:
+    dataset: a `Dataset`.
+    kind: one of `PREPROCESSING_KINDS`.
+    alpha: the logit transform's boundary shrinkage, x -> alpha + (1 - 2 alpha) x (MAF paper: 1e-6).
+    zca_epsilon: added to the covariance's eigenvalues before ZCA's inverse square root.
+
+  Returns:
+    The `Preprocessing`: its map of a batch into the model's space, its inverse and the
+    log-determinant that puts a density back in pixel space.
+
+  Raises:
+    zoo.errors.UserError: an unknown kind, or a pixel preprocessing of real-valued data.
+  """
   if kind not in PREPROCESSING_KINDS:
     raise errors.UserError(
         f"preprocessing must be one of {', '.join(PREPROCESSING_KINDS)}, not {kind!r}"
