@@ -20,7 +20,9 @@ from zoo import configs
 from zoo import errors
 from zoo import training
 
-PROGRESS = "progress.json"  # the training seconds spent up to the last checkpoint
+# The training seconds spent up to the last complete checkpoint, written once it is complete
+# from what the checkpoint itself records (`Checkpoints.save`).
+PROGRESS = "progress.json"
 LOCK = "run.lock"  # held by the run training in the workdir (`workdir_lock`)
 # Beside checkpoint <step>/: the size of each of its files once it is finished, so that a
 # resume finds a truncated or missing file before orbax reads it (a read orbax abandons half
@@ -193,7 +195,8 @@ class Checkpoints:
     damage = _damage(self.latest, self.start_step)
     if damage:
       self._set_aside(self.latest, self.start_step)
-      older = [s for s in self.latest.all_steps(read=True) if s < self.start_step]
+      self.latest.reload()
+      older = [s for s in self.latest.all_steps() if s < self.start_step]
       then = f"resumes from step {max(older)}" if older else "starts from step 0"
       raise errors.UserError(
           f"the checkpoint at step {self.start_step} in {self.latest.directory} is damaged "
@@ -215,8 +218,13 @@ class Checkpoints:
   def seconds_trained(self) -> float:
     """The wall-clock seconds the run had trained when it saved the checkpoint it resumes
     from, so that a resumed run reports its whole training time."""
-    path = os.path.join(self.workdir, PROGRESS)
-    if not self.start_step or not os.path.exists(path):
+    if not self.start_step:
+      return 0.0
+    recorded = _train_seconds(self.latest, self.start_step)
+    if recorded is not None:
+      return recorded
+    path = os.path.join(self.workdir, PROGRESS)  # a checkpoint saved before they recorded it
+    if not os.path.exists(path):
       return 0.0
     with open(path) as f:
       progress = json.load(f)
@@ -278,10 +286,10 @@ class Checkpoints:
           f"command again to resume"
       )
 
-  def _record_sizes(self) -> None:
+  def _record_finished(self) -> None:
     """Wait for the saves in flight, then write the size of every file of each finished
     checkpoint, latest and best, that has no record yet (and drop the records of checkpoints
-    orbax removed)."""
+    orbax removed), and PROGRESS for the latest."""
     self._finished(self.latest)
     self._finished(self.best)
     if not self.is_writer:
@@ -290,7 +298,8 @@ class Checkpoints:
       directory = str(manager.directory)
       if not os.path.isdir(directory):
         continue
-      steps = set(manager.all_steps(read=True))
+      manager.reload()
+      steps = set(manager.all_steps())
       for name in os.listdir(directory):
         if name.endswith(SIZES) and int(name[: -len(SIZES)]) not in steps:
           os.remove(os.path.join(directory, name))
@@ -306,6 +315,12 @@ class Checkpoints:
             for name in names
         }
         logs.write_json(_sizes_path(manager, step), sizes)
+    last = self.latest.latest_step()
+    seconds = None if last is None else _train_seconds(self.latest, last)
+    if seconds is not None:
+      logs.write_json(
+          os.path.join(self.workdir, PROGRESS), {"step": last, "train_seconds": seconds}
+      )
 
   def _set_aside(self, manager: ocp.CheckpointManager, step: int) -> None:
     """Move checkpoint `step` of `manager` to `<step>.unreadable` (which orbax does not take
@@ -317,15 +332,17 @@ class Checkpoints:
       os.remove(_sizes_path(manager, step))
 
   def save(self, step: int, state: training.TrainState, train_seconds: float) -> None:
-    """Checkpoint `state` at `step`, with the training seconds spent so far; the checkpoint
-    before it, finished, has its files' sizes recorded."""
-    self._record_sizes()
+    """Checkpoint `state` at `step`, with the training seconds spent so far in the checkpoint's
+    own metadata, written in its atomic commit; the checkpoint before it, finished, has its
+    files' sizes and PROGRESS recorded."""
+    self._record_finished()
     self._check_room(step)
-    self.latest.save(step, args=ocp.args.StandardSave(state), force=True)
-    if self.is_writer:
-      logs.write_json(
-          os.path.join(self.workdir, PROGRESS), {"step": step, "train_seconds": train_seconds}
-      )
+    self.latest.save(
+        step,
+        args=ocp.args.StandardSave(state),
+        force=True,
+        custom_metadata={"train_seconds": train_seconds},
+    )
 
   def kept(self) -> str:
     """What the run keeps if it stops now, in words: the save in flight, finished on `close`,
@@ -336,11 +353,17 @@ class Checkpoints:
     """Wait for the saves in flight and record them, then release the managers' threads and
     event loops (after a save that failed too)."""
     try:
-      self._record_sizes()
+      self._record_finished()
     finally:
       for manager in (self.latest, self.best):
         with contextlib.suppress(Exception):  # the failed save's error, raised again
           manager.close()
+
+
+def _train_seconds(manager: ocp.CheckpointManager, step: int) -> float | None:
+  """The training seconds checkpoint `step` of `manager` records (None for one saved before
+  checkpoints recorded them)."""
+  return manager.metadata(step).custom_metadata.get("train_seconds")
 
 
 def _sizes_path(manager: ocp.CheckpointManager, step: int) -> str:

@@ -1,6 +1,7 @@
 """The runner: one train step under jit and sharding, exact resume, divergence, outputs."""
 
 import contextlib
+import errno
 import itertools
 import json
 import os
@@ -15,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 import pytest
 from conftest import ROOT
 from conftest import command_env
@@ -331,6 +333,43 @@ def test_a_full_disk_ends_the_run_in_one_line_and_keeps_its_last_good_checkpoint
     subprocess.run(_cli(workdir, data_dir), cwd=ROOT, env=command_env(), check=True)
     assert read_metrics(workdir) == read_metrics(uninterrupted)
     assert _results(workdir)["test"] == _results(uninterrupted)["test"]
+
+
+class _FailedWrite:
+  """An orbax commit future whose write failed: what a file system remounted read-only under a
+  save in flight gives (found there: orbax's save returns, its background write raises EROFS)."""
+
+  def result(self, timeout=None):
+    del timeout
+    raise OSError(errno.EROFS, "Read-only file system")
+
+
+def test_a_save_that_fails_leaves_the_progress_record_at_the_last_complete_checkpoint(
+    tmp_path, data_dir, monkeypatch
+):
+  """The step-40 checkpoint's write fails after its save began: the run ends in one line naming
+  the step-20 checkpoint it keeps, and progress.json describes that checkpoint (it said step 40,
+  whose seconds no checkpoint holds); started again, the run resumes from it and finishes."""
+  write = ocp.StandardCheckpointHandler.async_save
+
+  async def failing_at_step_40(self, directory, *args, **kwargs):
+    futures = await write(self, directory, *args, **kwargs)
+    failed = f"{os.sep}checkpoints{os.sep}40." in str(directory)
+    return [*futures, _FailedWrite()] if failed else futures
+
+  monkeypatch.setattr(ocp.StandardCheckpointHandler, "async_save", failing_at_step_40)
+  config = smoke_config(data_dir, num_steps=40, checkpoint_every=20, eval_every=20)
+  workdir = str(tmp_path / "run")
+  with pytest.raises(
+      errors.UserError, match=r"could not be written .*Read-only file system.* step 20, is kept"
+  ):
+    loop.train_and_evaluate(config, workdir)
+  saved = zoo.checkpoints.manager(os.path.join(workdir, "checkpoints"))
+  with open(os.path.join(workdir, checkpointing.PROGRESS)) as f:
+    progress = json.load(f)
+  assert saved.latest_step() == progress["step"] == 20
+  monkeypatch.undo()
+  assert loop.train_and_evaluate(config, workdir)["steps"] == 40
 
 
 def _largest_file(directory):
