@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import socket
+import sys
 import time
 
 import jax
@@ -189,31 +190,39 @@ class Checkpoints:
   def resume(self, state: training.TrainState) -> training.TrainState:
     """The state of the latest checkpoint, which must have the arrays of `state`; `state`
     itself where there is none. A checkpoint that does not fit is refused before it is read
-    (a read that orbax abandons half done leaves callbacks to an event loop it has closed)."""
+    (a read that orbax abandons half done leaves callbacks to an event loop it has closed).
+    One whose size record finds it damaged, or that cannot be read (a run killed between its
+    save and its record leaves it unrecorded), is set aside with one line."""
     if not self.start_step:
       return state
     damage = _damage(self.latest, self.start_step)
-    if damage:
-      self._set_aside(self.latest, self.start_step)
-      self.latest.reload()
-      older = [s for s in self.latest.all_steps() if s < self.start_step]
-      then = f"resumes from step {max(older)}" if older else "starts from step 0"
-      raise errors.UserError(
-          f"the checkpoint at step {self.start_step} in {self.latest.directory} is damaged "
-          f"({damage}); it is moved to {self.start_step}.unreadable, and the same command "
-          f"started again {then}"
-      )
-    difference = _first_difference(
-        ocp.tree.to_flat_dict(self.latest.item_metadata(self.start_step).tree),
-        ocp.tree.to_flat_dict(state),
+    try:
+      if not damage:
+        difference = _first_difference(
+            ocp.tree.to_flat_dict(self.latest.item_metadata(self.start_step).tree),
+            ocp.tree.to_flat_dict(state),
+        )
+        if difference:
+          raise errors.UserError(
+              f"the checkpoint at step {self.start_step} in {self.latest.directory} does not "
+              f"fit this config (a different model, num_seeds, replicas or zoo version wrote "
+              f"it; {difference}); train into a new workdir"
+          )
+        return self.latest.restore(self.start_step, args=ocp.args.StandardRestore(state))
+    except errors.UserError:
+      raise
+    except Exception as e:  # pylint: disable=broad-except: whatever reading it raised
+      damage = f"unreadable: {_reason(e)}"
+      _silence_abandoned_reads()
+    self._set_aside(self.latest, self.start_step)
+    self.latest.reload()
+    older = [s for s in self.latest.all_steps() if s < self.start_step]
+    then = f"resumes from step {max(older)}" if older else "starts from step 0"
+    raise errors.UserError(
+        f"the checkpoint at step {self.start_step} in {self.latest.directory} is damaged "
+        f"({damage}); it is moved to {self.start_step}.unreadable, and the same command "
+        f"started again {then}"
     )
-    if difference:
-      raise errors.UserError(
-          f"the checkpoint at step {self.start_step} in {self.latest.directory} does not fit "
-          f"this config (a different model, num_seeds, replicas or zoo version wrote it; "
-          f"{difference}); train into a new workdir"
-      )
-    return self.latest.restore(self.start_step, args=ocp.args.StandardRestore(state))
 
   def seconds_trained(self) -> float:
     """The wall-clock seconds the run had trained when it saved the checkpoint it resumes
@@ -329,7 +338,8 @@ class Checkpoints:
       path = os.path.join(manager.directory, str(step))
       shutil.rmtree(f"{path}.unreadable", ignore_errors=True)
       os.replace(path, f"{path}.unreadable")
-      os.remove(_sizes_path(manager, step))
+      with contextlib.suppress(FileNotFoundError):  # a checkpoint without its record
+        os.remove(_sizes_path(manager, step))
 
   def save(self, step: int, state: training.TrainState, train_seconds: float) -> None:
     """Checkpoint `state` at `step`, with the training seconds spent so far in the checkpoint's
@@ -388,11 +398,25 @@ def _damage(manager: ocp.CheckpointManager, step: int) -> str | None:
 
 
 def _reason(error: Exception) -> str:
-  """A write's error in a few words: the system's for an OSError ("No space left on device"),
-  else its message's first line."""
+  """An error in a few words: the system's for an OSError ("No space left on device"), else
+  its message's first line, without the TensorStore spec that orbax's read errors append."""
   if isinstance(error, OSError) and error.strerror:
     return error.strerror
-  return str(error).splitlines()[0] if str(error) else type(error).__name__
+  return str(error).splitlines()[0].split(". See full TensorStore")[0] or type(error).__name__
+
+
+def _silence_abandoned_reads() -> None:
+  """Keep quiet the reads of a checkpoint that orbax abandons when one of them fails: each
+  coroutine still reading raises its own error as it is collected, which Python prints as
+  "Exception ignored in" with a traceback (`sys.unraisablehook`). Others still print."""
+  previous = sys.unraisablehook
+
+  def hook(unraisable):
+    code = getattr(unraisable.object, "cr_code", None)
+    if code is None or f"{os.sep}orbax{os.sep}" not in code.co_filename:
+      previous(unraisable)
+
+  sys.unraisablehook = hook
 
 
 def _first_difference(saved: dict, wanted: dict) -> str | None:
