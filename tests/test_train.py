@@ -169,7 +169,8 @@ def test_a_finished_run_writes_every_output(tmp_path, data_dir, monkeypatch):
 KILLED_RUN = {"num_steps": 400, "checkpoint_every": 20, "log_every": 10, "eval_every": 100}
 
 
-def _cli(workdir, data_dir, *extra):
+def _cli(workdir, data_dir, *extra, settings=None):
+  """The command of a smoke MAF run of `settings` (KILLED_RUN's by default) into `workdir`."""
   return [
       sys.executable,
       "-m",
@@ -178,7 +179,7 @@ def _cli(workdir, data_dir, *extra):
       "--preset=smoke",
       f"--workdir={workdir}",
       f"--config.data_dir={data_dir}",
-      *(f"--config.{key}={value}" for key, value in KILLED_RUN.items()),
+      *(f"--config.{key}={value}" for key, value in (settings or KILLED_RUN).items()),
       *extra,
   ]
 
@@ -419,17 +420,7 @@ def test_a_damaged_checkpoint_without_its_size_record_is_named_and_set_aside(tmp
   abandons, may still print "Event loop is closed" tracebacks from TensorStore's threads (in 1
   of 2 tries here): that case asserts the line and the exit status, not a quiet stderr."""
   workdir = str(tmp_path / "run")
-  keys = {"num_steps": 40, "checkpoint_every": 20, "eval_every": 20}
-  command = [
-      sys.executable,
-      "-m",
-      "experiments.run",
-      "--model=maf",
-      "--preset=smoke",
-      f"--workdir={workdir}",
-      f"--config.data_dir={data_dir}",
-      *(f"--config.{key}={value}" for key, value in keys.items()),
-  ]
+  command = _cli(workdir, data_dir, settings={"num_steps": 40, "checkpoint_every": 20})
   run = lambda: subprocess.run(command, cwd=ROOT, env=command_env(), capture_output=True, text=True)
   assert run().returncode == 0
   expected = _results(workdir)["test"]
