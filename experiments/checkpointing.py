@@ -209,8 +209,8 @@ class Checkpoints:
               f"it; {difference}); train into a new workdir"
           )
         return self.latest.restore(self.start_step, args=ocp.args.StandardRestore(state))
-    except errors.UserError:
-      raise
+    except (errors.UserError, MemoryError, jax.errors.JaxRuntimeError):
+      raise  # a config that does not fit, or no memory for it: not the checkpoint's fault
     except Exception as e:  # pylint: disable=broad-except: whatever reading it raised
       damage = f"unreadable: {_reason(e)}"
       _silence_abandoned_reads()
@@ -402,7 +402,8 @@ def _reason(error: Exception) -> str:
   its message's first line, without the TensorStore spec that orbax's read errors append."""
   if isinstance(error, OSError) and error.strerror:
     return error.strerror
-  return str(error).splitlines()[0].split(". See full TensorStore")[0] or type(error).__name__
+  first = (str(error).splitlines() or [""])[0]
+  return first.split(". See full TensorStore")[0] or type(error).__name__
 
 
 def _silence_abandoned_reads() -> None:
