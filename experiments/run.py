@@ -11,9 +11,11 @@ asked for ends with one line on stderr and exit status 2; a diverged loss with e
 SIGTERM or Ctrl-C while it trains with a checkpoint at the step it stopped and exit status 143
 (a second Ctrl-C stops at once). A workdir another run holds is refused. Each process of a
 multi-process run trains under a supervisor (`experiments.supervision`): when another process of
-the run is lost, it ends within --heartbeat_timeout seconds, with one line and exit status 75.
+the run is lost, it ends within --heartbeat_timeout seconds, with one line and exit status 75;
+when another fails, at once, with one line naming it and the failing process's status.
 """
 
+import contextlib
 import os
 
 from absl import flags
@@ -115,11 +117,18 @@ def _start_processes():
 def main(argv) -> int:
   config = parse(argv)
   workdir = FLAGS.workdir or os.path.join("workdirs", f"{FLAGS.model}-{FLAGS.preset}")
+  failures = contextlib.nullcontext()
   if _distributed():
     if not supervision.is_supervised():
       return supervision.supervise(argv, lambda: checkpointing.kept(workdir))
     _start_processes()
-  results = loop.train_and_evaluate(config, workdir, allow_config_change=FLAGS.allow_config_change)
+    failures = supervision.failures_end_the_run(
+        lambda: checkpointing.kept(workdir), FLAGS.heartbeat_timeout
+    )
+  with failures:
+    results = loop.train_and_evaluate(
+        config, workdir, allow_config_change=FLAGS.allow_config_change
+    )
   for part in results.get("settings", [results]):
     test = ", ".join(f"{k} {v:.4f}" for k, v in part["test"].items())
     setting = configs.setting_name(part.get("setting", {}))

@@ -44,10 +44,14 @@ def free_port(candidates=(0,)):
   raise RuntimeError("no free port")
 
 
-def launch(workdir, data_dir, model, *extra, slurm=False, log="process"):
+FAULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "faults")
+
+
+def launch(workdir, data_dir, model, *extra, slurm=False, log="process", faults=None):
   """The same command on 2 processes of 2 devices each, as on 2 hosts: told where process 0
   is by flags, or (`slurm`) finding it in the environment a SLURM job step of 2 tasks sets.
-  Process i appends its stderr to `{log}{i}.log` in the workdir."""
+  Process i appends its stderr to `{log}{i}.log` in the workdir; `faults` ({i: "KIND:STEP"})
+  injects a fault into process i (tests/faults/sitecustomize.py)."""
   env = command_env("--xla_force_host_platform_device_count=2")
   os.makedirs(workdir, exist_ok=True)
   port = free_port(random.sample(SLURM_PORTS, 100) if slurm else (0,))
@@ -78,7 +82,11 @@ def launch(workdir, data_dir, model, *extra, slurm=False, log="process"):
                 *extra,
             ],
             cwd=ROOT,
-            env=env,
+            env=(
+                {**env, "ZOO_FAULT": faults[i], "PYTHONPATH": os.pathsep.join([FAULTS, ROOT])}
+                if faults and i in faults
+                else env
+            ),
             stdout=subprocess.DEVNULL,
             stderr=open(os.path.join(workdir, f"{log}{i}.log"), "a"),
         )
@@ -270,3 +278,55 @@ def test_two_processes_train_as_one_and_end_well_when_preempted_or_a_peer_dies(t
       os.path.join(whole, "results.json")
   ) as g:
     assert json.load(f)["test"] == json.load(g)["test"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_pair(tmp_path_factory, data_dir):
+  """The workdir of PAIR_RUN trained by a pair without a fault."""
+  workdir = str(tmp_path_factory.mktemp("pair") / "whole")
+  finish(launch(workdir, data_dir, "maf", *PAIR_RUN), workdir)
+  return workdir
+
+
+PAIR_RUN = (
+    "--config.num_steps=60",
+    "--config.checkpoint_every=20",
+    "--config.log_every=5",
+    "--config.eval_every=20",
+    "--heartbeat_timeout=5",
+)
+
+
+@pytest.mark.slow  # ~1.5 min each on 2 cores: two two-process launches
+@pytest.mark.parametrize("fault", ["feed", "feed_and_stay"])
+def test_an_exception_in_one_process_ends_both_with_its_status_and_the_run_resumes(
+    tmp_path, data_dir, uninterrupted_pair, fault
+):
+  """Process 1's data feed raises at step 30 while process 0 waits for it in the step's
+  all-reduce (`feed`), or raises and a thread keeps it alive past its main thread
+  (`feed_and_stay`): both hung until someone noticed (process 1's exit waited for process 0 in
+  `jax.distributed.shutdown`, or for its thread). Now both end within the heartbeat timeout of
+  each other, each with one line naming process 1 and its error, and the status of an error
+  that is not a lost process (1, not 75); started again, the pair resumes from the step-20
+  checkpoint and ends as the pair without the fault."""
+  workdir = str(tmp_path / "run")
+  processes = launch(workdir, data_dir, "maf", *PAIR_RUN, log="failed", faults={1: f"{fault}:30"})
+  ended = {}
+  deadline = time.time() + 300
+  while len(ended) < 2 and time.time() < deadline:
+    for i, process in enumerate(processes):
+      if i not in ended and process.poll() is not None:
+        ended[i] = time.time()
+    time.sleep(0.05)
+  for process in processes:
+    process.kill()
+  assert len(ended) == 2, "the pair did not end"
+  assert [p.returncode for p in processes] == [1, 1]
+  assert max(ended.values()) - min(ended.values()) < 5
+  lines = [_last_line(workdir, "failed", i) for i in (0, 1)]
+  error = "OSError: injected: the data feed failed at step 30"
+  assert lines[0].startswith(f"error: process 1 of this run failed: {error}; this process "), lines
+  assert lines[1].startswith(f"error: {error} (in process 1 of this run; every process "), lines
+  assert all("the last good checkpoint, step 20, is kept" in line for line in lines), lines
+  finish(launch(workdir, data_dir, "maf", *PAIR_RUN), workdir)
+  assert read_metrics(workdir) == read_metrics(uninterrupted_pair)
