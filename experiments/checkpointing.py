@@ -14,6 +14,7 @@ import time
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 from experiments import logs
 from zoo import checkpoints
@@ -278,14 +279,21 @@ class Checkpoints:
     """Refuse a save at `step` that the disk has no room for, before orbax writes anything (a
     write orbax abandons half done leaves tracebacks of its threads on stderr, even when its
     error is caught): room for a checkpoint as large as the last one, in whole blocks, and
-    ROOM_TO_SPARE. The first save, before any size is recorded, is not checked."""
-    recorded = [s for s in self.latest.all_steps() if os.path.exists(_sizes_path(self.latest, s))]
-    if not recorded:
-      return
-    with open(_sizes_path(self.latest, max(recorded))) as f:
-      sizes = json.load(f).values()
+    ROOM_TO_SPARE. The first save, before any size is recorded, is not checked. Every process
+    of a run checks the disk it writes its shards to, against the size the writing process
+    read from its record (the others could look before the record is written: a process whose
+    disk was full then saved unchecked); one that lacks room stops them all
+    (`supervision.failures_end_the_run`)."""
     disk = os.statvfs(self.workdir)
-    needed = sum(-(-size // disk.f_bsize) * disk.f_bsize for size in sizes)
+    needed = 0
+    recorded = [s for s in self.latest.all_steps() if os.path.exists(_sizes_path(self.latest, s))]
+    if self.is_writer and recorded:
+      with open(_sizes_path(self.latest, max(recorded))) as f:
+        needed = sum(-(-size // disk.f_bsize) * disk.f_bsize for size in json.load(f).values())
+    if jax.process_count() > 1:  # in KiB: an int32, as JAX broadcasts it, holds 2 TiB
+      needed = int(multihost_utils.broadcast_one_to_all(np.int32(-(-needed // 1024)))) * 1024
+    if not needed:
+      return
     free = disk.f_bavail * disk.f_frsize
     if free < needed + ROOM_TO_SPARE:
       raise errors.UserError(

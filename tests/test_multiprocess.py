@@ -297,6 +297,23 @@ PAIR_RUN = (
 )
 
 
+def _statuses_of_a_pair_that_ends_as_one(processes) -> list[int]:
+  """The exit statuses of a pair, once both ended within the heartbeat timeout (5 s) of each
+  other (both are killed if they have not within 300 s)."""
+  ended = {}
+  deadline = time.time() + 300
+  while len(ended) < 2 and time.time() < deadline:
+    for i, process in enumerate(processes):
+      if i not in ended and process.poll() is not None:
+        ended[i] = time.time()
+    time.sleep(0.05)
+  for process in processes:
+    process.kill()
+  assert len(ended) == 2, "the pair did not end"
+  assert max(ended.values()) - min(ended.values()) < 5
+  return [process.returncode for process in processes]
+
+
 @pytest.mark.slow  # ~1.5 min each on 2 cores: two two-process launches
 @pytest.mark.parametrize("fault", ["feed", "feed_and_stay"])
 def test_an_exception_in_one_process_ends_both_with_its_status_and_the_run_resumes(
@@ -311,22 +328,29 @@ def test_an_exception_in_one_process_ends_both_with_its_status_and_the_run_resum
   checkpoint and ends as the pair without the fault."""
   workdir = str(tmp_path / "run")
   processes = launch(workdir, data_dir, "maf", *PAIR_RUN, log="failed", faults={1: f"{fault}:30"})
-  ended = {}
-  deadline = time.time() + 300
-  while len(ended) < 2 and time.time() < deadline:
-    for i, process in enumerate(processes):
-      if i not in ended and process.poll() is not None:
-        ended[i] = time.time()
-    time.sleep(0.05)
-  for process in processes:
-    process.kill()
-  assert len(ended) == 2, "the pair did not end"
-  assert [p.returncode for p in processes] == [1, 1]
-  assert max(ended.values()) - min(ended.values()) < 5
+  assert _statuses_of_a_pair_that_ends_as_one(processes) == [1, 1]
   lines = [_last_line(workdir, "failed", i) for i in (0, 1)]
   error = "OSError: injected: the data feed failed at step 30"
   assert lines[0].startswith(f"error: process 1 of this run failed: {error}; this process "), lines
   assert lines[1].startswith(f"error: {error} (in process 1 of this run; every process "), lines
   assert all("the last good checkpoint, step 20, is kept" in line for line in lines), lines
+  finish(launch(workdir, data_dir, "maf", *PAIR_RUN), workdir)
+  assert read_metrics(workdir) == read_metrics(uninterrupted_pair)
+
+
+@pytest.mark.slow  # ~1 min on 2 cores: two two-process launches
+def test_a_full_disk_on_one_host_stops_both_before_the_save(tmp_path, data_dir, uninterrupted_pair):
+  """Process 1's file system has no room (its `os.statvfs` says so) while process 0's has:
+  process 1's own check stops it before the step-40 save, and process 0 with it, each with one
+  line naming process 1 and the room it lacks (exit status 2); with room again, the pair resumes
+  from the step-20 checkpoint and ends as the pair that had room."""
+  workdir = str(tmp_path / "run")
+  processes = launch(workdir, data_dir, "maf", *PAIR_RUN, log="full", faults={1: "full_disk"})
+  assert _statuses_of_a_pair_that_ends_as_one(processes) == [2, 2]
+  lines = [_last_line(workdir, "full", i) for i in (0, 1)]
+  room = "no room for the checkpoint at step 40 in "
+  assert lines[0].startswith(f"error: process 1 of this run failed: {room}"), lines
+  assert lines[1].startswith(f"error: {room}") and "(in process 1 of this run; " in lines[1], lines
+  assert zoo.checkpoints.manager(os.path.join(workdir, "checkpoints")).latest_step() == 20
   finish(launch(workdir, data_dir, "maf", *PAIR_RUN), workdir)
   assert read_metrics(workdir) == read_metrics(uninterrupted_pair)
