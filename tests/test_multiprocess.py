@@ -51,7 +51,8 @@ def launch(workdir, data_dir, model, *extra, slurm=False, log="process", faults=
   """The same command on 2 processes of 2 devices each, as on 2 hosts: told where process 0
   is by flags, or (`slurm`) finding it in the environment a SLURM job step of 2 tasks sets.
   Process i appends its stderr to `{log}{i}.log` in the workdir; `faults` ({i: "KIND:STEP"})
-  injects a fault into process i (tests/faults/sitecustomize.py)."""
+  injects a fault into process i (tests/faults/sitecustomize.py; its files are
+  `{log}{i}.fault.*` in the workdir)."""
   env = command_env("--xla_force_host_platform_device_count=2")
   os.makedirs(workdir, exist_ok=True)
   port = free_port(random.sample(SLURM_PORTS, 100) if slurm else (0,))
@@ -83,7 +84,12 @@ def launch(workdir, data_dir, model, *extra, slurm=False, log="process", faults=
             ],
             cwd=ROOT,
             env=(
-                {**env, "ZOO_FAULT": faults[i], "PYTHONPATH": os.pathsep.join([FAULTS, ROOT])}
+                {
+                    **env,
+                    "ZOO_FAULT": faults[i],
+                    "ZOO_FAULT_FILE": os.path.join(workdir, f"{log}{i}.fault"),
+                    "PYTHONPATH": os.pathsep.join([FAULTS, ROOT]),
+                }
                 if faults and i in faults
                 else env
             ),
@@ -227,8 +233,9 @@ def _last_line(workdir, log, i):
 def test_two_processes_train_as_one_and_end_well_when_preempted_or_a_peer_dies(tmp_path, data_dir):
   """Two processes of two devices each, finding each other as a SLURM job step's tasks do,
   train as this process does on four devices. The same pair, told where process 0 is by flags,
-  then meets a scheduler's notice sent to process 1 alone (both stop at the same step, with its
-  checkpoint, exit 143) and, resumed, the death of process 1 (process 0 ends within the
+  then meets a scheduler's notice sent to process 1 alone while it is held after step 30, so
+  that the run cannot end first (both stop at the same step, step 35, with its checkpoint,
+  exit 143) and, resumed, the death of process 1 (process 0 ends within the
   heartbeat timeout with one line naming it, exit 75); resumed again, it ends as the
   uninterrupted pair, outside the logging window it was preempted in."""
   # windows of 5 steps: a notice needs a few of them to reach every process before the end
@@ -247,9 +254,15 @@ def test_two_processes_train_as_one_and_end_well_when_preempted_or_a_peer_dies(t
   )
   assert_trained_by_two_processes_of_four_devices(whole, settings["num_steps"])
 
-  processes = launch(faulted, data_dir, "maf", *flags, log="preempted")
-  _once_checkpointed_after(processes, faulted, 0)
-  processes[1].send_signal(signal.SIGTERM)
+  processes = launch(faulted, data_dir, "maf", *flags, log="preempted", faults={1: "hold:6"})
+  held = os.path.join(faulted, "preempted1.fault")
+  while not os.path.exists(f"{held}.held"):  # process 1 waits after its sixth window, step 30
+    assert all(p.poll() is None for p in processes), "the pair ended before step 30"
+    time.sleep(0.05)
+  processes[1].send_signal(signal.SIGTERM)  # the notice, at a known step: it cannot finish first
+  time.sleep(1)  # for the supervisor to pass it on to its child (milliseconds)
+  with open(f"{held}.release", "w"):
+    pass
   assert [p.wait(timeout=120) for p in processes] == [143, 143]
   lines = [_last_line(faulted, "preempted", i) for i in (0, 1)]
   assert all(line.startswith("stopped by SIGTERM at step ") for line in lines), lines
