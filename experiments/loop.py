@@ -112,7 +112,7 @@ def train(run: runs.Run) -> runs.Trained:
             )
         )
     )
-    notice = cleanup.enter_context(preemption.Notice())
+    notice = cleanup.enter_context(preemption.Notice(start))
     # XLA:CPU's gloo collectives deadlock with two steps in flight (found as the default MAF on
     # 2 processes hung, one process in two steps' all-reduces, the other in one): one at a time.
     one_at_a_time = jax.process_count() > 1 and jax.devices()[0].platform == "cpu"
@@ -127,7 +127,7 @@ def train(run: runs.Run) -> runs.Trained:
         jax.block_until_ready(metrics)
       pending.append((len(steps), metrics))
       step = steps[-1] + 1
-      preempted = notice.reached()
+      preempted = notice.reached(step)
       if not (itstime(step, config.log_every, config.num_steps) or preempted):
         continue
       means = training.window_means(pending, active, step, run.label, saved.kept)

@@ -4,8 +4,11 @@ at that step, so that the next start resumes exactly where it stopped.
 
 One process notes the signal itself. Several agree on the step through JAX's preemption sync
 point (`multihost_utils.reached_preemption_sync_point`): its service, started with the
-distributed runtime, catches SIGTERM in any process and has all of them stop at the step after
-the furthest any had reached. SIGINT is passed on to it as SIGTERM.
+distributed runtime, catches SIGTERM in any process and has all of them stop at the call after
+the furthest any had made. SIGINT is passed on to it as SIGTERM. Its calls are counted by step,
+every step, because orbax's `CheckpointManager.save` asks it too, about the step it saves: with
+the loop's windows counted instead, a notice after a save set the stop at the saved step + 1,
+a count the windows never reached, and the run did not stop.
 """
 
 import os
@@ -34,10 +37,10 @@ class Notice:
   the main thread, the only one Python delivers signals to), the earlier ones afterwards.
   """
 
-  def __init__(self):
+  def __init__(self, start_step: int = 0):
     self.signal_name: str | None = None
     self._previous: dict = {}
-    self._asked = 0
+    self._asked = start_step  # the last step JAX's sync point was asked about
 
   def __enter__(self):
     if threading.current_thread() is threading.main_thread():
@@ -58,12 +61,15 @@ class Notice:
     if jax.process_count() > 1:  # JAX's service catches SIGTERM and tells every process
       os.kill(os.getpid(), signal.SIGTERM)
 
-  def reached(self) -> bool:
+  def reached(self, step: int) -> bool:
+    """Whether the run, having trained up to `step`, stops there."""
     if jax.process_count() > 1:
-      # JAX's sync point is a count of the calls, every one of them: the service stops all
-      # processes at the call after the furthest any has made
-      self._asked += 1
-      if multihost_utils.reached_preemption_sync_point(self._asked):
+      # JAX's sync point is a count of the calls: the service stops all processes at the call
+      # after the furthest any has made. Asked about every step the window trained, each
+      # process meets it in the same window, which ends at the same step everywhere.
+      asked = range(self._asked + 1, step + 1)
+      self._asked = step
+      if any([multihost_utils.reached_preemption_sync_point(s) for s in asked]):
         self.signal_name = self.signal_name or "SIGTERM"
         return True
       return False

@@ -233,11 +233,13 @@ def _last_line(workdir, log, i):
 def test_two_processes_train_as_one_and_end_well_when_preempted_or_a_peer_dies(tmp_path, data_dir):
   """Two processes of two devices each, finding each other as a SLURM job step's tasks do,
   train as this process does on four devices. The same pair, told where process 0 is by flags,
-  then meets a scheduler's notice sent to process 1 alone while it is held after step 30, so
-  that the run cannot end first (both stop at the same step, step 35, with its checkpoint,
-  exit 143) and, resumed, the death of process 1 (process 0 ends within the
-  heartbeat timeout with one line naming it, exit 75); resumed again, it ends as the
-  uninterrupted pair, outside the logging window it was preempted in."""
+  then meets a scheduler's notice sent to process 1 alone while the pair waits after its step-20
+  checkpoint, so that the run cannot end first (both stop at the same step, step 25, with its
+  checkpoint, exit 143; orbax's save had asked JAX's sync point about step 20, and the notice
+  was lost when the loop counted its windows instead of its steps) and, resumed, the death of
+  process 1 (process 0 ends within the heartbeat timeout with one line naming it, exit 75);
+  resumed again, it ends as the uninterrupted pair, outside the logging window it was
+  preempted in."""
   # windows of 5 steps: a notice needs a few of them to reach every process before the end
   settings = {"num_steps": 80, "checkpoint_every": 20, "log_every": 5, "eval_every": 40}
   flags = [f"--config.{key}={value}" for key, value in settings.items()]
@@ -254,10 +256,11 @@ def test_two_processes_train_as_one_and_end_well_when_preempted_or_a_peer_dies(t
   )
   assert_trained_by_two_processes_of_four_devices(whole, settings["num_steps"])
 
-  processes = launch(faulted, data_dir, "maf", *flags, log="preempted", faults={1: "hold:6"})
+  processes = launch(faulted, data_dir, "maf", *flags, log="preempted", faults={1: "hold:20"})
   held = os.path.join(faulted, "preempted1.fault")
-  while not os.path.exists(f"{held}.held"):  # process 1 waits after its sixth window, step 30
-    assert all(p.poll() is None for p in processes), "the pair ended before step 30"
+  _once_checkpointed_after(processes, faulted, 0)
+  while not os.path.exists(f"{held}.held"):  # the pair waits for process 1's step-20 window
+    assert all(p.poll() is None for p in processes), "the pair ended before step 20"
     time.sleep(0.05)
   processes[1].send_signal(signal.SIGTERM)  # the notice, at a known step: it cannot finish first
   time.sleep(1)  # for the supervisor to pass it on to its child (milliseconds)
@@ -267,7 +270,7 @@ def test_two_processes_train_as_one_and_end_well_when_preempted_or_a_peer_dies(t
   lines = [_last_line(faulted, "preempted", i) for i in (0, 1)]
   assert all(line.startswith("stopped by SIGTERM at step ") for line in lines), lines
   stopped = int(lines[0].split(" at step ")[1].split(",")[0])
-  assert lines[0] == lines[1] and stopped < settings["num_steps"], lines
+  assert lines[0] == lines[1] and stopped == 25, lines
   assert zoo.checkpoints.manager(os.path.join(faulted, "checkpoints")).latest_step() == stopped
 
   processes = launch(faulted, data_dir, "maf", *flags, log="lost")

@@ -7,9 +7,10 @@ PYTHONPATH; Python imports this module as it starts). `ZOO_FAULT=KIND[:STEP]` in
                  thread, as a library's worker thread can (Python's exit waits for it).
   full_disk      its file system has no free block left (`os.statvfs` says so), as a host's
                  own full disk would.
-  hold           its training loop waits before it asks whether to stop after its STEP-th
-                 window, having written $ZOO_FAULT_FILE.held, until $ZOO_FAULT_FILE.release
-                 exists: a test knows where the run is when it sends a notice.
+  hold           its data feed waits at the window that holds STEP, having written
+                 $ZOO_FAULT_FILE.held, until $ZOO_FAULT_FILE.release exists: the training
+                 loop stops there once it has trained the windows the feed made ahead, and a
+                 test knows where the run is when it sends a notice.
 """
 
 import os
@@ -20,21 +21,17 @@ KIND, _, STEP = os.environ.get("ZOO_FAULT", "").partition(":")
 
 if KIND and os.environ.get("ZOO_SUPERVISED") == "1":
   from experiments import feed
-  from experiments import preemption
 
   window, statvfs = feed.TrainFeed.window, os.statvfs
 
-  reached, windows = preemption.Notice.reached, []
-
-  def held_reached(self):
-    windows.append(None)
-    if len(windows) == int(STEP):
+  def held_window(self, steps):
+    if int(STEP) in steps:
       base = os.environ["ZOO_FAULT_FILE"]
       with open(f"{base}.held", "w"):
         pass
       while not os.path.exists(f"{base}.release"):
         time.sleep(0.05)
-    return reached(self)
+    return window(self, steps)
 
   def failing_window(self, steps):
     if steps.start >= int(STEP):
@@ -50,6 +47,6 @@ if KIND and os.environ.get("ZOO_SUPERVISED") == "1":
   if KIND == "full_disk":
     os.statvfs = full_disk
   elif KIND == "hold":
-    preemption.Notice.reached = held_reached
+    feed.TrainFeed.window = held_window
   else:
     feed.TrainFeed.window = failing_window
