@@ -69,6 +69,7 @@ class Notice:
       # process meets it in the same window, which ends at the same step everywhere.
       asked = range(self._asked + 1, step + 1)
       self._asked = step
+      # a list, not a generator: every step is asked, past the one that is reached too
       if any([multihost_utils.reached_preemption_sync_point(s) for s in asked]):
         self.signal_name = self.signal_name or "SIGTERM"
         return True

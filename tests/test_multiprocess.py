@@ -296,14 +296,6 @@ def test_two_processes_train_as_one_and_end_well_when_preempted_or_a_peer_dies(t
     assert json.load(f)["test"] == json.load(g)["test"]
 
 
-@pytest.fixture(scope="module")
-def uninterrupted_pair(tmp_path_factory, data_dir):
-  """The workdir of PAIR_RUN trained by a pair without a fault."""
-  workdir = str(tmp_path_factory.mktemp("pair") / "whole")
-  finish(launch(workdir, data_dir, "maf", *PAIR_RUN), workdir)
-  return workdir
-
-
 PAIR_RUN = (
     "--config.num_steps=60",
     "--config.checkpoint_every=20",
@@ -311,6 +303,14 @@ PAIR_RUN = (
     "--config.eval_every=20",
     "--heartbeat_timeout=5",
 )
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_pair(tmp_path_factory, data_dir):
+  """The workdir of PAIR_RUN trained by a pair without a fault."""
+  workdir = str(tmp_path_factory.mktemp("pair") / "whole")
+  finish(launch(workdir, data_dir, "maf", *PAIR_RUN), workdir)
+  return workdir
 
 
 def _statuses_of_a_pair_that_ends_as_one(processes) -> list[int]:
