@@ -156,7 +156,8 @@ def train(run: runs.Run) -> runs.Trained:
       if preempted:
         raise preemption.Preempted(
             f"stopped by {notice.signal_name} at step {step}, its checkpoint saved in "
-            f"{saved.latest.directory}; run the same command again to resume"
+            f"{saved.latest.directory}; run the same command again to resume",
+            notice.signal_name,
         )
   return runs.Trained(state, saved, step, time.time() - started, log)
 

@@ -5,7 +5,8 @@ at that step, so that the next start resumes exactly where it stopped.
 One process notes the signal itself. Several agree on the step through JAX's preemption sync
 point (`multihost_utils.reached_preemption_sync_point`): its service, started with the
 distributed runtime, catches SIGTERM in any process and has all of them stop at the call after
-the furthest any had made. SIGINT is passed on to it as SIGTERM. Its calls are counted by step,
+the furthest any had made. SIGINT is passed on to it as SIGTERM: the
+process that was sent Ctrl-C ends with SIGINT's status (130), the others with SIGTERM's (143). Its calls are counted by step,
 every step, because orbax's `CheckpointManager.save` asks it too, about the step it saves: with
 the loop's windows counted instead, a notice after a save set the stop at the saved step + 1,
 a count the windows never reached, and the run did not stop.
@@ -18,15 +19,16 @@ import threading
 import jax
 from jax.experimental import multihost_utils
 
-# 128 + SIGTERM: the status of a process the notice killed, which requeueing wrappers (SLURM's
-# `--requeue` scripts, Kubernetes' pod failure policies) already read as "preempted".
-EXIT_STATUS = 128 + signal.SIGTERM
-
 
 class Preempted(Exception):
-  """The run stopped on a notice, its checkpoint at the step it stopped saved."""
+  """The run stopped on a notice, its checkpoint at the step it stopped saved. Its exit status
+  is the shell's for the signal, 128 + its number: 143 for SIGTERM, which requeueing wrappers
+  (SLURM's `--requeue` scripts, Kubernetes' pod failure policies) read as "preempted", and 130
+  for SIGINT, a person's Ctrl-C, which they must not requeue."""
 
-  exit_status = EXIT_STATUS
+  def __init__(self, message: str, signal_name: str):
+    super().__init__(message)
+    self.exit_status = 128 + signal.Signals[signal_name]
 
 
 class Notice:

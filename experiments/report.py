@@ -88,10 +88,15 @@ def table(pattern) -> str:
 
 
 def main(argv) -> int:
-  FLAGS(argv)
+  cli.parse_known(argv)
   print(table(FLAGS.workdirs))
   return 0
 
 
-if __name__ == "__main__":
+def console() -> None:
+  """The `zoo-report` command."""
   cli.run(main)
+
+
+if __name__ == "__main__":
+  console()

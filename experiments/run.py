@@ -6,10 +6,10 @@
 
 Started again on the same workdir, it resumes from the last checkpoint, with the config it
 trained with (--allow_config_change: or one that changes only how long it trains and how often
-it logs, evaluates and checkpoints). A mistake in what was
-asked for ends with one line on stderr and exit status 2; a diverged loss with exit status 3;
-SIGTERM or Ctrl-C while it trains with a checkpoint at the step it stopped and exit status 143
-(a second Ctrl-C stops at once). A workdir another run holds is refused. Each process of a
+it logs, evaluates and checkpoints). A mistake in what was asked for ends with one line on
+stderr and exit status 2; a diverged loss with exit status 3; SIGTERM or Ctrl-C while it trains
+with a checkpoint at the step it stopped and exit status 143 for SIGTERM, 130 for Ctrl-C (a
+second Ctrl-C stops at once). A workdir another run holds is refused. Each process of a
 multi-process run trains under a supervisor (`experiments.supervision`): when another process of
 the run is lost, it ends within --heartbeat_timeout seconds, with one line and exit status 75;
 when another fails, at once, with one line naming it and the failing process's status.
@@ -64,12 +64,13 @@ flags.DEFINE_integer(
 
 
 def parse(argv):
-  """The config: in two passes, --model and --preset pick the config that --config.* overrides
-  (an unknown key is an error naming the keys its level has)."""
+  """The config: in two passes, --model and --preset pick the config that --config.* overrides.
+  An unknown flag is an error naming the closest known one; an unknown config key, one naming
+  the closest key and the keys its level has."""
   from ml_collections import config_flags  # pylint: disable=import-outside-toplevel
 
   FLAGS.unparse_flags()  # the defaults, whatever an earlier call in this process parsed
-  FLAGS(argv, known_only=True)
+  cli.parse_known(argv, also="--config.")
   if not FLAGS.model:
     raise zoo.errors.UserError(f"--model is required: one of {', '.join(zoo.list_models())}")
   config = zoo.get(FLAGS.model).default_config(FLAGS.preset)
@@ -139,5 +140,10 @@ def main(argv) -> int:
   return 0
 
 
-if __name__ == "__main__":
+def console() -> None:
+  """The `zoo-run` command."""
   cli.run(main, "interrupted; run the same command again to resume from the last checkpoint")
+
+
+if __name__ == "__main__":
+  console()

@@ -18,7 +18,8 @@ inside `failures_end_the_run`: a process that raises says so to the others throu
 coordination service's key-value store and exits at once with its status; every other process
 watches that key, says which process failed and why in one line, and exits with the same
 status (2 a mistake, 3 a diverged loss, 1 anything else, 130 a Ctrl-C outside training; one
-while it trains is a notice, 143): not 75, which invites a scheduler to requeue the job.
+while it trains is a notice, 130 where it was pressed and 143 elsewhere): not 75, which invites
+a scheduler to requeue the job.
 """
 
 import contextlib

@@ -110,5 +110,10 @@ def main(argv) -> int:
   return 0
 
 
-if __name__ == "__main__":
+def console() -> None:
+  """The `zoo-sweep` command."""
   cli.run(main, "interrupted; run the same command again to resume the unfinished runs")
+
+
+if __name__ == "__main__":
+  console()

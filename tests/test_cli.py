@@ -1,22 +1,16 @@
 """The command line: a run in seconds, and each user error as one line and a non-zero exit."""
 
 import os
+import subprocess
 import sys
 
 import pytest
+from conftest import ROOT
+from conftest import command_env
 from conftest import run_cli
 
 from experiments import cli
 from experiments import run
-
-
-def test_smoke_preset_trains(tmp_path, data_dir):
-  code, stdout, stderr = run_cli(
-      "--model=maf", "--preset=smoke", f"--workdir={tmp_path}", f"--config.data_dir={data_dir}"
-  )
-  assert code == 0, stderr
-  assert "test log_prob" in stdout
-  assert "Traceback" not in stderr
 
 
 @pytest.mark.parametrize(
@@ -31,7 +25,10 @@ def test_smoke_preset_trains(tmp_path, data_dir):
         (["--model=maf", "--preset=smoke", "--config.model.activation=elu"], "activation must be"),
         (["--model=wgan", "--preset=smoke", "--config.model.critic_norm=group"], "critic_norm"),
         (["--model=maf", "--preset=smoke", "--config.eval_every_epochs=-1"], "eval_every_epochs"),
+        (["--modle=maf"], "unknown flag --modle; did you mean --model?"),
+        (["--model=maf", "--workdri=x"], "unknown flag --workdri; did you mean --workdir?"),
         (["--model=maf", "--preset=smoke", "--config.no_such_key=1"], "unknown config key"),
+        (["--model=maf", "--config.num_step=3"], "did you mean config.num_steps?"),
         (["--model=maf", "--preset=smoke", "--config.model.no_such_key=1"], "config.model has"),
         (["--model=maf", "--preset=smoke", "--config.batch_size=many"], "batch_size"),
         (["--model=maf", "--preset=smoke", "--config.model.hidden_dims=wide"], "hidden_dims"),
@@ -105,6 +102,36 @@ def test_user_errors_are_one_line(tmp_path, data_dir, args, message, capfd, monk
   lines = capfd.readouterr().err.strip().splitlines()
   assert len(lines) == 1, lines
   assert lines[0].startswith("error: ") and message in lines[0]
+
+
+@pytest.mark.parametrize("command", ["zoo-run", "zoo-sweep", "zoo-report"])
+def test_the_console_commands_run_from_any_directory(tmp_path, command):
+  """The installed commands (setup.cfg's console scripts) import the runner wherever they are
+  started: --help gives the module's usage, and a mistake its one line."""
+  path = os.path.join(os.path.dirname(sys.executable), command)
+  shown = subprocess.run([path, "--help"], cwd=tmp_path, capture_output=True, text=True)
+  assert shown.returncode == 0 and "python -m experiments." in shown.stdout, shown.stderr
+  wrong = subprocess.run([path, "--modle=maf"], cwd=tmp_path, capture_output=True, text=True)
+  assert wrong.returncode == 2
+  assert wrong.stderr.startswith("error: unknown flag --modle; ") and wrong.stderr.count("\n") == 1
+
+
+def test_readmes_console_command_trains_from_another_directory(tmp_path, data_dir):
+  """README's `zoo-run` line, as written but started in another directory: a smoke run trains
+  there."""
+  with open(os.path.join(ROOT, "README.md")) as f:
+    line = f.read().split("<!-- console command -->\n```\n")[1].splitlines()[0]
+  command, *args = line.split()
+  result = subprocess.run(
+      [os.path.join(ROOT, command), *args, f"--config.data_dir={data_dir}"],
+      cwd=tmp_path,
+      capture_output=True,
+      text=True,
+      env=command_env(),
+  )
+  assert result.returncode == 0 and "test log_prob" in result.stdout, result.stderr
+  assert "Traceback" not in result.stderr
+  assert os.path.exists(tmp_path / "workdirs" / "maf-smoke" / "results.json")
 
 
 def test_the_grid_sweep_refuses_replica_settings_in_one_line(tmp_path, data_dir):

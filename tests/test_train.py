@@ -295,6 +295,19 @@ def test_sigterm_saves_the_step_it_stops_at_and_the_next_start_resumes_exactly(
   ]
 
 
+def test_ctrl_c_stops_at_a_saved_step_with_the_shells_status_for_sigint(tmp_path, data_dir):
+  """Ctrl-C (SIGINT) stops the run as a notice does, with a checkpoint at the step it stopped,
+  but exits 130, the shell's status for SIGINT, not SIGTERM's 143 on which a requeueing wrapper
+  would start again a job that a person stopped."""
+  workdir = str(tmp_path / "interrupted")
+  status, stderr, _ = _start_and_stop(workdir, data_dir, signal.SIGINT)
+  last = stderr.strip().splitlines()[-1]
+  assert status == 130 and "Traceback" not in stderr, (status, stderr)
+  assert last.startswith("stopped by SIGINT at step"), last
+  stopped = int(last.split(" at step ")[1].split(",")[0])
+  assert zoo.checkpoints.manager(os.path.join(workdir, "checkpoints")).latest_step() == stopped
+
+
 @contextlib.contextmanager
 def _small_file_system(path, size):
   """A file system of `size` (a tmpfs) mounted at `path` while the block runs; mounting needs

@@ -6,6 +6,7 @@ resolves a dotted key (`model.num_layers`) the way the command line names one; `
 the hyper-parameter settings that a run's replicas sweep (`config.replicas`).
 """
 
+import difflib
 import importlib
 import itertools
 import math
@@ -221,7 +222,9 @@ def lookup(config: ml_collections.ConfigDict, key: str):
           ", ".join(sorted(node.keys())) if isinstance(node, ml_collections.ConfigDict) else "none"
       )
       where = ".".join(["config", *key.split(".")[:depth]])
-      raise errors.UserError(f"unknown config key --config.{key}; {where} has: {known}")
+      close = difflib.get_close_matches(part, list(node.keys())) if known != "none" else []
+      hint = f"did you mean {where}.{close[0]}? " if close else ""
+      raise errors.UserError(f"unknown config key --config.{key}; {hint}{where} has: {known}")
     if depth < len(parents):
       node = node[part]
   return node, leaf
