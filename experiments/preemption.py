@@ -5,11 +5,11 @@ at that step, so that the next start resumes exactly where it stopped.
 One process notes the signal itself. Several agree on the step through JAX's preemption sync
 point (`multihost_utils.reached_preemption_sync_point`): its service, started with the
 distributed runtime, catches SIGTERM in any process and has all of them stop at the call after
-the furthest any had made. SIGINT is passed on to it as SIGTERM: the
-process that was sent Ctrl-C ends with SIGINT's status (130), the others with SIGTERM's (143). Its calls are counted by step,
-every step, because orbax's `CheckpointManager.save` asks it too, about the step it saves: with
-the loop's windows counted instead, a notice after a save set the stop at the saved step + 1,
-a count the windows never reached, and the run did not stop.
+the furthest any had made. SIGINT is passed on to it as SIGTERM: the process that was sent
+Ctrl-C ends with SIGINT's status (130), the others with SIGTERM's (143). Its calls are counted
+by step, every step, because orbax's `CheckpointManager.save` asks it too, about the step it
+saves: with the loop's windows counted instead, a notice after a save set the stop at the saved
+step + 1, a count the windows never reached, and the run did not stop.
 """
 
 import os
