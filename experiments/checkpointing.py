@@ -141,17 +141,23 @@ def check_config(workdir: str, config: dict, allow_changes: bool = False) -> Non
 DERIVED_FROM_EPOCHS = ("eval_every", "log_every", "checkpoint_every")
 
 
+# Fields added after runs had trained, at the value those runs trained with.
+LATER_DEFAULTS = {"eval_every_epochs": 0, "model.activation": "relu"}
+
+
 def _without_later_defaults(flat: dict) -> dict:
   """A flat config as two runs of it compare: without the fields a run from before them trained
-  without (the `replicas` fields that sweep nothing, `eval_every_epochs` at 0) and without the
-  step counts that epochs set (DERIVED_FROM_EPOCHS, where `eval_every_epochs` is on)."""
+  without (the `replicas` fields that sweep nothing, LATER_DEFAULTS at their values), without
+  the `preset` label, and without the step counts that epochs set (DERIVED_FROM_EPOCHS, where
+  `eval_every_epochs` is on)."""
   epochs = flat.get("eval_every_epochs", 0)
   return {
       k: v
       for k, v in flat.items()
       if not (
           (k.startswith("replicas.") and v == [])
-          or (k == "eval_every_epochs" and v == 0)
+          or (k in LATER_DEFAULTS and v == LATER_DEFAULTS[k])
+          or k == "preset"
           or (epochs and k in DERIVED_FROM_EPOCHS)
       )
   }

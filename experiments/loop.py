@@ -44,9 +44,9 @@ def itstime(step: int, every: int, total: int) -> bool:
   return step % every == 0 or step == total
 
 
-def train(run: runs.Run) -> runs.Trained:
-  """The training loop, from the latest checkpoint. Whatever it opened is closed when it
-  raises, the metric log included."""
+def train(run: runs.Run, title: str = "") -> runs.Trained:
+  """The training loop, from the latest checkpoint, its progress headed by `title` where given.
+  Whatever it opened is closed when it raises, the metric log included."""
   config, devices, seeds = run.config, run.devices, run.seeds
   with contextlib.ExitStack() as cleanup:
     saved = cleanup.enter_context(
@@ -83,11 +83,14 @@ def train(run: runs.Run) -> runs.Trained:
             )
         )
     )
-    log = logs.MetricLog(run.workdir, run.is_writer, resume_step=start)
+    log = logs.MetricLog(run.workdir, run.is_writer, start, run.replica_names)
+    log.text("config", f"```\n{config.to_json_best_effort(indent=2)}\n```")
     cleanup.push(lambda failed, *_: failed and log.close())  # else `finish` writes and closes it
     progress = cleanup.enter_context(
         contextlib.closing(logs.Progress(config.num_steps, run.is_writer))
     )
+    if title:
+      progress.note(title)
     if on_host:
       progress.note(on_host)
     make_batch = jax.jit(feeder.make_batch)
@@ -139,7 +142,10 @@ def train(run: runs.Run) -> runs.Trained:
             jax.device_get(statistics(state, batch, training.fold_in_replicas(init_rngs, step)))
         )
       log.write(step, {k: results.logged(v, active) for k, v in means.items()})
-      progress.update(step, {"loss": float(np.mean(means["loss"][active]))})
+      losses = {k: v for k, v in means.items() if k.endswith("/loss")} or {"loss": means["loss"]}
+      progress.update(
+          step, {k: float(np.mean(v[active])) for k, v in losses.items()}, int(active.sum())
+      )
       if run.monitor and itstime(step, config.eval_every, config.num_steps):
         state = _evaluate(run, state, saved, step, active, log)
         for r in np.flatnonzero(active & stopping.stopped(saved.best_step, step)):
@@ -188,9 +194,15 @@ def _evaluate(run: runs.Run, state, saved, step: int, active, log) -> training.T
 
 
 def train_and_evaluate(
-    config: ml_collections.ConfigDict, workdir: str, devices=None, allow_config_change=False
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    devices=None,
+    allow_config_change=False,
+    title: str = "",
 ) -> dict:
   """Train `config.model_name` as `config` says, writing into `workdir`; returns results.json.
+  Its progress lines begin, once the config has passed its checks, with `title` where given (a
+  sweep's name of the point).
 
   Resumes from the latest checkpoint in `workdir` (with a changed config only as `setup` says);
   holds the workdir while it runs (`checkpointing.workdir_lock`). Raises `zoo.errors.UserError`
@@ -205,7 +217,7 @@ def train_and_evaluate(
       os.makedirs(workdir, exist_ok=True)
       if run.is_writer:
         logs.write_json(os.path.join(workdir, checkpoints.CONFIG), run.config.to_dict())
-      return results.finish(run, train(run))
+      return results.finish(run, train(run, title))
     except OSError as e:
       if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         raise

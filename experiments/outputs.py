@@ -12,11 +12,14 @@ import ml_collections
 import numpy as np
 from PIL import Image
 from PIL import ImageDraw
+from PIL import ImageFont
 
 import zoo
+from experiments import feed
 from zoo import contract
 from zoo import errors
 from zoo import evaluation
+from zoo import fitting
 from zoo import training
 
 
@@ -35,9 +38,42 @@ def image_grid(images: np.ndarray, scale: int = 1, columns: int | None = None) -
   return image.resize((image.width * scale, image.height * scale), Image.NEAREST)
 
 
+FONT_SIZE = 14
+
+
+def labelled(
+    image: Image.Image,
+    title: str,
+    rows: list[str] = (),
+    columns: list[str] = (),
+    cell: tuple[int, int] = (0, 0),
+    footer: str = "",
+) -> Image.Image:
+  """`image` with a title above it, and where given a label left of each of its rows and above
+  each of its columns (`cell`: (height, width) of a row and a column, from the image's edge, as
+  `image_grid` lays them out), and a footer line below."""
+  font = ImageFont.load_default(size=FONT_SIZE)
+  line = FONT_SIZE + 6
+  left = int(max([font.getlength(r) for r in rows], default=-8)) + 8
+  top = line * (2 if columns else 1)
+  width = max(left + image.width, int(font.getlength(title)) + 10, int(font.getlength(footer)) + 10)
+  out = Image.new("RGB", (width, top + image.height + (line if footer else 0)), "white")
+  out.paste(image.convert("RGB"), (left, top))
+  draw = ImageDraw.Draw(out)
+  draw.text((5, 3), title, fill="black", font=font)
+  for i, text in enumerate(rows):
+    draw.text((4, top + (i + 0.5) * cell[0]), text, fill="black", font=font, anchor="lm")
+  for j, text in enumerate(columns):
+    draw.text((left + (j + 0.5) * cell[1], line + 3), text, fill="black", font=font, anchor="mt")
+  if footer:
+    draw.text((5, top + image.height + 3), footer, fill="black", font=font)
+  return out
+
+
 def density_panels(data: np.ndarray, samples: np.ndarray, size: int = 256) -> Image.Image:
-  """2-D histograms of the first two dimensions: the data on the left, the model's samples on
-  the right, on the same axes."""
+  """2-D histograms of the first two dimensions, titled: the data on the left, the model's
+  samples on the right, on the same axes, the data's range (its 0.5-99.5 percentiles and a
+  tenth more each side); the share of samples outside that frame is said under them."""
   low, high = np.percentile(data[:, :2], [0.5, 99.5], axis=0)
   pad = 0.1 * (high - low)
   edges = [np.linspace(low[d] - pad[d], high[d] + pad[d], size + 1) for d in range(2)]
@@ -47,8 +83,21 @@ def density_panels(data: np.ndarray, samples: np.ndarray, size: int = 256) -> Im
     counts = np.log1p(counts.T[::-1])
     return 1 - counts / max(counts.max(), 1e-9)
 
+  inside = np.all(
+      [(samples[:, d] >= edges[d][0]) & (samples[:, d] <= edges[d][-1]) for d in range(2)], 0
+  )
   gap = np.ones((size, 4))
-  return Image.fromarray((np.hstack([panel(data), gap, panel(samples)]) * 255).astype(np.uint8))
+  image = Image.fromarray((np.hstack([panel(data), gap, panel(samples)]) * 255).astype(np.uint8))
+  return labelled(
+      image,
+      "density of the first two dimensions (log counts)",
+      columns=[f"test data ({len(data)})", f"model samples ({len(samples)})"],
+      cell=(size, size + 4),
+      footer=(
+          f"x1 in [{edges[0][0]:.3g}, {edges[0][-1]:.3g}], x2 in [{edges[1][0]:.3g}, "
+          f"{edges[1][-1]:.3g}]; {1 - inside.mean():.1%} of samples outside"
+      ),
+  )
 
 
 DENSITY_SAMPLES = 10_000
@@ -115,9 +164,16 @@ def inpainting(subject: Subject, variables, seed: int, count: int = 8) -> dict:
     filled = np.asarray(inpaint(variables, x, observed))
     original = preprocessing.inverse(x)
     shown += [original, np.where(observed, original, 0.5), preprocessing.inverse(filled)]
+  rows = []
+  for hidden in ("bottom half", "half the pixels at random"):
+    rows += ["test image", f"{hidden} hidden (grey)", "inpainted by the model"]
   return {
-      "inpainting.png": image_grid(
-          np.concatenate(shown), scale=_display_scale(dataset), columns=count
+      "inpainting.png": labelled(
+          image_grid(np.concatenate(shown), scale=_display_scale(dataset), columns=count),
+          f"inpainting: {config.inpaint_steps} steps of projected stochastic gradient ascent"
+          " on log p",
+          rows=rows,
+          cell=_cell(dataset),
       )
   }
 
@@ -136,9 +192,20 @@ def samples(subject: Subject, variables, seed: int) -> dict:
   drawn = preprocessing.inverse(drawn)
   if dataset.is_image:
     images = drawn.reshape(-1, *dataset.example_shape)
-    return {"samples.png": image_grid(images, scale=_display_scale(dataset))}
+    return {
+        "samples.png": labelled(
+            image_grid(images, scale=_display_scale(dataset)),
+            f"{len(images)} samples from the model",
+        )
+    }
   reference = dataset.read("test", np.arange(min(dataset.num_examples("test"), 10_000)))["x"]
   return {"samples.png": density_panels(reference, drawn.reshape(len(drawn), -1))}
+
+
+def _cell(dataset) -> tuple[int, int]:
+  """(height, width) of an image of `dataset` in `image_grid`'s layout, with its border."""
+  scale = _display_scale(dataset)
+  return (dataset.example_shape[0] + 1) * scale, (dataset.example_shape[1] + 1) * scale
 
 
 def rows_image(rows, dataset) -> Image.Image:
@@ -150,17 +217,33 @@ def rows_image(rows, dataset) -> Image.Image:
 
 
 TRAVERSAL_VALUES = np.linspace(-2.0, 2.0, 9)  # in prior standard deviations
+KL_EXAMPLES = 256  # test images over which each latent's KL is averaged for its row's label
 
 
 def traversals(subject: Subject, variables, seed: int) -> dict:
   """traversals.png: for the first test image, row d sweeps latent d over TRAVERSAL_VALUES
-  while the others keep the image's posterior mean (`model.traverse`)."""
+  while the others keep the image's posterior mean (`model.traverse`); each row labelled with
+  its latent's KL from the standard normal prior, the mean over KL_EXAMPLES test images (an
+  unused latent's is near 0)."""
   model, dataset, preprocessing, _ = _parts(subject)
-  batch = next(zoo.data.eval_batches(dataset, preprocessing, "test", batch_size=1))
+  batch = next(zoo.data.eval_batches(dataset, preprocessing, "test", batch_size=KL_EXAMPLES))
   rows = jax.jit(lambda v, x: model.apply(v, x, TRAVERSAL_VALUES, method="traverse"))(
-      variables, batch["x"]
+      variables, batch["x"][:1]
   )
-  return {"traversals.png": rows_image(rows, dataset)}
+  mean, log_var = jax.device_get(
+      jax.jit(lambda v, x: model.apply(v, x, method="encode"))(variables, batch["x"])
+  )
+  kl = np.mean(0.5 * (mean**2 + np.exp(log_var) - log_var - 1), axis=0)  # KL(q || N(0, 1))
+  return {
+      "traversals.png": labelled(
+          rows_image(rows, dataset),
+          "latent traversals of a test image: row d sets z_d, the rest its posterior mean",
+          rows=[f"z_{d + 1}  KL {k:.2f}" for d, k in enumerate(kl)],
+          columns=[f"{v:+g}" for v in TRAVERSAL_VALUES],
+          cell=_cell(dataset),
+          footer=f"columns: z_d in prior std; KL in nats, mean over {len(mean)} test images",
+      )
+  }
 
 
 def decomposition(subject: Subject, variables, seed: int, per_code: int = 10) -> dict:
@@ -177,7 +260,16 @@ def decomposition(subject: Subject, variables, seed: int, per_code: int = 10) ->
           rngs={"sample": training.stream_key(seed, "decomposition")},
       )
   )(variables)
-  return {"decomposition.png": rows_image(rows, subject.dataset)}
+  kind = "cluster" if model.num_clusters else "code"
+  return {
+      "decomposition.png": labelled(
+          rows_image(rows, subject.dataset),
+          f"PixelCNN samples given one {kind} a row"
+          + (" (the categorical code)" if model.num_clusters else " drawn from the prior"),
+          rows=[f"{kind} {k + 1}" for k in range(num_codes)],
+          cell=_cell(subject.dataset),
+      )
+  }
 
 
 def layer_grids(subject: Subject, variables, seed: int, size: int = 8) -> dict:
@@ -197,7 +289,10 @@ def layer_grids(subject: Subject, variables, seed: int, size: int = 8) -> dict:
             rngs={"sample": training.stream_key(seed, "layer_grids")},
         )
     )(variables)
-    grids[f"layer_{layer + 1}.png"] = rows_image(grid, subject.dataset)
+    grids[f"layer_{layer + 1}.png"] = labelled(
+        rows_image(grid, subject.dataset),
+        f"z_{layer + 1} changes along each row, the other codes fixed (means of p(x | z))",
+    )
   return grids
 
 
@@ -270,12 +365,31 @@ def scores(subject: Subject, variables, seed: int) -> dict:
   }
 
 
-def write_figures(directory: str, subject: Subject, variables, seed: int) -> None:
-  """Every figure the subject's config names, into `directory` (made if need be)."""
+def write_figures(directory: str, subject: Subject, variables, seed: int) -> dict:
+  """Every figure the subject's config names, into `directory` (made if need be); the figures,
+  {file name: image}."""
   os.makedirs(directory, exist_ok=True)
+  written = {}
   for name in subject.config.figures:
     for file_name, image in FIGURES[name].make(subject, variables, seed).items():
       image.save(os.path.join(directory, file_name))
+      written[file_name] = image
+  return written
+
+
+def redraw(workdir: str, replica: int, out: str, figures=None) -> dict:
+  """Write the figures of replica `replica` of the finished run in `workdir` into `out`, drawn
+  from its variables as `zoo.load` gives them and its seed's streams (replica 0's are the run's
+  own); the figures, {file name: image}."""
+  model, variables, config = zoo.load(workdir, replica)
+  prepared = fitting.prepare(config)
+  dataset = feed.load_data(prepared.config)
+  finished, preprocessing = fitting.fitted_data(prepared, dataset, training.Devices.all())
+  if figures is not None:
+    finished.figures = tuple(figures)
+  subject = Subject(model, dataset, preprocessing, finished)
+  check(config.model_name, subject)
+  return write_figures(out, subject, variables, prepared.seeds[replica])
 
 
 COLOURS = [

@@ -1,17 +1,26 @@
-"""The reproduction table: each finished run's test evaluation beside the paper's number; a
-sweep's (`config.replicas`) for each of its settings.
+"""The results tables: each finished run's test metrics, labelled by the paper's variant and the
+run's setting, beside the paper's number where the config holds one.
 
-  python -m experiments.report [--workdirs='workdirs/**/results.json']
+  python -m experiments.report [--workdirs='workdirs/**/results.json'] [--format=markdown|csv]
 
-A model's config module may define `describe(model_config) -> str`, the paper's name for the
-variant, and `PAPER_RESULTS[variant][data set]`, the paper's number where the data set is the
-paper's; the table shows "-" elsewhere.
+Markdown gives a table per model, whose columns are the test metrics its runs hold that
+`zoo.contract.METRICS` marks as reported, in that order and with their units, so that a new
+paper's metrics need no edit here. A row is a run, or a setting of a sweep over replicas
+(`config.replicas`): its variant (its config module's `describe(model_config)`), its setting
+(the preset it started from and the values swept, by `config.replicas` or by the
+`experiments.sweep` point it trained), the number of seeds, each metric's mean ± its standard
+error over the seeds, and the steps it trained with the step of its best evaluation, the one
+tested. A config module's `PAPER_RESULTS[variant][data set]` is the paper's `PAPER_METRIC`
+where the data set is the paper's. CSV gives a line per row and metric, for plotting.
 """
 
+import csv
 import glob
 import importlib
+import io
 import json
 import os
+import re
 
 import ml_collections
 from absl import flags
@@ -19,77 +28,227 @@ from absl import flags
 import zoo
 from experiments import cli
 from zoo import configs
+from zoo import contract
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdirs", "workdirs/**/results.json", "Glob of the runs' results.json.")
+flags.DEFINE_enum("format", "markdown", ["markdown", "csv"], "Markdown tables, or CSV lines.")
+
+SWEEP = "sweep.json"  # experiments.sweep's record of its points: {"points": {directory: {...}}}
 
 
-def rows(pattern):
-  """A row per run of each results.json under `pattern`; of a sweep (`config.replicas`), a row
-  per setting."""
+def _swept_point(workdir: str) -> dict:
+  """The config values of the `experiments.sweep` point `workdir` trained, {} if none."""
+  path = os.path.join(os.path.dirname(workdir), SWEEP)
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    return json.load(f)["points"].get(os.path.basename(workdir), {})
+
+
+def rows(pattern: str):
+  """A row per run of each results.json under `pattern`; of a sweep over replicas, a row per
+  setting. Each row: model, variant, setting, dataset, seeds, `metrics` {name: (mean, standard
+  error or None)} of the reported test metrics, paper {metric: value}, steps, best_steps (a
+  list, None where a replica keeps its last state), seconds and workdir."""
   for path in sorted(glob.glob(pattern, recursive=True)):
     workdir = os.path.dirname(path)
     with open(path) as f:
       results = json.load(f)
     config = zoo.checkpoints.read_config(workdir)
     module = importlib.import_module(f"zoo.configs.{config.model_name}")
+    point = _swept_point(workdir)
     per_seed = results.get("per_seed", [results])  # a run of several seeds reports each's
     for part in results.get("settings", [results]):
       setting = part.get("setting", {})
-      model_config = {**config.model, **configs.model_fields(setting)}
-      variant = (
-          module.describe(ml_collections.ConfigDict(model_config))
-          if hasattr(module, "describe")
-          else "-"
-      )
+      model_config = {
+          **config.model,
+          **configs.model_fields(point),
+          **configs.model_fields(setting),
+      }
+      variant = module.describe(ml_collections.ConfigDict(model_config))
       paper_set = config.dataset.split("/")[-1]
       paper = getattr(module, "PAPER_RESULTS", {}).get(variant, {}).get(paper_set)
-      test, stderr = part["test"], part.get("test_stderr", {})
-      replicas = [r for r in per_seed if r.get("setting", {}) == setting]
+      stderr = part.get("test_stderr", {})
+      swept = ",".join(filter(None, (configs.setting_name(point), configs.setting_name(setting))))
       yield {
           "model": config.model_name,
           "variant": variant,
-          "setting": configs.setting_name(setting) or "-",
+          "setting": "; ".join(filter(None, (config.get("preset", ""), swept))) or "-",
           "dataset": config.dataset,
-          "seeds": len(replicas),
-          "log_prob": test.get("log_prob"),
-          "log_prob_stderr": stderr.get("log_prob"),
-          "bits_per_dim": test.get("bits_per_dim"),
-          "bits_per_dim_stderr": stderr.get("bits_per_dim"),
-          "paper": paper,
+          "seeds": sum(r.get("setting", {}) == setting for r in per_seed),
+          "metrics": {
+              name: (value, stderr.get(name))
+              for name, value in part["test"].items()
+              if contract.metric_of(name).reported
+          },
+          "paper": {module.PAPER_METRIC: paper} if paper is not None else {},
           "steps": results["steps"],
-          "best_step": "/".join(str(r["best_step"]) for r in replicas),
+          "best_steps": [r["best_step"] for r in per_seed if r.get("setting", {}) == setting],
           "seconds": results["train_seconds"],
           "workdir": workdir,
       }
 
 
-def cell(value, digits=2, stderr=None):
-  """The value; with several seeds, their mean and its standard error."""
-  if value is None:
-    return "-"
-  return f"{value:.{digits}f}" + ("" if stderr is None else f" ± {stderr:.{digits}f}")
+DIGITS = {"nats": 2, "bits/dim": 3, "fraction": 3, "count": 1, "": 4}
 
 
-def table(pattern) -> str:
-  lines = [
-      "| model | variant | setting | data set | seeds | test log-lik. (nats) | bits/dim | "
-      "paper (nats) | steps (best) | train s | workdir |",
-      "|---|---|---|---|---:|---:|---:|---:|---:|---:|---|",
-  ]
-  for r in rows(pattern):
-    lines.append(
-        f"| {r['model']} | {r['variant']} | {r['setting']} | {r['dataset']} | {r['seeds']} | "
-        f"{cell(r['log_prob'], 2, r['log_prob_stderr'])} | "
-        f"{cell(r['bits_per_dim'], 3, r['bits_per_dim_stderr'])} | {cell(r['paper'])} | "
-        f"{r['steps']} ({r['best_step']}) | {r['seconds']:.0f} | {r['workdir']} |"
+def value_text(
+    name: str, value: float, stderr: float | None = None, digits: int | None = None
+) -> str:
+  """A metric's value in its unit's digits (or `digits`), `± stderr` where several seeds give
+  one; a count that is whole as an integer."""
+  unit = contract.metric_of(name).unit
+  if unit == "count" and float(value).is_integer() and not stderr:
+    return str(int(value))
+  digits = digits or DIGITS[unit]
+  text = f"{value:.{digits}g}" if unit == "" else f"{value:.{digits}f}"
+  if stderr is None:
+    return text
+  return text + (f" ± {stderr:.{digits}g}" if unit == "" else f" ± {stderr:.{digits}f}")
+
+
+def header(name: str) -> str:
+  """A metric's column heading: its name and unit."""
+  unit = contract.metric_of(name).unit
+  return f"{name} ({unit})" if unit in ("nats", "bits/dim") else name
+
+
+def final_lines(results: dict, workdir: str) -> list[str]:
+  """What a run prints when it ends, a line per setting: its test metrics (the mean ± standard
+  error over its seeds, with units) and the steps they were measured at."""
+  lines = []
+  per_seed = results.get("per_seed", [results])
+  for part in results.get("settings", [results]):
+    setting = part.get("setting", {})
+    stderr = part.get("test_stderr", {})
+    metrics = ", ".join(
+        f"{name} {value_text(name, value, stderr.get(name), digits=4)}"
+        + (f" {unit}" if (unit := contract.metric_of(name).unit) in ("nats", "bits/dim") else "")
+        for name, value in part["test"].items()
     )
-  return "\n".join(lines)
+    seeds = [r for r in per_seed if r.get("setting", {}) == setting]
+    tested = "/".join(str(r["test_step"]) for r in seeds)
+    over = f", mean ± standard error of {len(seeds)} seeds" if len(seeds) > 1 else ""
+    lines.append(
+        f"{results['model']}{' ' + configs.setting_name(setting) if setting else ''} on "
+        f"{results['dataset']}{over}: test {metrics} (at step {tested} of {results['steps']})"
+        f"  ({workdir})"
+    )
+  return lines
+
+
+def steps_text(row: dict) -> str:
+  """The steps trained, and the step of each seed's best evaluation where it has one."""
+  best = [s for s in row["best_steps"] if s is not None]
+  return f"{row['steps']}" + (f" (best {'/'.join(map(str, best))})" if best else "")
+
+
+def columns(model_rows: list[dict]) -> list[str]:
+  """The reported metrics the rows hold, in `zoo.contract.METRICS`' order (a layer's after its
+  metric's)."""
+  held = {name for r in model_rows for name in r["metrics"]}
+  order = list(contract.METRICS)
+  return sorted(held, key=lambda n: (order.index(re.sub(r"_\d+$", "", n)), n))
+
+
+def markdown(all_rows: list[dict]) -> str:
+  """A table per model."""
+  out = []
+  for model in sorted({r["model"] for r in all_rows}):
+    model_rows = [r for r in all_rows if r["model"] == model]
+    names = columns(model_rows)
+    papers = sorted({m for r in model_rows for m in r["paper"]})
+    heads = [
+        "variant",
+        "setting",
+        "data set",
+        "seeds",
+        *(f"test {header(n)}" for n in names),
+        *(f"paper {header(m)}" for m in papers),
+        "steps",
+        "train s",
+        "workdir",
+    ]
+    lines = [
+        f"### {model}: {zoo.get(model).paper}",
+        "",
+        "| " + " | ".join(heads) + " |",
+        "|---|---|---|" + "---:|" * (len(heads) - 4) + "---|",
+    ]
+    for r in model_rows:
+      cells = [
+          r["variant"],
+          r["setting"],
+          r["dataset"],
+          str(r["seeds"]),
+          *(value_text(n, *r["metrics"][n]) if n in r["metrics"] else "-" for n in names),
+          *(value_text(m, r["paper"][m]) if m in r["paper"] else "-" for m in papers),
+          steps_text(r),
+          f"{r['seconds']:.0f}",
+          r["workdir"],
+      ]
+      lines.append("| " + " | ".join(cells) + " |")
+    out.append("\n".join(lines))
+  return "\n\n".join(out)
+
+
+def csv_text(all_rows: list[dict]) -> str:
+  """A line per row and metric: its mean, standard error (empty for one seed) and unit."""
+  buffer = io.StringIO()
+  writer = csv.writer(buffer, lineterminator="\n")
+  writer.writerow(
+      [
+          "model",
+          "variant",
+          "setting",
+          "dataset",
+          "seeds",
+          "metric",
+          "unit",
+          "mean",
+          "stderr",
+          "paper",
+          "steps",
+          "best_step",
+          "train_seconds",
+          "workdir",
+      ]
+  )
+  for r in all_rows:
+    for name, (value, stderr) in r["metrics"].items():
+      writer.writerow(
+          [
+              r["model"],
+              r["variant"],
+              r["setting"],
+              r["dataset"],
+              r["seeds"],
+              name,
+              contract.metric_of(name).unit,
+              repr(value),
+              "" if stderr is None else repr(stderr),
+              r["paper"].get(name, ""),
+              r["steps"],
+              "/".join(str(s) for s in r["best_steps"] if s is not None),
+              f"{r['seconds']:.1f}",
+              r["workdir"],
+          ]
+      )
+  return buffer.getvalue()
+
+
+def table(pattern: str, output: str = "markdown") -> str:
+  """The report of the runs whose results.json `pattern` matches."""
+  found = list(rows(pattern))
+  if not found:
+    raise zoo.errors.UserError(f"--workdirs={pattern}: no results.json there")
+  return markdown(found) if output == "markdown" else csv_text(found)
 
 
 def main(argv) -> int:
   cli.parse_known(argv)
-  print(table(FLAGS.workdirs))
+  print(table(FLAGS.workdirs, FLAGS.format), end="" if FLAGS.format == "csv" else "\n")
   return 0
 
 

@@ -8,8 +8,12 @@ beside them.
    "test": {metric: mean}, "test_stderr": {...} (several seeds), "<monitor>": ... (a run with a
    validation split),
    or "settings": [{"setting": {key: value}, "test": ..., ...}] (a sweep over replicas),
-   "best_step" (one replica) or "per_seed": [{"seed", "setting", "steps", "best_step", "test",
-   "<monitor>"}]}
+   "best_step" and "test_step" (one replica) or "per_seed": [{"seed", "setting", "steps",
+   "best_step", "test_step", "test", "<monitor>"}]}
+
+"steps" is the step the run ended at; "best_step" a replica's best evaluation's (None: it has
+none, and keeps its last state), "test_step" the step of the state its test metrics measured:
+the best's, else the last. metrics.jsonl and TensorBoard log the test metrics at test_step.
 """
 
 import dataclasses
@@ -91,8 +95,10 @@ def results_json(run, evaluated: Evaluated, step: int, train_seconds: float, par
         {"setting": run.settings[first], **summaries(range(first, first + config.num_seeds))}
         for first in range(0, len(seeds), config.num_seeds)
     ]
+  tested_at = tested_steps(evaluated, step)
   if len(seeds) == 1:
     results["best_step"] = evaluated.best_steps[0]
+    results["test_step"] = tested_at[0]
   else:
     results["per_seed"] = [
         {
@@ -100,6 +106,7 @@ def results_json(run, evaluated: Evaluated, step: int, train_seconds: float, par
             **({"setting": run.settings[r]} if run.swept else {}),
             "steps": evaluated.steps[r],
             "best_step": evaluated.best_steps[r],
+            "test_step": tested_at[r],
             "test": evaluated.tests[r],
             **({monitor: evaluated.validations[r]} if monitor else {}),
         }
@@ -135,18 +142,25 @@ def finish(run: runs.Run, trained: runs.Trained) -> dict:
       [int(s) if s >= 0 else None for s in saved.best_step],
   )
   summary = results_json(run, evaluated, step, trained.train_seconds, state.params)
-  log.write(
-      step,
-      {f"test/{k}": logged(v, np.ones(len(seeds), bool)) for k, v in per_metric(tests).items()},
-  )
-  log.close()
+  tested_at = np.array(tested_steps(evaluated, step))
+  for at in sorted(set(tested_at)):  # each replica's where it was measured
+    log.write(at, {f"test/{k}": logged(v, tested_at == at) for k, v in per_metric(tests).items()})
   if run.is_writer:
     logs.write_json(os.path.join(run.workdir, "results.json"), summary)
     for first in range(0, len(seeds), config.num_seeds):  # each setting's first replica
-      outputs.write_figures(
+      figures = outputs.write_figures(
           os.path.join(run.workdir, configs.setting_name(run.settings[first])),
           run.subject,
           jax.tree.map(lambda x, first=first: x[first], final),
           seeds[first],
       )
+      for name, image in figures.items():
+        log.image(name, image, int(tested_at[first]), first)
+  log.close()
   return summary
+
+
+def tested_steps(evaluated: Evaluated, step: int) -> list[int]:
+  """The step each replica's test metrics were measured at: its best evaluation's, else the
+  last, `step`."""
+  return [step if best is None else best for best in evaluated.best_steps]

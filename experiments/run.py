@@ -24,6 +24,7 @@ import zoo
 from experiments import checkpointing
 from experiments import cli
 from experiments import loop
+from experiments import report
 from experiments import supervision
 from zoo import configs
 
@@ -130,13 +131,7 @@ def main(argv) -> int:
     results = loop.train_and_evaluate(
         config, workdir, allow_config_change=FLAGS.allow_config_change
     )
-  for part in results.get("settings", [results]):
-    test = ", ".join(f"{k} {v:.4f}" for k, v in part["test"].items())
-    setting = configs.setting_name(part.get("setting", {}))
-    print(
-        f"{FLAGS.model}{' ' + setting if setting else ''} on {config.dataset}: test {test}  "
-        f"({workdir})"
-    )
+  print("\n".join(report.final_lines(results, workdir)))
   return 0
 
 

@@ -84,6 +84,16 @@ class Run:
   def is_writer(self) -> bool:
     return jax.process_index() == 0
 
+  @property
+  def replica_names(self) -> list[str]:
+    """Each replica's name in TensorBoard, `beta=4.0/seed=1`; "" of a run of one."""
+    if len(self.seeds) == 1:
+      return [""]
+    return [
+        "/".join(filter(None, (configs.setting_name(setting), f"seed={seed}")))
+        for setting, seed in zip(self.settings, self.seeds)
+    ]
+
   def label(self, replica: int) -> str:
     """Which replica `replica` is, for a message: "" of a run of one."""
     if len(self.seeds) == 1:

@@ -4,12 +4,14 @@
       --sweep=model.num_samples=1,2,5,10 [--preset=default] [--workdir=DIR] [--curve=bound]
       [--config.KEY=VALUE ...]
 
-Each combination trains into DIR/<key=value,...>/ (resumable like any run). DIR/sweep.md holds
-each run's final test metrics, DIR/sweep.png the training curve `--curve` (a metrics.jsonl
-key) against steps, one line per run: for VIMCO, the paper's main figure. Combinations the
-model rejects (the vimco estimator with K = 1) are skipped and listed.
+Each combination trains into DIR/<key=value,...>/ (resumable like any run), named on stderr as
+it starts. DIR/sweep.json records the points, by which `experiments.report` labels their runs;
+DIR/sweep.md is that report of the points' runs, DIR/sweep.png the curve `--curve` (a
+metrics.jsonl key) against steps, one line per run: for VIMCO, the paper's main figure.
+Combinations the model rejects (the vimco estimator with K = 1) are skipped and listed.
 """
 
+import glob
 import itertools
 import json
 import os
@@ -25,6 +27,7 @@ from experiments import outputs
 from experiments import report
 from experiments import run
 from zoo import configs
+from zoo import contract
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("sweep", [], "KEY=V1,V2,...: a config key and the values to sweep.")
@@ -59,41 +62,45 @@ def _seed_mean(value):
   return value
 
 
+def curve_label(curve: str) -> str:
+  """What the metrics.jsonl key `curve` plots, for an axis: its split (training's are means
+  over each logging window) and unit."""
+  split, _, name = curve.rpartition("/")
+  if split not in ("validation", "test"):
+    split, name = "training", curve
+  unit = contract.metric_of(name).unit
+  return f"{split} {name}{f' ({unit})' if unit else ''}, mean over seeds" + (
+      ", each logging window's mean" if split == "training" else ""
+  )
+
+
 def sweep(config, points, workdir, curve):
-  """Train each point; write sweep.md and sweep.png; return the markdown table."""
+  """Train each point, saying which as it starts it; write sweep.json, the report of the
+  points' runs (sweep.md) and sweep.png; return the report."""
   rows, series, skipped = [], {}, []
-  for point in points:
+  names = {configs.setting_name(point): point for point in points}
+  logs.write_json(os.path.join(workdir, report.SWEEP), {"points": names})
+  for index, (name, point) in enumerate(names.items()):
     run_config = config.copy_and_resolve_references()
     for key, value in point.items():
       node, leaf = configs.lookup(run_config, key)
       node[leaf] = value
-    run_dir = os.path.join(workdir, configs.setting_name(point))
+    run_dir = os.path.join(workdir, name)
     try:
-      results = loop.train_and_evaluate(run_config, run_dir)
+      loop.train_and_evaluate(
+          run_config, run_dir, title=f"sweep {index + 1}/{len(names)}: {name} -> {run_dir}"
+      )
     except zoo.errors.HyperparameterError as e:
-      skipped.append(f"{configs.setting_name(point)}: {e}")
+      skipped.append(f"{name}: {e}")
       continue
-    rows.append((configs.setting_name(point), results))
     with open(os.path.join(run_dir, "metrics.jsonl")) as f:
       curve_rows = [r for r in map(json.loads, f) if curve in r]
-    series[configs.setting_name(point)] = (
-        [r["step"] for r in curve_rows],
-        [_seed_mean(r[curve]) for r in curve_rows],
-    )
-  metrics = sorted({k for _, r in rows for k in r["test"]})
-  lines = [
-      "| run | " + " | ".join(f"test {m}" for m in metrics) + " | steps | train s |",
-      "|---|" + "---:|" * (len(metrics) + 2),
-  ]
-  for name, r in rows:
-    cells = " | ".join(
-        report.cell(r["test"].get(m), 2, r.get("test_stderr", {}).get(m)) for m in metrics
-    )
-    lines.append(f"| {name} | {cells} | {r['steps']} | {r['train_seconds']:.0f} |")
-  lines += [f"\nskipped: {s}" for s in skipped]
-  table = "\n".join(lines) + "\n"
+    series[name] = ([r["step"] for r in curve_rows], [_seed_mean(r[curve]) for r in curve_rows])
+    rows += report.rows(os.path.join(glob.escape(run_dir), "results.json"))
+  table = report.markdown(rows) if rows else "no point trained"
+  table += "".join(f"\n\nskipped: {s}" for s in skipped) + "\n"
   logs.write_text(os.path.join(workdir, "sweep.md"), table)
-  outputs.line_plot(series, os.path.join(workdir, "sweep.png"), y_label=curve)
+  outputs.line_plot(series, os.path.join(workdir, "sweep.png"), y_label=curve_label(curve))
   return table
 
 

@@ -14,6 +14,7 @@ os.environ["XLA_FLAGS"] = (
 
 import contextlib  # pylint: disable=wrong-import-position
 import shutil  # pylint: disable=wrong-import-position
+import struct  # pylint: disable=wrong-import-position
 import subprocess  # pylint: disable=wrong-import-position
 import sys  # pylint: disable=wrong-import-position
 import tempfile  # pylint: disable=wrong-import-position
@@ -244,3 +245,24 @@ def write_maf_archive(manual, rng):
   with h5py.File(manual / "BSDS300" / "BSDS300.hdf5", "w") as f:
     for split, n in (("train", 500), ("validation", 100), ("test", 200)):
       f[split] = rng.normal(size=(n, 63))
+
+
+def tensorboard_events(directory: str) -> list:
+  """The events of the TensorBoard event files in `directory`, read as the TFRecord format
+  frames them (length, its CRC, the Event proto, its CRC), independently of the writer."""
+  from tensorboardX.proto import event_pb2  # pylint: disable=import-outside-toplevel
+
+  events = []
+  for name in sorted(os.listdir(directory)):
+    if not name.startswith("events.out.tfevents."):
+      continue
+    with open(os.path.join(directory, name), "rb") as f:
+      data = f.read()
+    position = 0
+    while position < len(data):
+      (length,) = struct.unpack("<Q", data[position : position + 8])
+      event = event_pb2.Event()
+      event.ParseFromString(data[position + 12 : position + 12 + length])
+      events.append(event)
+      position += 12 + length + 4
+  return events

@@ -104,7 +104,7 @@ def test_user_errors_are_one_line(tmp_path, data_dir, args, message, capfd, monk
   assert lines[0].startswith("error: ") and message in lines[0]
 
 
-@pytest.mark.parametrize("command", ["zoo-run", "zoo-sweep", "zoo-report"])
+@pytest.mark.parametrize("command", ["zoo-run", "zoo-sweep", "zoo-report", "zoo-draw"])
 def test_the_console_commands_run_from_any_directory(tmp_path, command):
   """The installed commands (setup.cfg's console scripts) import the runner wherever they are
   started: --help gives the module's usage, and a mistake its one line."""

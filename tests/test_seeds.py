@@ -2,6 +2,7 @@
 sweep of hyper-parameters over the replicas, the single run of its setting and seed."""
 
 import gc
+import itertools
 import json
 import os
 import sys
@@ -10,9 +11,12 @@ import threading
 import jax
 import numpy as np
 import pytest
+from conftest import tensorboard_events
+from PIL import Image
 
 import zoo
 from experiments import loop
+from experiments import outputs
 from experiments import report
 from experiments import results
 from zoo import training
@@ -122,6 +126,21 @@ def test_each_replica_equals_the_single_seed_run(
       np.testing.assert_allclose(a, b, rtol=rtol["default"], atol=1e-4)
   with pytest.raises(ValueError, match="replica 4 of a run of 4 replicas"):
     zoo.load(workdir, replica=4)  # JAX would clamp the index, silently
+  for replica, seed in enumerate((3, 4, 5, 6)):  # the test metrics at the step they measured
+    best = results["per_seed"][replica]["best_step"]
+    assert [r["step"] for r in rows if (r.get("test/log_prob") or [None] * 4)[replica]] == [best]
+    assert [
+        r["step"] for r in read(single_maf_runs[seed], "metrics.jsonl") if "test/log_prob" in r
+    ] == [best]
+  redrawn = outputs.redraw(workdir, 0, str(tmp_path / "redrawn"))  # replica 0's are the run's own
+  assert np.array_equal(redrawn["samples.png"], Image.open(os.path.join(workdir, "samples.png")))
+  assert (
+      outputs.redraw(workdir, 3, str(tmp_path / "seed6"))["samples.png"].size
+      == redrawn["samples.png"].size
+  )
+  (line,) = report.final_lines(results, workdir)
+  mean, stderr = results["test"]["log_prob"], results["test_stderr"]["log_prob"]
+  assert f"mean ± standard error of 4 seeds: test log_prob {mean:.4f} ± {stderr:.4f} nats" in line
   assert (
       len(set(stopped)) > 1 and min(stopped) < MAF_RUN["num_steps"]
   ), "the seeds should stop early at different steps, to test that a stopped replica is frozen"
@@ -176,8 +195,13 @@ def test_a_swept_learning_rate_replica_equals_its_single_run(single_maf_runs, tm
     np.testing.assert_allclose(part["test"]["log_prob"], np.mean(per_seed), rtol=1e-6)
     mean, stderr = part["test"]["log_prob"], part["test_stderr"]["log_prob"]
     assert (
-        f"| learning_rate={learning_rate} |" in row and f"| 2 | {mean:.2f} ± {stderr:.2f} |" in row
+        f"; learning_rate={learning_rate} |" in row and f"| 2 | {mean:.2f} ± {stderr:.2f} |" in row
     )
+  for setting, seed in itertools.product(("learning_rate=0.03", "learning_rate=0.01"), (3, 4)):
+    events = tensorboard_events(os.path.join(workdir, "tensorboard", setting, f"seed={seed}"))
+    tags = {value.tag for event in events for value in event.summary.value}
+    assert {"loss", "validation/log_prob", "test/log_prob", "config/text_summary"} <= tags, tags
+    assert ("samples.png" in tags) == (seed == 3)  # each setting's figures are its first seed's
 
 
 @pytest.mark.slow  # 75 s; the MAF replicas below are tested in the fast suite

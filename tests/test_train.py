@@ -531,13 +531,46 @@ def test_a_changed_config_resumes_only_where_it_leaves_the_steps_as_they_were(tm
   assert zoo.checkpoints.read_config(workdir).num_steps == 40
 
 
-def test_metric_log_drops_lines_past_the_resumed_step(tmp_path):
+def test_metric_log_drops_lines_past_the_resumed_step_and_an_earlier_finishs_test(tmp_path):
   path = tmp_path / "metrics.jsonl"
+  path.write_text('{"step": 10, "loss": 1}\n{"step": 20, "loss": 2}\n{"step": 10, "test/a": 1}\n')
+  log = logs.MetricLog(str(tmp_path), is_writer=True, resume_step=20)
+  log.close()
+  assert [json.loads(l)["step"] for l in path.read_text().splitlines()] == [10, 20]
   path.write_text('{"step": 10, "loss": 1}\n{"step": 20, "loss": 2}\n{"step": 30, "lo')
   log = logs.MetricLog(str(tmp_path), is_writer=True, resume_step=20)
   log.write(30, {"loss": 3.0})
   log.close()
   assert [json.loads(l)["step"] for l in path.read_text().splitlines()] == [10, 20, 30]
+
+
+def test_a_workdir_from_before_later_fields_resumes_with_their_defaults(tmp_path, data_dir):
+  """A config.json written before `model.activation` and `preset` existed: MAF trained with ReLU
+  then, and the preset is a label; the same command resumes it. Another change is refused."""
+  config = smoke_config(data_dir)
+  older = json.loads(config.to_json())
+  del older["model"]["activation"]
+  older.pop("preset")
+  (tmp_path / zoo.checkpoints.CHECKPOINTS / "20").mkdir(parents=True)
+  (tmp_path / zoo.checkpoints.CONFIG).write_text(json.dumps(older))
+  checkpointing.check_config(str(tmp_path), config.to_dict())
+  config.model.activation = "tanh"
+  with pytest.raises(zoo.errors.UserError, match="model.activation unset -> tanh"):
+    checkpointing.check_config(str(tmp_path), config.to_dict())
+
+
+def test_the_progress_rate_is_that_of_the_recent_windows_not_the_last_interval():
+  """Windows dispatched ahead of the host come back in pairs, one after a wait, one at once:
+  the printed rate is the steps over the time of the recent updates, the first (compiling)
+  left out."""
+  progress = logs.Progress(100, enabled=False)
+  progress.start(0)
+  progress.marks += [(10, 5.0)]  # compiled
+  assert progress.rate() is None
+  progress.marks += [(20 + 10 * i, 6.0 + (i // 2) + (0.001 if i % 2 else 0)) for i in range(8)]
+  (first, t0), (last, t1) = progress.marks[1], progress.marks[-1]  # from the compiled one's end
+  np.testing.assert_allclose(progress.rate(), (last - first) / (t1 - t0))
+  assert 15 < progress.rate() < 25  # 20 steps a second; single intervals give 10 or 10000
 
 
 def test_a_set_without_the_split_a_role_names_is_refused_before_training(tmp_path, data_dir):

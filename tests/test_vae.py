@@ -5,11 +5,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import DISENTANGLEMENT_SCORES
 
 import zoo
 from benchmarks import position_diagnostic
-from experiments import loop
 from zoo import data
 from zoo.data import dsprites
 from zoo.models import dip_vae
@@ -127,15 +125,13 @@ def test_dip_vae_loss_is_kl_plus_penalty(variant):
   model, variables = model_and_variables("dip_vae", variant=variant, lambda_od=2.0, lambda_d=3.0)
   value, metrics = loss(model, variables)
   np.testing.assert_allclose(
-      value, -metrics["reconstruction"] + metrics["kl"] + metrics["dip_penalty"], rtol=1e-5
+      value, -metrics["reconstruction"] + metrics["kl"] + metrics["dip_loss"], rtol=1e-5
   )
-  assert metrics["dip_penalty"] > 0
+  assert metrics["dip_loss"] > 0
 
 
-@pytest.mark.parametrize(
-    "name", ["beta_vae", pytest.param("dip_vae", marks=pytest.mark.slow)]  # the same runner path
-)
-def test_shapes_under_jit_and_a_smoke_run(name, tmp_path, data_dir):
+@pytest.mark.parametrize("name", ["beta_vae", "dip_vae"])  # trained by test_contract's run
+def test_shapes_under_jit(name):
   model, variables = model_and_variables(name)
   mean, log_var = jax.jit(lambda v: model.apply(v, X, method="encode"))(variables)
   assert mean.shape == log_var.shape == (8, 3)
@@ -143,13 +139,6 @@ def test_shapes_under_jit_and_a_smoke_run(name, tmp_path, data_dir):
       lambda v: model.apply(v, 5, method="sample", rngs={"sample": jax.random.key(0)})
   )(variables)
   assert samples.shape == (5, 64, 64, 1)
-  config = zoo.get(name).default_config("smoke")
-  config.data_dir = data_dir
-  results = loop.train_and_evaluate(config, str(tmp_path))
-  assert np.isfinite(results["test"]["elbo"])
-  for metric in DISENTANGLEMENT_SCORES:
-    assert 0 <= results["test"][metric] <= 1, metric
-  assert (tmp_path / "traversals.png").exists()
 
 
 def test_traversal_rows_sweep_one_latent_from_the_posterior_mean():

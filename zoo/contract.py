@@ -31,11 +31,22 @@ Optional, each what a figure or a score that a config names (`config.figures`,
   inpaint(x, observed, ...) x with its unobserved entries filled by the model.
 and attributes with defaults here: `num_clusters`, `semi_supervised`, `num_levels`.
 
+Metric names (`METRICS`): every metric a model returns (from its losses and `evaluate`) or a
+score adds is a key of `METRICS`, which gives its meaning, unit and direction, so that one name
+means one thing across the zoo and every table, line and chart reads it the same way: `elbo`,
+`reconstruction` (always E_q log p(x | z), a log-likelihood) and `kl` in nats per example, with
+elbo = reconstruction - kl; a minimised quantity is `loss` or `<term>_loss`. A logged name may
+carry prefixes, a split's (`validation/log_prob`) or a game phase's (`critic/loss`), and
+suffixes, a layer's (`kl_2`: VLAE's KL of z_2) or a parameter group's (`grad_snr/encoder`);
+`metric_of` finds its entry.
+
 A run that sweeps some of a model's fields over its replicas (`config.replicas`) keeps each
 replica's values in the variable collection `swept`, stacked with the rest of its state; `apply`
 sets the fields to them, so every use of a replica's variables sees its own setting.
 """
 
+import dataclasses
+import re
 from typing import ClassVar
 from typing import Literal
 
@@ -176,3 +187,75 @@ def ranking(model: nn.Module, metrics: dict) -> float:
 def missing_methods(cls: type, family: str) -> list[str]:
   """The methods `REQUIRED` and `REQUIRED_BY_FAMILY[family]` that the model class `cls` lacks."""
   return [m for m in (*REQUIRED, *REQUIRED_BY_FAMILY[family]) if not implements(cls, m)]
+
+
+@dataclasses.dataclass(frozen=True)
+class Metric:
+  """What a metric name means.
+
+  Attributes:
+    meaning: in a few words.
+    unit: `nats` (per example), `bits/dim`, `fraction` (in [0, 1]), `count` (a whole number
+      per replica) or "" (a loss or a statistic of training).
+    better: "max" or "min"; None where neither (a diagnostic).
+    reported: whether results tables show it (`experiments.report`); else it describes
+      training, and the metric log alone holds it.
+  """
+
+  meaning: str
+  unit: str
+  better: Literal["max", "min"] | None
+  reported: bool = True
+
+
+_SCORE = "fraction"  # the disentanglement scores, each in [0, 1], larger better
+METRICS = {
+    "log_prob": Metric("log p(x): a flow's exact, VIMCO's and VLAE's sampled", "nats", "max"),
+    "log_prob_given_label": Metric("log p(x | y) of a class-conditional flow", "nats", "max"),
+    "bits_per_dim": Metric("-log2 p(x) per dimension of the data's pixels", "bits/dim", "min"),
+    "elbo": Metric("the evidence lower bound, reconstruction - kl", "nats", "max"),
+    "reconstruction": Metric("E_q(z|x) log p(x | z)", "nats", "max"),
+    "kl": Metric("KL(q(z | x) || p(z))", "nats", "min"),
+    "bound": Metric("VIMCO's K-sample bound, E log (1/K) sum_k w_k", "nats", "max"),
+    "critic_gap": Metric(
+        "E critic(data) - E critic(samples): the critic's Wasserstein estimate", "", "min"
+    ),
+    "modes_covered": Metric("components of a known mixture its samples cover", "count", "max"),
+    "high_quality": Metric("samples within 3 std of a component's mean", "fraction", "max"),
+    "clustering_error": Metric(
+        "test error, each cluster labelled by its most confident validation example",
+        "fraction",
+        "min",
+    ),
+    "clustering_error_majority": Metric(
+        "test error, each cluster labelled by its validation majority", "fraction", "min"
+    ),
+    "classification_error": Metric("test error of the semi-supervised code", "fraction", "min"),
+    "clusters_used": Metric("clusters the test examples fall in", "count", None),
+    "beta_vae_score": Metric("beta-VAE score, disentanglement_lib's protocol", _SCORE, "max"),
+    "beta_vae_score_paper": Metric("beta-VAE score, the paper's protocol", _SCORE, "max"),
+    "factor_vae_score": Metric("FactorVAE score", _SCORE, "max"),
+    "mig": Metric("mutual information gap", _SCORE, "max"),
+    "sap": Metric("SAP score", _SCORE, "max"),
+    "dci_disentanglement": Metric("DCI disentanglement", _SCORE, "max"),
+    "dci_completeness": Metric("DCI completeness", _SCORE, "max"),
+    "dci_informativeness": Metric("DCI informativeness (test accuracy)", _SCORE, "max"),
+    "loss": Metric("the loss a step minimises (a game's phase: `<phase>/loss`)", "", "min", False),
+    "dip_loss": Metric("DIP-VAE's covariance penalty, a term of the loss", "", "min", False),
+    "kl_weight": Metric("VLAE's KL warm-up weight in the loss", "", None, False),
+    "accuracy": Metric("training accuracy of the semi-supervised phase", "fraction", "max", False),
+    "grad_norm": Metric("the global norm of a step's gradient", "", None, False),
+    "grad_variance": Metric("a gradient estimator's variance, per parameter", "", "min", False),
+    "grad_snr": Metric("a gradient estimator's signal-to-noise ratio", "", "max", False),
+}
+
+
+def metric_of(name: str) -> Metric:
+  """The entry of a logged metric name (`validation/log_prob`, `critic/loss`, `kl_2`,
+  `grad_snr/encoder`): its last part that `METRICS` holds, less a layer's `_<l>`. A name it does
+  not know raises KeyError."""
+  for part in reversed(name.split("/")):
+    for candidate in (part, re.sub(r"_\d+$", "", part)):
+      if candidate in METRICS:
+        return METRICS[candidate]
+  raise KeyError(f"{name!r} is not a metric of zoo.contract.METRICS")

@@ -37,6 +37,7 @@ def base(model_name: str, preset: str, presets=PRESETS) -> ml_collections.Config
     raise errors.UserError(f"--preset={preset}: {model_name} has the presets {', '.join(presets)}")
   config = ml_collections.ConfigDict()
   config.model_name = model_name
+  config.preset = preset  # the preset it started from: a label of reports, not a setting
   config.seed = 0
   config.num_seeds = 1  # replicas trained at once in one step, of seeds seed, seed + 1, ...
   config.dataset = ""

@@ -34,3 +34,8 @@ def get_config(preset: str = "default"):
   elif preset == "paper":
     disentanglement.use_fc_network(config, 300_000)
   return config
+
+
+def describe(model) -> str:
+  """The paper's name for the variant of `model` (its config): beta = 1 is the VAE."""
+  return "VAE" if model.beta == 1 else f"beta-VAE (beta={model.beta:g})"

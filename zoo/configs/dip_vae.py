@@ -36,3 +36,11 @@ def finalize(config):
   if config.model.lambda_d is None:
     config.model.lambda_d = LAMBDA_D_FACTOR[config.model.variant] * config.model.lambda_od
   return config
+
+
+def describe(model) -> str:
+  """The paper's name for the variant of `model` (its config), with its two weights."""
+  return (
+      f"DIP-VAE-{model.variant.upper()} (lambda_od={model.lambda_od:g}, "
+      f"lambda_d={model.lambda_d:g})"
+  )

@@ -94,6 +94,7 @@ def finalize(config):
 
 
 # Average test log-likelihood in nats of the paper's Table 1 (the paper adds 2 standard errors).
+PAPER_METRIC = "log_prob"  # what PAPER_RESULTS holds, in nats
 PAPER_RESULTS = {
     "MADE": {
         "power": -3.08,

@@ -59,3 +59,13 @@ def get_config(preset: str = "default"):
     config.splits.update(MNIST_SPLITS)
     config.update(num_steps=100_000, log_every=100, eval_every=5000, checkpoint_every=5000)
   return config
+
+
+def describe(model) -> str:
+  """The paper's name for the variant of `model` (its config): its prior and training."""
+  prior = (
+      f"categorical prior (K={model.latent_dim})"
+      if model.prior == "categorical"
+      else f"Gaussian prior (d={model.latent_dim})"
+  )
+  return f"PixelGAN AE, {prior}{', semi-supervised' if model.semi_supervised else ''}"

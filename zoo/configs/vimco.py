@@ -38,3 +38,8 @@ def get_config(preset: str = "default"):
     config.batch_size = 24
     config.update(num_steps=1_000_000, log_every=1000, eval_every=20_000, checkpoint_every=20_000)
   return config
+
+
+def describe(model) -> str:
+  """The paper's name for the estimator of `model` (its config) and its K samples."""
+  return f"{model.estimator.upper()} (K={model.num_samples})"

@@ -41,3 +41,8 @@ def get_config(preset: str = "default"):
     config.learning_rate = 2e-4
     config.update(num_steps=200_000, log_every=1000, eval_every=10_000, checkpoint_every=10_000)
   return config
+
+
+def describe(model) -> str:
+  """The paper's name for the variant of `model` (its config)."""
+  return "VLAE" if model.hierarchy == "ladder" else "hierarchical VAE"

@@ -128,3 +128,8 @@ def finalize(config):
     if config[key] is None:
       config[key] = base("wgan", "default")[key]
   return config
+
+
+def describe(model) -> str:
+  """The paper's name for the objective of `model` (its config)."""
+  return {"wgan": "WGAN", "wgan_gp": "WGAN-GP", "gan": "GAN"}[model.variant]

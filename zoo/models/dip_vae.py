@@ -58,4 +58,4 @@ class DIPVAE(vae.GaussianVAE):
     """KL(q(z | x) || p(z)) plus the covariance penalty on the batch's aggregate posterior."""
     covariance = aggregate_covariance(mean, log_var, self.variant)
     penalty = covariance_penalty(covariance, self.lambda_od, self.lambda_d)
-    return kl.mean() + penalty, {"dip_penalty": penalty}
+    return kl.mean() + penalty, {"dip_loss": penalty}

@@ -156,8 +156,7 @@ class PixelGANAutoencoder(games.Game):
 
   def reconstruction_loss(self, batch, train=True):
     """-log p(x | z), z = f(x): the reconstruction phase, in nats per image."""
-    nll = self._negative_log_likelihood(batch["x"], train).mean()
-    return nll, {"reconstruction": nll}
+    return self._negative_log_likelihood(batch["x"], train).mean(), {}
 
   def discriminator_loss(self, batch, train=True):
     """The discriminator's cross entropy: prior samples are real, codes fake."""
@@ -178,8 +177,8 @@ class PixelGANAutoencoder(games.Game):
     return loss, {"accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["labeled_label"])}
 
   def evaluate(self, batch):
-    """Per example: -log p(x | f(x)) in nats."""
-    return {"reconstruction": self._negative_log_likelihood(batch["x"], train=False)}
+    """Per example: `reconstruction`, log p(x | f(x)) in nats."""
+    return {"reconstruction": -self._negative_log_likelihood(batch["x"], train=False)}
 
   def _sample_given(self, code):
     shape = (len(code), *self.decoder.image_shape())
