@@ -80,7 +80,7 @@ def rows(pattern: str):
           "metrics": {
               name: (value, stderr.get(name))
               for name, value in part["test"].items()
-              if contract.metric_of(name).reported
+              if entry(name).reported
           },
           "paper": {module.PAPER_METRIC: paper} if paper is not None else {},
           "steps": results["steps"],
@@ -88,6 +88,15 @@ def rows(pattern: str):
           "seconds": results["train_seconds"],
           "workdir": workdir,
       }
+
+
+def entry(name: str) -> contract.Metric:
+  """The contract's entry of a metric name; a name outside it (a model of one's own that the
+  contract test has not seen) is shown as reported, without a unit."""
+  try:
+    return contract.metric_of(name)
+  except KeyError:
+    return contract.Metric("", "", None)
 
 
 DIGITS = {"nats": 2, "bits/dim": 3, "fraction": 3, "count": 1, "": 4}
@@ -98,7 +107,7 @@ def value_text(
 ) -> str:
   """A metric's value in its unit's digits (or `digits`), `± stderr` where several seeds give
   one; a count that is whole as an integer."""
-  unit = contract.metric_of(name).unit
+  unit = entry(name).unit
   if unit == "count" and float(value).is_integer() and not stderr:
     return str(int(value))
   digits = digits or DIGITS[unit]
@@ -110,7 +119,7 @@ def value_text(
 
 def header(name: str) -> str:
   """A metric's column heading: its name and unit."""
-  unit = contract.metric_of(name).unit
+  unit = entry(name).unit
   return f"{name} ({unit})" if unit in ("nats", "bits/dim") else name
 
 
@@ -124,7 +133,7 @@ def final_lines(results: dict, workdir: str) -> list[str]:
     stderr = part.get("test_stderr", {})
     metrics = ", ".join(
         f"{name} {value_text(name, value, stderr.get(name), digits=4)}"
-        + (f" {unit}" if (unit := contract.metric_of(name).unit) in ("nats", "bits/dim") else "")
+        + (f" {unit}" if (unit := entry(name).unit) in ("nats", "bits/dim") else "")
         for name, value in part["test"].items()
     )
     seeds = [r for r in per_seed if r.get("setting", {}) == setting]
@@ -149,7 +158,8 @@ def columns(model_rows: list[dict]) -> list[str]:
   metric's)."""
   held = {name for r in model_rows for name in r["metrics"]}
   order = list(contract.METRICS)
-  return sorted(held, key=lambda n: (order.index(re.sub(r"_\d+$", "", n)), n))
+  place = lambda n: (order + [re.sub(r"_\d+$", "", n)]).index(re.sub(r"_\d+$", "", n))
+  return sorted(held, key=lambda n: (place(n), n))
 
 
 def markdown(all_rows: list[dict]) -> str:
@@ -225,7 +235,7 @@ def csv_text(all_rows: list[dict]) -> str:
               r["dataset"],
               r["seeds"],
               name,
-              contract.metric_of(name).unit,
+              entry(name).unit,
               repr(value),
               "" if stderr is None else repr(stderr),
               r["paper"].get(name, ""),

@@ -27,7 +27,6 @@ from experiments import outputs
 from experiments import report
 from experiments import run
 from zoo import configs
-from zoo import contract
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("sweep", [], "KEY=V1,V2,...: a config key and the values to sweep.")
@@ -68,7 +67,7 @@ def curve_label(curve: str) -> str:
   split, _, name = curve.rpartition("/")
   if split not in ("validation", "test"):
     split, name = "training", curve
-  unit = contract.metric_of(name).unit
+  unit = report.entry(name).unit
   return f"{split} {name}{f' ({unit})' if unit else ''}, mean over seeds" + (
       ", each logging window's mean" if split == "training" else ""
   )
