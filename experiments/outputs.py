@@ -422,6 +422,7 @@ def line_plot(series: dict, path: str, y_label: str, size=(900, 520)) -> None:
   left, right, top, bottom = 70, 250, 20, 40
   image = Image.new("RGB", size, "white")
   draw = ImageDraw.Draw(image)
+  font = ImageFont.load_default(size=FONT_SIZE - 1)
   points = [(x, y) for xs, ys in series.values() for x, y in zip(xs, ys) if np.isfinite(y)]
   if not points:
     image.save(path)
@@ -440,11 +441,11 @@ def line_plot(series: dict, path: str, y_label: str, size=(900, 520)) -> None:
   draw.rectangle([left, top, width - right, height - bottom], outline="black")
   for fraction in (0, 0.5, 1):
     y = y_low + fraction * y_span
-    draw.text((5, at(x_low, y)[1] - 6), f"{y:.3g}", fill="black")
+    draw.text((5, at(x_low, y)[1] - 6), f"{y:.3g}", fill="black", font=font)
     x = x_low + fraction * x_span
-    draw.text((at(x, y_low)[0] - 15, height - bottom + 8), f"{x:.0f}", fill="black")
-  draw.text((5, 2), y_label, fill="black")
-  draw.text((width - right - 30, height - 18), "step", fill="black")
+    draw.text((at(x, y_low)[0] - 15, height - bottom + 8), f"{x:.0f}", fill="black", font=font)
+  draw.text((5, 2), y_label, fill="black", font=font)
+  draw.text((width - right - 30, height - 18), "step", fill="black", font=font)
   for i, (label, (xs, ys)) in enumerate(series.items()):
     colour = COLOURS[i % len(COLOURS)]
     line = [at(x, y) for x, y in zip(xs, ys) if np.isfinite(y)]
@@ -455,5 +456,5 @@ def line_plot(series: dict, path: str, y_label: str, size=(900, 520)) -> None:
         fill=colour,
         width=3,
     )
-    draw.text((width - right + 36, top + 4 + 16 * i), label, fill="black")
+    draw.text((width - right + 36, top + 4 + 16 * i), label, fill="black", font=font)
   image.save(path)

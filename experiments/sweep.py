@@ -61,15 +61,17 @@ def _seed_mean(value):
   return value
 
 
-def curve_label(curve: str) -> str:
+def curve_label(curve: str, seeds: int) -> str:
   """What the metrics.jsonl key `curve` plots, for an axis: its split (training's are means
-  over each logging window) and unit."""
+  over each logging window), its unit, and that a run of several seeds plots their mean."""
   split, _, name = curve.rpartition("/")
   if split not in ("validation", "test"):
     split, name = "training", curve
   unit = report.entry(name).unit
-  return f"{split} {name}{f' ({unit})' if unit else ''}, mean over seeds" + (
-      ", each logging window's mean" if split == "training" else ""
+  return (
+      f"{split} {name}{f' ({unit})' if unit else ''}"
+      + (", the mean of each logging window" if split == "training" else "")
+      + (f", the mean of {seeds} seeds" if seeds > 1 else "")
   )
 
 
@@ -99,7 +101,9 @@ def sweep(config, points, workdir, curve):
   table = report.markdown(rows) if rows else "no point trained"
   table += "".join(f"\n\nskipped: {s}" for s in skipped) + "\n"
   logs.write_text(os.path.join(workdir, "sweep.md"), table)
-  outputs.line_plot(series, os.path.join(workdir, "sweep.png"), y_label=curve_label(curve))
+  outputs.line_plot(
+      series, os.path.join(workdir, "sweep.png"), y_label=curve_label(curve, config.num_seeds)
+  )
   return table
 
 
