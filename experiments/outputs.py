@@ -291,7 +291,8 @@ def layer_grids(subject: Subject, variables, seed: int, size: int = 8) -> dict:
     )(variables)
     grids[f"layer_{layer + 1}.png"] = labelled(
         rows_image(grid, subject.dataset),
-        f"z_{layer + 1} changes along each row, the other codes fixed (means of p(x | z))",
+        f"z_{layer + 1} changes along each row, the other layers' noise fixed along it"
+        " (means of p(x | z))",
     )
   return grids
 

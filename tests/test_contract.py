@@ -4,6 +4,8 @@ run evaluated (evaluating them again gives results.json's test metrics), and the
 metric it logs is one of the contract's names and within its unit's range, and the report
 shows its main metrics, labelled by variant and setting."""
 
+import csv
+import io
 import json
 import os
 
@@ -50,6 +52,10 @@ def test_a_model_trains_loads_evaluates_and_samples(name, data_dir, tmp_path):
   reported = [k for k in results["test"] if contract.metric_of(k).reported]
   assert reported and all(f"test {report.header(k)}" in heads for k in reported), heads
   assert "-" not in cells, shown
+  lines = list(csv.DictReader(io.StringIO(report.csv_text([row]))))
+  assert sorted(line["metric"] for line in lines) == sorted(reported)
+  for line in lines:  # the values as results.json holds them, to the last digit
+    assert float(line["mean"]) == results["test"][line["metric"]] and line["stderr"] == ""
   model, variables, loaded_config = zoo.load(str(tmp_path))
   assert model.registry_name == name
   finished = zoo.configs.finalize(loaded_config)
