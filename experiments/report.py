@@ -4,7 +4,8 @@ run's setting, beside the paper's number where the config holds one.
   python -m experiments.report [--workdirs='workdirs/**/results.json'] [--format=markdown|csv]
 
 Markdown gives a table per model, whose columns are the test metrics its runs hold that
-`zoo.contract.METRICS` marks as reported, in that order and with their units, so that a new
+`zoo.contract.METRICS` marks as reported, in that order, with their units and an arrow where
+larger (↑) or smaller (↓) is better, so that a new
 paper's metrics need no edit here. A row is a run, or a setting of a sweep over replicas
 (`config.replicas`): its variant (its config module's `describe(model_config)`), its setting
 (the preset it started from and the values swept, by `config.replicas` or by the
@@ -118,9 +119,11 @@ def value_text(
 
 
 def header(name: str) -> str:
-  """A metric's column heading: its name and unit."""
-  unit = entry(name).unit
-  return f"{name} ({unit})" if unit in ("nats", "bits/dim") else name
+  """A metric's column heading: its name, unit, and an arrow where larger (↑) or smaller (↓)
+  is better."""
+  metric = entry(name)
+  unit = f" ({metric.unit})" if metric.unit in ("nats", "bits/dim") else ""
+  return f"{name}{unit}" + {"max": " ↑", "min": " ↓", None: ""}[metric.better]
 
 
 def final_lines(results: dict, workdir: str) -> list[str]:

@@ -215,10 +215,10 @@ METRICS = {
     "bits_per_dim": Metric("-log2 p(x) per dimension of the data's pixels", "bits/dim", "min"),
     "elbo": Metric("the evidence lower bound, reconstruction - kl", "nats", "max"),
     "reconstruction": Metric("E_q(z|x) log p(x | z)", "nats", "max"),
-    "kl": Metric("KL(q(z | x) || p(z))", "nats", "min"),
+    "kl": Metric("KL(q(z | x) || p(z)), the rate of the code", "nats", None),
     "bound": Metric("VIMCO's K-sample bound, E log (1/K) sum_k w_k", "nats", "max"),
     "critic_gap": Metric(
-        "E critic(data) - E critic(samples): the critic's Wasserstein estimate", "", "min"
+        "E critic(data) - E critic(samples): WGAN's critic's Wasserstein estimate", "", None
     ),
     "modes_covered": Metric("components of a known mixture its samples cover", "count", "max"),
     "high_quality": Metric("samples within 3 std of a component's mean", "fraction", "max"),
