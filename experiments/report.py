@@ -21,7 +21,6 @@ import importlib
 import io
 import json
 import os
-import re
 
 import ml_collections
 from absl import flags
@@ -59,9 +58,9 @@ def rows(pattern: str):
     config = zoo.checkpoints.read_config(workdir)
     module = importlib.import_module(f"zoo.configs.{config.model_name}")
     point = _swept_point(workdir)
-    per_seed = results.get("per_seed", [results])  # a run of several seeds reports each's
     for part in results.get("settings", [results]):
       setting = part.get("setting", {})
+      seeds = _seeds_of(results, setting)
       model_config = {
           **config.model,
           **configs.model_fields(point),
@@ -77,7 +76,7 @@ def rows(pattern: str):
           "variant": variant,
           "setting": "; ".join(filter(None, (config.get("preset", ""), swept))) or "-",
           "dataset": config.dataset,
-          "seeds": sum(r.get("setting", {}) == setting for r in per_seed),
+          "seeds": len(seeds),
           "metrics": {
               name: (value, stderr.get(name))
               for name, value in part["test"].items()
@@ -85,10 +84,15 @@ def rows(pattern: str):
           },
           "paper": {module.PAPER_METRIC: paper} if paper is not None else {},
           "steps": results["steps"],
-          "best_steps": [r["best_step"] for r in per_seed if r.get("setting", {}) == setting],
+          "best_steps": [r["best_step"] for r in seeds],
           "seconds": results["train_seconds"],
           "workdir": workdir,
       }
+
+
+def _seeds_of(results: dict, setting: dict) -> list[dict]:
+  """The results of each seed of `setting` (a run of one seed: the results themselves)."""
+  return [r for r in results.get("per_seed", [results]) if r.get("setting", {}) == setting]
 
 
 def entry(name: str) -> contract.Metric:
@@ -111,35 +115,39 @@ def value_text(
   unit = entry(name).unit
   if unit == "count" and float(value).is_integer() and not stderr:
     return str(int(value))
-  digits = digits or DIGITS[unit]
-  text = f"{value:.{digits}g}" if unit == "" else f"{value:.{digits}f}"
-  if stderr is None:
-    return text
-  return text + (f" ± {stderr:.{digits}g}" if unit == "" else f" ± {stderr:.{digits}f}")
+  kind = "g" if unit == "" else "f"  # a statistic of no fixed scale: significant digits
+  text = f"{value:.{digits or DIGITS[unit]}{kind}}"
+  return text if stderr is None else f"{text} ± {stderr:.{digits or DIGITS[unit]}{kind}}"
+
+
+def shown_unit(name: str) -> str:
+  """The unit written beside a metric's value: nats or bits/dim; "" for the others (fractions,
+  counts, statistics)."""
+  unit = entry(name).unit
+  return unit if unit in ("nats", "bits/dim") else ""
 
 
 def header(name: str) -> str:
   """A metric's column heading: its name, unit, and an arrow where larger (↑) or smaller (↓)
   is better."""
-  metric = entry(name)
-  unit = f" ({metric.unit})" if metric.unit in ("nats", "bits/dim") else ""
-  return f"{name}{unit}" + {"max": " ↑", "min": " ↓", None: ""}[metric.better]
+  unit = shown_unit(name)
+  arrow = {"max": " ↑", "min": " ↓", None: ""}[entry(name).better]
+  return f"{name}{f' ({unit})' if unit else ''}{arrow}"
 
 
 def final_lines(results: dict, workdir: str) -> list[str]:
   """What a run prints when it ends, a line per setting: its test metrics (the mean ± standard
   error over its seeds, with units) and the steps they were measured at."""
   lines = []
-  per_seed = results.get("per_seed", [results])
   for part in results.get("settings", [results]):
     setting = part.get("setting", {})
     stderr = part.get("test_stderr", {})
     metrics = ", ".join(
         f"{name} {value_text(name, value, stderr.get(name), digits=4)}"
-        + (f" {unit}" if (unit := entry(name).unit) in ("nats", "bits/dim") else "")
+        + (f" {shown_unit(name)}" if shown_unit(name) else "")
         for name, value in part["test"].items()
     )
-    seeds = [r for r in per_seed if r.get("setting", {}) == setting]
+    seeds = _seeds_of(results, setting)
     tested = "/".join(str(r["test_step"]) for r in seeds)
     over = f", mean ± standard error of {len(seeds)} seeds" if len(seeds) > 1 else ""
     lines.append(
@@ -157,11 +165,11 @@ def steps_text(row: dict) -> str:
 
 
 def columns(model_rows: list[dict]) -> list[str]:
-  """The reported metrics the rows hold, in `zoo.contract.METRICS`' order (a layer's after its
-  metric's)."""
+  """The reported metrics the rows hold, in `zoo.contract.METRICS`' order (a layer's, `kl_2`,
+  with its metric's; a name outside the contract last)."""
   held = {name for r in model_rows for name in r["metrics"]}
-  order = list(contract.METRICS)
-  place = lambda n: (order + [re.sub(r"_\d+$", "", n)]).index(re.sub(r"_\d+$", "", n))
+  order = list(contract.METRICS.values())
+  place = lambda n: order.index(entry(n)) if entry(n) in order else len(order)
   return sorted(held, key=lambda n: (place(n), n))
 
 
