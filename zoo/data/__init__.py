@@ -26,6 +26,7 @@ from zoo import errors
 from zoo.data import arrays
 from zoo.data import digits  # registers the builder with TFDS
 from zoo.data import dsprites  # registers the builder with TFDS
+from zoo.data import records
 from zoo.data import tabular  # registers the builder with TFDS
 from zoo.data import toy2d  # registers the builder with TFDS
 from zoo.data import transforms
@@ -141,15 +142,31 @@ class Dataset:
 
   @functools.cache  # noqa: B019 (a Dataset lives as long as its run)
   def _in_memory(self, role):
-    source = self._source(role)
-    records = source.__getitems__(range(len(source)))
-    return self._stack(records)
+    return self._examples(role, np.arange(self.num_examples(role)))
 
-  def _stack(self, records):
+  @functools.cache  # noqa: B019 (a Dataset lives as long as its run)
+  def _records_reader(self, role):
+    """`records.reader` of the role's split where it can decode it (and nothing is framed)."""
+    keys = [self._x_key, self._label_key] if self._label_key else [self._x_key]
+    return None if self.framing else records.reader(self._source(role), keys)
+
+  def _examples(self, role, indices):
+    """The examples at `indices`, stacked: {"x": ..., "label": int32 (where labelled)}."""
+    read = self._records_reader(role)
+    if read:
+      columns = read(indices)
+      batch = {"x": columns[self._x_key]}
+      if self._label_key:
+        batch["label"] = columns[self._label_key].astype(np.int32)
+      return batch
+    return self._stack(self._source(role).__getitems__(list(indices)))
+
+  def _stack(self, examples):
+    """TFDS's decoded examples, framed where the set is, stacked as `_examples` gives them."""
     frame = self.framing or (lambda x: x)
-    batch = {"x": np.stack([frame(r[self._x_key]) for r in records])}
+    batch = {"x": np.stack([frame(e[self._x_key]) for e in examples])}
     if self._label_key:
-      batch["label"] = np.asarray([r[self._label_key] for r in records], np.int32)
+      batch["label"] = np.asarray([e[self._label_key] for e in examples], np.int32)
     return batch
 
   def nbytes(self, role: str) -> int:
@@ -169,7 +186,7 @@ class Dataset:
     read once into memory."""
     if self.in_memory(role):
       return {k: v[indices] for k, v in self._in_memory(role).items()}
-    return self._stack(self._source(role).__getitems__(list(indices)))
+    return self._examples(role, indices)
 
 
 def load(
