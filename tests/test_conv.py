@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from benchmarks import conv_layers
 from zoo.nn import conv
 
 
@@ -76,3 +77,16 @@ def test_upsample_layer_is_flax_conv_transpose():
   kernel = variables["params"]["kernel"].swapaxes(-1, -2)
   expected = reference.apply({"params": {"kernel": kernel, "bias": variables["params"]["bias"]}}, x)
   np.testing.assert_allclose(layer.apply(variables, x), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kind, form", [(k, f) for k in conv_layers.FORMS for f in conv_layers.FORMS[k]]
+)
+def test_the_layer_tables_forms_are_the_same_functions(kind, form):
+  """Each form `benchmarks.conv_layers` times computes the layer it names, so that its table
+  compares one function's forms."""
+  x = jax.random.normal(jax.random.key(0), (2, 8, 6, 3))
+  kernel = jax.random.normal(jax.random.key(1), (4, 4, 3, 5))
+  assert_same_function(
+      conv_layers.FORMS[kind][form], strided if kind == "conv" else transposed, x, kernel
+  )
