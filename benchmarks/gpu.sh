@@ -11,10 +11,19 @@
 # packages travel as wheels in .whl (carry it; the device tool's README says how to download
 # them for its Python 3.12): tensorflow-datasets, array-record, grain, ml-collections, distrax,
 # flowjax (with equinox, paramax, jaxtyping, lineax, wadler-lindig) and their own needs.
-# MAF_STEPS and VAE_STEPS (multiples of the presets' log_every, 100) shorten the runs for a
-# trial on a CPU.
+# SHORT=1 is its trial on a CPU, to run before a lease: every entry, with the fewest steps
+# (MAF_STEPS and VAE_STEPS, multiples of the presets' log_every, 100), one short timing window
+# and 3x the time allowed; PYTHON=.venv-peers/bin/python has the peers (`make bench-peers`).
+#
+#   SHORT=1 PYTHON=.venv-peers/bin/python bash benchmarks/gpu.sh /tmp/gpu-trial
 set -uo pipefail
 out=${1:?usage: bash benchmarks/gpu.sh OUT_DIR}
+if [ "${SHORT:-0}" = 1 ]; then
+  MAF_STEPS=${MAF_STEPS:-100} VAE_STEPS=${VAE_STEPS:-100}
+  window=(--seconds=0.5 --repeats=1) rounds=1 allowance=3
+else
+  window=() rounds=2 allowance=1
+fi
 mkdir -p "$out"
 python=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1 PYTHONPATH=.
@@ -25,7 +34,7 @@ if [ -d .whl ]; then
 fi
 
 measure() {  # name, seconds allowed, module and arguments
-  local name=$1 seconds=$2
+  local name=$1 seconds=$(($2 * allowance))
   shift 2
   timeout "$seconds" "$python" -m "$@" >"$out/$name.json" 2>"$out/$name.log" \
     || echo "$name: failed or out of time (see $name.log)" >&2
@@ -34,11 +43,11 @@ measure() {  # name, seconds allowed, module and arguments
 
 measure loop_maf 75 benchmarks.loop_rate maf default --steps="${MAF_STEPS:-3000}"
 measure loop_beta_vae 180 benchmarks.loop_rate beta_vae default --steps="${VAE_STEPS:-2000}"
-measure step_maf_1_seed 40 benchmarks.bench --case=maf_tabular --num_seeds=1 --json
-measure step_maf_64_seeds 50 benchmarks.bench --case=maf_tabular --num_seeds=64 --json
-measure peer_flowjax 20 benchmarks.peers.flowjax_maf
-measure peer_torch_conv_vae 25 benchmarks.peers.torch_conv_vae
+measure step_maf_1_seed 40 benchmarks.bench --case=maf_tabular --num_seeds=1 --json "${window[@]}"
+measure step_maf_64_seeds 50 benchmarks.bench --case=maf_tabular --num_seeds=64 --json "${window[@]}"
+measure peer_flowjax 20 benchmarks.peers.flowjax_maf "${window[@]}"
+measure peer_torch_conv_vae 25 benchmarks.peers.torch_conv_vae "${window[@]}"
 measure whole_run_maf_flowjax 60 benchmarks.peers.whole_runs maf --steps="${MAF_STEPS:-1000}" \
-  --rounds=2
+  --rounds="$rounds"
 measure whole_run_beta_vae_torch 150 benchmarks.peers.whole_runs beta_vae \
   --steps="${VAE_STEPS:-500}" --rounds=1
