@@ -46,26 +46,10 @@ LAYERS = (
 )
 
 
-def _space_to_depth(x):
-  """x (B, H, W, I), H and W even, padded by 1 then cut into 2x2 blocks: (B, H/2 + 1,
-  W/2 + 1, 4I), channels ordered (row in block, column in block, I)."""
-  b, h, w, i = x.shape
-  x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-  x = x.reshape(b, h // 2 + 1, 2, w // 2 + 1, 2, i).transpose(0, 1, 3, 2, 4, 5)
-  return x.reshape(b, h // 2 + 1, w // 2 + 1, 4 * i)
-
-
-def _blocked_kernel(kernel):
-  """The 4x4 kernel as the 2x2 one over `_space_to_depth`'s channels: tap 2a + p of each axis
-  is tap a of the 2x2 kernel at the block's position p."""
-  i, o = kernel.shape[2:]
-  return kernel.reshape(2, 2, 2, 2, i, o).transpose(0, 2, 1, 3, 4, 5).reshape(2, 2, 4 * i, o)
-
-
 def space_to_depth(x, kernel):
   return jax.lax.conv_general_dilated(
-      _space_to_depth(x),
-      _blocked_kernel(kernel),
+      conv._space_to_depth(x),
+      conv._blocked_kernel(kernel),
       (1, 1),
       "VALID",
       dimension_numbers=("NHWC", "HWIO", "NHWC"),
@@ -73,12 +57,7 @@ def space_to_depth(x, kernel):
 
 
 def im2col(x, kernel):
-  blocks = _space_to_depth(x)
-  h, w = blocks.shape[1] - 1, blocks.shape[2] - 1
-  patches = jnp.concatenate(
-      [blocks[:, a : a + h, c : c + w] for a in range(2) for c in range(2)], -1
-  )
-  return patches @ _blocked_kernel(kernel).reshape(-1, kernel.shape[-1])
+  return conv._patches(x) @ conv._blocked_kernel(kernel).reshape(-1, kernel.shape[-1])
 
 
 def xla_transposed(x, kernel):

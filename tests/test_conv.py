@@ -37,17 +37,19 @@ def assert_same_function(fast, reference, x, kernel):
     np.testing.assert_allclose(got, expected, atol=1e-4)
 
 
-@pytest.mark.parametrize("height, width", [(8, 8), (4, 6), (7, 6)])
-def test_downsample_is_the_strided_convolution(height, width):
-  x = jax.random.normal(jax.random.key(0), (2, height, width, 3))
-  kernel = jax.random.normal(jax.random.key(1), (4, 4, 3, 5))
+@pytest.mark.parametrize("height, width, channels", [(8, 8, 3), (4, 6, 3), (7, 6, 3), (8, 6, 1)])
+def test_downsample_is_the_strided_convolution(height, width, channels):
+  """One input channel: the kernel gradient is a product of patches."""
+  x = jax.random.normal(jax.random.key(0), (2, height, width, channels))
+  kernel = jax.random.normal(jax.random.key(1), (4, 4, channels, 5))
   assert_same_function(conv.downsample, strided, x, kernel)
 
 
-@pytest.mark.parametrize("height, width", [(4, 4), (7, 3)])
-def test_upsample_is_the_transposed_convolution(height, width):
+@pytest.mark.parametrize("height, width, features", [(4, 4, 5), (7, 3, 5), (3, 4, 1)])
+def test_upsample_is_the_transposed_convolution(height, width, features):
+  """One output channel: the kernel gradient is a product of the cotangent's patches."""
   x = jax.random.normal(jax.random.key(0), (2, height, width, 3))
-  kernel = jax.random.normal(jax.random.key(1), (4, 4, 3, 5))
+  kernel = jax.random.normal(jax.random.key(1), (4, 4, 3, features))
   assert_same_function(conv.upsample, transposed, x, kernel)
 
 

@@ -12,6 +12,9 @@ forward pass in its fast form and its gradients through the other's, by `jax.cus
   2m + q takes taps (3, 1) of inputs (m - 1, m) for q = 0 and taps (2, 0) of (m, m + 1) for
   q = 1, so one 2x2 stride-1 convolution of the padded input to 4x the channels computes every
   phase, then a depth-to-space interleaves them. Its input gradient is `downsample`.
+- Both kernel gradients are the strided convolution's at some input: XLA's, or for an input of
+  one channel (the grey image into the first layer, the gradient out of the last) the product
+  of that input's patches with the cotangent (`_kernel_gradient`).
 
 Both are the same functions as `nn.Conv(strides=2, padding=1)` and `nn.ConvTranspose` of the
 same 4x4 kernel (tests/test_conv.py checks values and gradients against them); BENCHMARKS.md has
@@ -56,6 +59,40 @@ def _phase_convolution(x, kernel):
   return phases.reshape(b, 2 * h, 2 * w, features)
 
 
+def _space_to_depth(x):
+  """x (B, H, W, I), H and W even, padded by 1 and cut into 2x2 blocks: (B, H/2 + 1, W/2 + 1,
+  4I), channels ordered (row in the block, column in the block, I)."""
+  b, h, w, i = x.shape
+  x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  x = x.reshape(b, h // 2 + 1, 2, w // 2 + 1, 2, i).transpose(0, 1, 3, 2, 4, 5)
+  return x.reshape(b, h // 2 + 1, w // 2 + 1, 4 * i)
+
+
+def _blocked_kernel(kernel):
+  """The 4x4 kernel (4, 4, I, O) as a 2x2 one (2, 2, 4I, O) over `_space_to_depth`'s channels:
+  tap 2a + p of each axis is tap a at the block's position p."""
+  i, o = kernel.shape[2:]
+  return kernel.reshape(2, 2, 2, 2, i, o).transpose(0, 2, 1, 3, 4, 5).reshape(2, 2, 4 * i, o)
+
+
+def _patches(x):
+  """x's 4x4 stride-2 windows, (B, H/2, W/2, 16I), in the order of `_blocked_kernel`'s taps
+  flattened: the 2x2 neighbourhoods of `_space_to_depth(x)`."""
+  blocks = _space_to_depth(x)
+  h, w = blocks.shape[1] - 1, blocks.shape[2] - 1
+  return jnp.concatenate([blocks[:, a : a + h, c : c + w] for a in range(2) for c in range(2)], -1)
+
+
+def _kernel_gradient(x, kernel, g):
+  """The kernel's gradient of <g, strided convolution(x, kernel)>, x with even sides: XLA's,
+  but for one input channel x's patches times g, one (16 x N) by (N x O) product, which
+  XLA:CPU runs ~3x faster there and slower for 4 or more channels (BENCHMARKS' layer table)."""
+  if x.shape[-1] != 1:
+    return jax.vjp(lambda k: _strided_convolution(x, k), kernel)[1](g)[0]
+  product = _patches(x).reshape(-1, 16).T @ g.reshape(-1, g.shape[-1])
+  return product.reshape(2, 2, 2, 2, 1, -1).transpose(0, 2, 1, 3, 4, 5).reshape(kernel.shape)
+
+
 def downsample(x, kernel):
   """The 4x4 stride-2 convolution with padding 1, (B, H, W, I) -> (B, H', W', O) with
   H' = floor(H/2) and W' = floor(W/2). Odd sides, whose input gradient `upsample` cannot be
@@ -76,8 +113,7 @@ def _downsample_forward(x, kernel):
 
 def _downsample_backward(residuals, g):
   x, kernel = residuals
-  _, kernel_gradient = jax.vjp(lambda k: _strided_convolution(x, k), kernel)
-  return upsample(g, _swap_channels(kernel)), kernel_gradient(g)[0]
+  return upsample(g, _swap_channels(kernel)), _kernel_gradient(x, kernel, g)
 
 
 _downsample_even.defvjp(_downsample_forward, _downsample_backward)
@@ -100,8 +136,8 @@ def _upsample_backward(residuals, g):
   gradient is downsample(g, w'), the kernel gradient downsample's kernel gradient at input g
   and cotangent x, swapped back."""
   x, kernel = residuals
-  _, kernel_gradient = jax.vjp(lambda k: _strided_convolution(g, k), _swap_channels(kernel))
-  return downsample(g, _swap_channels(kernel)), _swap_channels(kernel_gradient(x)[0])
+  swapped = _swap_channels(kernel)
+  return downsample(g, swapped), _swap_channels(_kernel_gradient(g, swapped, x))
 
 
 upsample.defvjp(_upsample_forward, _upsample_backward)
