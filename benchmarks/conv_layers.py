@@ -46,10 +46,17 @@ LAYERS = (
 )
 
 
+def _blocked_kernel(kernel):
+  """The 4x4 kernel (4, 4, I, O) as a 2x2 one (2, 2, 4I, O) over `conv._space_to_depth`'s
+  channels: tap 2a + p of each axis is tap a at the block's position p."""
+  i, o = kernel.shape[2:]
+  return kernel.reshape(2, 2, 2, 2, i, o).transpose(0, 2, 1, 3, 4, 5).reshape(2, 2, 4 * i, o)
+
+
 def space_to_depth(x, kernel):
   return jax.lax.conv_general_dilated(
       conv._space_to_depth(x),
-      conv._blocked_kernel(kernel),
+      _blocked_kernel(kernel),
       (1, 1),
       "VALID",
       dimension_numbers=("NHWC", "HWIO", "NHWC"),
@@ -57,7 +64,7 @@ def space_to_depth(x, kernel):
 
 
 def im2col(x, kernel):
-  return conv._patches(x) @ conv._blocked_kernel(kernel).reshape(-1, kernel.shape[-1])
+  return conv._patches(x) @ _blocked_kernel(kernel).reshape(-1, kernel.shape[-1])
 
 
 def xla_transposed(x, kernel):

@@ -68,16 +68,9 @@ def _space_to_depth(x):
   return x.reshape(b, h // 2 + 1, w // 2 + 1, 4 * i)
 
 
-def _blocked_kernel(kernel):
-  """The 4x4 kernel (4, 4, I, O) as a 2x2 one (2, 2, 4I, O) over `_space_to_depth`'s channels:
-  tap 2a + p of each axis is tap a at the block's position p."""
-  i, o = kernel.shape[2:]
-  return kernel.reshape(2, 2, 2, 2, i, o).transpose(0, 2, 1, 3, 4, 5).reshape(2, 2, 4 * i, o)
-
-
 def _patches(x):
-  """x's 4x4 stride-2 windows, (B, H/2, W/2, 16I), in the order of `_blocked_kernel`'s taps
-  flattened: the 2x2 neighbourhoods of `_space_to_depth(x)`."""
+  """x's 4x4 stride-2 windows, (B, H/2, W/2, 16I): the 2x2 neighbourhoods (a, c) of
+  `_space_to_depth(x)`, so channel (a, c, p, q, i) holds tap (2a + p, 2c + q) of channel i."""
   blocks = _space_to_depth(x)
   h, w = blocks.shape[1] - 1, blocks.shape[2] - 1
   return jnp.concatenate([blocks[:, a : a + h, c : c + w] for a in range(2) for c in range(2)], -1)
