@@ -388,7 +388,7 @@ def test_records_are_read_as_tfds_decodes_them(tmp_path, monkeypatch):
 @pytest.mark.parametrize("name", ["digits", "toy2d/eight_gaussians", "dsprites_procedural/coarse"])
 def test_the_embedded_sets_are_read_without_tfds_decoding_each_example(data_dir, name, monkeypatch):
   """Reading a split whole (as the runner puts one on the device) decodes the records directly,
-  not example by example through TFDS's feature tree (54 s for procedural dSprites' 737,280),
+  not example by example through TFDS's feature tree (67 s for procedural dSprites' 737,280),
   and gives what TFDS's decoding gives."""
   dataset = data.load(name, data_dir)
   indices = np.arange(dataset.num_examples("train"))[::-7]
