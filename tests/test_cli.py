@@ -116,6 +116,20 @@ def test_the_console_commands_run_from_any_directory(tmp_path, command):
   assert wrong.stderr.startswith("error: unknown flag --modle; ") and wrong.stderr.count("\n") == 1
 
 
+def test_starting_the_runner_leaves_scikit_learn_to_the_metrics_that_fit_with_it():
+  """scikit-learn took a second of the three that importing the runner took (the digits' builder
+  and the disentanglement metrics imported it at the top), which every command paid: `--help`
+  and a one-line error before anything compiles included."""
+  imported = subprocess.run(
+      [sys.executable, "-c", "import sys, experiments.run; print(*sys.modules, sep='\\n')"],
+      cwd=ROOT,
+      capture_output=True,
+      text=True,
+      check=True,
+  )
+  assert not [m for m in imported.stdout.split() if m.split(".")[0] == "sklearn"]
+
+
 def test_readmes_console_command_trains_from_another_directory(tmp_path, data_dir):
   """README's `zoo-run` line, as written but started in another directory: a smoke run trains
   there."""

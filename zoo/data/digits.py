@@ -4,7 +4,6 @@ builder that needs no network: a fixed shuffle split into train 1,257 / validati
 
 import numpy as np
 import tensorflow_datasets as tfds
-from sklearn import datasets as sklearn_datasets
 
 NUM_LEVELS = 17
 SPLITS = {"train": slice(0, 1257), "validation": slice(1257, 1437), "test": slice(1437, None)}
@@ -28,6 +27,9 @@ class Digits(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager):
     del dl_manager
+    # imported here, once the set is prepared: scikit-learn takes a second to import
+    from sklearn import datasets as sklearn_datasets  # pylint: disable=import-outside-toplevel
+
     digits = sklearn_datasets.load_digits()
     order = np.random.default_rng(0).permutation(len(digits.target))
     images = digits.images[order].astype(np.uint8)[..., None]

@@ -13,15 +13,12 @@ On a ground-truth data set (`factor_sizes`, `sample_factors(n, rng)`,
   beta_vae_score(data, encode_fn, rng)     Higgins et al. 2017, as disentanglement_lib reads it
   beta_vae_score_paper(data, encode_fn, rng)   the same, by the paper's own protocol
   factor_vae_score(data, encode_fn, rng)   Kim & Mnih 2018
-Each returns a dict of floats.
+Each returns a dict of floats. Each metric imports the part of scikit-learn it fits with:
+scikit-learn takes a second of the three that importing the runner takes, which every command
+would otherwise pay, `--help` and a one-line error included.
 """
 
 import numpy as np
-from sklearn import ensemble
-from sklearn import linear_model
-from sklearn import metrics as sk_metrics
-from sklearn import svm
-from sklearn.utils import parallel
 
 
 def _discretize(codes: np.ndarray, num_bins: int) -> np.ndarray:
@@ -35,6 +32,8 @@ def _discretize(codes: np.ndarray, num_bins: int) -> np.ndarray:
 
 def mutual_information(factors: np.ndarray, codes: np.ndarray, num_bins: int = 20) -> np.ndarray:
   """(D, K) mutual information in nats between each binned code dimension and each factor."""
+  from sklearn import metrics as sk_metrics  # pylint: disable=import-outside-toplevel
+
   binned = _discretize(codes, num_bins)
   return np.array([[sk_metrics.mutual_info_score(f, c) for f in factors.T] for c in binned])
 
@@ -42,6 +41,8 @@ def mutual_information(factors: np.ndarray, codes: np.ndarray, num_bins: int = 2
 def mig(factors: np.ndarray, codes: np.ndarray, num_bins: int = 20) -> dict[str, float]:
   """Mutual information gap: per factor, the gap between the two code dimensions most
   informative about it, over the factor's entropy; averaged over factors (Chen et al. eq. 6)."""
+  from sklearn import metrics as sk_metrics  # pylint: disable=import-outside-toplevel
+
   information = np.sort(mutual_information(factors, codes, num_bins), axis=0)
   entropy = np.array([sk_metrics.mutual_info_score(f, f) for f in factors.T])
   return {"mig": float(np.mean((information[-1] - information[-2]) / entropy))}
@@ -58,6 +59,8 @@ def sap(factors: np.ndarray, codes: np.ndarray, train_fraction: float = 2 / 3) -
   SVM (C = 0.01) predicting the factor from that dimension alone; SAP averages over factors the
   gap between the two best dimensions. The first `train_fraction` of the examples trains, the
   rest tests."""
+  from sklearn import svm  # pylint: disable=import-outside-toplevel
+
   train_f, train_c, test_f, test_c = _split(factors, codes, train_fraction)
   scores = np.zeros((codes.shape[1], factors.shape[1]))
   for d in range(codes.shape[1]):
@@ -86,6 +89,9 @@ def dci(
   importance matrix R (D x K) of gradient boosted trees predicting each factor from the codes:
   disentanglement = sum_d rho_d (1 - H_K(R_d.)), rho_d = R_d. / sum R; completeness = mean_k
   (1 - H_D(R_.k)); informativeness = the trees' mean held-out accuracy."""
+  from sklearn import ensemble  # pylint: disable=import-outside-toplevel
+  from sklearn.utils import parallel  # pylint: disable=import-outside-toplevel
+
   train_f, train_c, test_f, test_c = _split(factors, codes, train_fraction)
 
   def fit(k):
@@ -158,6 +164,8 @@ def beta_vae_score(
   Returns:
     {"train_accuracy", "eval_accuracy"}.
   """
+  from sklearn import linear_model  # pylint: disable=import-outside-toplevel
+
   names = list(data.factor_names)
   factors = np.array([names.index(name) for name in scored_factors or names])
   train_x, train_y = _difference_points(data, encode_fn, rng, num_train, batch_size, factors)
