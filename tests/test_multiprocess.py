@@ -134,6 +134,7 @@ def test_two_processes_of_two_devices_train_a_game_as_one_of_four(tmp_path, data
   assert_trained_by_two_processes_of_four_devices(tmp_path / "two", config.num_steps)
 
 
+@pytest.mark.slow  # ~1 min on 2 cores: one two-process launch of 300 steps
 def test_a_pair_that_dispatches_many_steps_ahead_finishes(tmp_path, data_dir):
   """Between two logging points (300 steps apart here) the host dispatches steps ahead of the
   devices. Two steps in flight deadlocked XLA:CPU's gloo all-reduces: this run hung in 3 of 3

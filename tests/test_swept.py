@@ -75,7 +75,15 @@ def _batch(shape, updates, batch_size, rng):
   return {"x": x if updates else x[0]}
 
 
-@pytest.mark.parametrize("case", list(CASES))
+# With `make test-slow`, for time (15-20 s each): DIP-VAE's, whose plain field is swept as the
+# beta-VAE's beta and whose derived one as in test_a_value_derived_from_a_swept_one_is_derived_
+# per_setting, and the crossed learning rate, which test_seeds sweeps alone.
+SLOW_CASES = ("dip_vae lambda_od, ii", "dip_vae lambda_d", "wgan weight_clip x learning_rate")
+
+
+@pytest.mark.parametrize(
+    "case", [pytest.param(c, marks=pytest.mark.slow) if c in SLOW_CASES else c for c in CASES]
+)
 def test_a_swept_replica_is_the_single_run_of_its_setting(case, monkeypatch):
   """Unrolled, as on CPU where a step convolves, so that a replica runs its single run's very
   operations but for the swept values, which it takes from its state, not as constants."""

@@ -67,6 +67,7 @@ def test_beta_weights_the_kl_and_beta_one_is_the_elbo():
   np.testing.assert_allclose(heavy - value, 3 * metrics["kl"], rtol=1e-5)
 
 
+@pytest.mark.slow  # 30 s; beta's weight itself: test_beta_weights_the_kl_and_beta_one_is_the_elbo
 def test_beta_four_trains_a_code_of_fewer_latents_than_the_vae_on_dsprites_positions():
   """The capacity pressure that beta-VAE's disentanglement rests on (Higgins et al. 2017, eq. 4
   and section 4.2): trained on dSprites' square at its 32 x 32 positions (halved to 32 x 32
