@@ -67,13 +67,15 @@ def test_downsample_layer_is_flax_conv(height):
   )
 
 
-def test_upsample_layer_is_flax_conv_transpose():
+@pytest.mark.parametrize("features", [6, 1])
+def test_upsample_layer_is_flax_conv_transpose(features):
   """nn.ConvTranspose with `transpose_kernel` is the gradient-of-convolution transpose, with
-  padding 2 on each side (kernel - 1 - 1) for an exact doubling."""
+  padding 2 on each side (kernel - 1 - 1) for an exact doubling. To one channel the layer takes
+  XLA's form, to several the four-phase one."""
   x = jax.random.normal(jax.random.key(0), (2, 4, 3, 5))
-  layer = conv.Upsample(6)
+  layer = conv.Upsample(features)
   reference = nn.ConvTranspose(
-      6, (4, 4), strides=(2, 2), padding=((2, 2), (2, 2)), transpose_kernel=True
+      features, (4, 4), strides=(2, 2), padding=((2, 2), (2, 2)), transpose_kernel=True
   )
   variables = layer.init(jax.random.key(1), x)
   kernel = variables["params"]["kernel"].swapaxes(-1, -2)

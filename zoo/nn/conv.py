@@ -11,7 +11,8 @@ forward pass in its fast form and its gradients through the other's, by `jax.cus
 - `upsample` splits the 4x4 transposed convolution into its four output phases: output pixel
   2m + q takes taps (3, 1) of inputs (m - 1, m) for q = 0 and taps (2, 0) of (m, m + 1) for
   q = 1, so one 2x2 stride-1 convolution of the padded input to 4x the channels computes every
-  phase, then a depth-to-space interleaves them. Its input gradient is `downsample`.
+  phase, then a depth-to-space interleaves them; to one output channel it is XLA's own
+  transposed convolution, faster there. Its input gradient is `downsample`.
 - Both kernel gradients are the strided convolution's at some input: XLA's, or for an input of
   one channel (the grey image into the first layer, the gradient out of the last) the product
   of that input's patches with the cotangent (`_kernel_gradient`).
@@ -41,6 +42,24 @@ def _strided_convolution(x, kernel):
   return jax.lax.conv_general_dilated(
       x, kernel, (2, 2), ((1, 1), (1, 1)), dimension_numbers=_DIMENSIONS
   )
+
+
+def _dilated_convolution(x, kernel):
+  """The transposed convolution as XLA computes it: the strided convolution's input gradient,
+  an input-dilated convolution."""
+  b, h, w, _ = x.shape
+  output = jnp.zeros((b, 2 * h, 2 * w, kernel.shape[-1]), x.dtype)
+  swapped = _swap_channels(kernel)
+  return jax.vjp(lambda y: _strided_convolution(y, swapped), output)[1](x)[0]
+
+
+def _transposed_convolution(x, kernel):
+  """The transposed convolution in the form XLA:CPU runs faster: the four-phase form, or XLA's
+  own for one output channel (the beta-VAE's last layer: 2.8 ms against the phase form's 4.4,
+  where with 32 output channels the phase form takes 4.0 against 28.6; BENCHMARKS.md)."""
+  if kernel.shape[-1] == 1:
+    return _dilated_convolution(x, kernel)
+  return _phase_convolution(x, kernel)
 
 
 def _phase_convolution(x, kernel):
@@ -118,11 +137,11 @@ def upsample(x, kernel):
   """The 4x4 stride-2 transposed convolution with padding 1, (B, H, W, I) -> (B, 2H, 2W, O):
   output pixel j gets w[k] x[i] wherever 2i + k - 1 = j (each spatial axis), the adjoint of
   `downsample` with `kernel`'s channel axes swapped."""
-  return _phase_convolution(x, kernel)
+  return _transposed_convolution(x, kernel)
 
 
 def _upsample_forward(x, kernel):
-  return _phase_convolution(x, kernel), (x, kernel)
+  return _transposed_convolution(x, kernel), (x, kernel)
 
 
 def _upsample_backward(residuals, g):
