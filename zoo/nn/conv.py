@@ -55,8 +55,9 @@ def _dilated_convolution(x, kernel):
 
 def _transposed_convolution(x, kernel):
   """The transposed convolution in the form XLA:CPU runs faster: the four-phase form, or XLA's
-  own for one output channel (the beta-VAE's last layer: 2.8 ms against the phase form's 4.4,
-  where with 32 output channels the phase form takes 4.0 against 28.6; BENCHMARKS.md)."""
+  own for one output channel (the beta-VAE's last layer: XLA's 2.8 ms against the phase form's
+  4.4, where to 32 output channels the phase form takes 3.7 against XLA's 29.1; BENCHMARKS.md,
+  "Patches and space-to-depth")."""
   if kernel.shape[-1] == 1:
     return _dilated_convolution(x, kernel)
   return _phase_convolution(x, kernel)
